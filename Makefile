@@ -1,0 +1,36 @@
+# muster: the two promised commands are `make demo` and `make test`.
+GO      ?= go
+PKGS    ?= ./...
+BENCH   ?= .
+COUNT   ?= 6
+
+.PHONY: test vet race bench lint fmt demo fuzz
+
+## test: vet, then every test with the race detector (what CI runs).
+test: vet race
+
+vet:
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -cpu 2 ./muster/ ./middleware/... ./ratelimit/...
+
+## lint: formatting and vet.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## fuzz: a longer run of the core's invariant fuzzer.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzInvariants -fuzztime 60s ./muster/
+
+## demo: the example service with embedded defaults.
+demo:
+	$(GO) run ./examples/otel-demo

@@ -1,0 +1,721 @@
+package muster
+
+import (
+	"context"
+	"math"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The engine behind Client and Batcher. One mutex guards all state. Add
+// appends under it; the producer whose item completes a batch closes the batch
+// and, when an in-flight slot is free, launches its goroutine; otherwise the
+// batch queues for a slot and later producers wait once PendingWorkCapacity
+// items are queued behind it. The Done of a batch hands its slot to the oldest
+// queued batch. A reused time.AfterFunc timer closes a batch BatchTimeout after
+// its first item. There is no worker goroutine for Add; Client's Work channel
+// has one, which feeds the same Add path (the seed's design).
+
+type state uint8
+
+const (
+	stateNew state = iota
+	stateRunning
+	stateStopping // no new items; draining
+	stateStopped  // every batch done (or abandoned at a deadline)
+)
+
+// batch is one batch in the making or in flight.
+type batch[T any] struct {
+	id       uint64
+	n        int
+	items    []T   // FireFunc path
+	user     Batch // Batch path (Client)
+	ctxs     []context.Context
+	times    []time.Time
+	first    time.Time // first item's arrival (when a timeout or hooks need it)
+	ready    time.Time // when it was closed (when hooks need it)
+	trigger  Trigger
+	inflight int // in flight at launch, this one included (hooks only)
+	queued   int // Stats.Queued at launch (hooks only)
+}
+
+type barrier struct {
+	maxID     uint64
+	remaining int
+	err       error
+	ch        chan struct{}
+}
+
+type engine[T any] struct {
+	// Set before start, then read-only.
+	name      string
+	max       int
+	timeout   time.Duration
+	limit     int
+	capacity  int
+	fire      FireFunc[T]
+	maker     func() Batch
+	hooks     *Hooks
+	keepCtxs  bool
+	keepTimes bool
+	base      context.Context
+	cancel    context.CancelCauseFunc
+	workLen   func() int // len(Work) for Client, nil for Batcher
+	hasWorker bool
+
+	mu            sync.Mutex
+	state         state
+	cur           *batch[T]
+	waiting       []*batch[T] // closed batches waiting for an in-flight slot, oldest first
+	waitingItems  int
+	inflight      int
+	inflightItems int
+	nextID        uint64
+	timer         *time.Timer
+	space         chan struct{} // closed when producers may retry; nil when nobody waits
+	barriers      []*barrier
+	free          []*batch[T]
+	drained       chan struct{}
+	workerDone    bool
+	aborted       bool
+	stopHooked    atomic.Bool
+	stats         Stats
+}
+
+type engineConfig struct {
+	name        string
+	max         uint
+	timeout     time.Duration
+	limit       uint
+	capacity    uint
+	hooks       *Hooks
+	baseContext func() context.Context
+}
+
+func clampInt(u uint) int {
+	if u > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int(u)
+}
+
+func newEngine[T any](c engineConfig) *engine[T] {
+	e := &engine[T]{
+		name:     c.name,
+		max:      clampInt(c.max),
+		timeout:  c.timeout,
+		limit:    clampInt(c.limit),
+		capacity: clampInt(c.capacity),
+		hooks:    c.hooks,
+		drained:  make(chan struct{}),
+		state:    stateRunning,
+	}
+	if e.hooks != nil {
+		e.keepCtxs = e.hooks.KeepItemContexts
+		e.keepTimes = e.hooks.KeepItemTimes
+	}
+	base := context.Background()
+	if c.baseContext != nil {
+		if b := c.baseContext(); b != nil {
+			base = b
+		}
+	}
+	e.base, e.cancel = context.WithCancelCause(base)
+	return e
+}
+
+func (e *engine[T]) clientInfo() ClientInfo {
+	return ClientInfo{
+		Name:                 e.name,
+		MaxBatchSize:         e.max,
+		BatchTimeout:         e.timeout,
+		MaxConcurrentBatches: e.limit,
+		PendingWorkCapacity:  e.capacity,
+		Stats:                e.snapshot,
+	}
+}
+
+func (e *engine[T]) started() {
+	if e.hooks != nil && e.hooks.Started != nil {
+		e.hooks.Started(e.clientInfo())
+	}
+}
+
+// add offers one item. The Work channel's worker passes worker=true: it may
+// add while the client is stopping (it drains Work), and it waits for a slot
+// as soon as any batch waits, since the channel itself is its buffer.
+func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
+	var since time.Time
+	e.mu.Lock()
+	for {
+		if e.state != stateRunning && (!worker || e.aborted) {
+			err := ErrStopped
+			if worker {
+				err = ErrIncomplete
+			}
+			return e.refuseLocked(ctx, since, err)
+		}
+		if !e.fullLocked(worker) {
+			break
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if e.space == nil {
+			e.space = make(chan struct{})
+		}
+		space := e.space
+		e.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			e.mu.Lock()
+			return e.refuseLocked(ctx, since, ctx.Err())
+		}
+		e.mu.Lock()
+	}
+	b := e.cur
+	if b == nil {
+		b = e.newBatchLocked()
+		e.cur = b
+	}
+	if b.user != nil {
+		if err := safeAdd(b.user, item); err != nil {
+			return e.refuseLocked(ctx, since, err)
+		}
+	} else {
+		b.items = append(b.items, item)
+	}
+	b.n++
+	if e.keepCtxs {
+		b.ctxs = append(b.ctxs, ctx)
+	}
+	if e.keepTimes {
+		b.times = append(b.times, time.Now())
+	}
+	e.stats.Added++
+	if b.n == 1 {
+		e.openLocked(b)
+	}
+	if b.n == e.max {
+		e.closeLocked(b, TriggerSize)
+	}
+	e.mu.Unlock()
+	if h := e.hooks; h != nil && h.Added != nil {
+		var blocked time.Duration
+		if !since.IsZero() {
+			blocked = time.Since(since)
+		}
+		h.Added(AddInfo{Name: e.name, Ctx: ctx, Blocked: blocked})
+	}
+	return nil
+}
+
+// refuseLocked counts a refused item, unlocks and reports it.
+func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error) error {
+	e.stats.Refused++
+	e.mu.Unlock()
+	if h := e.hooks; h != nil && h.Added != nil {
+		var blocked time.Duration
+		if !since.IsZero() {
+			blocked = time.Since(since)
+		}
+		h.Added(AddInfo{Name: e.name, Ctx: ctx, Blocked: blocked, Err: err})
+	}
+	return err
+}
+
+// fullLocked reports whether a producer must wait: a closed batch is waiting
+// for a slot and PendingWorkCapacity items are already queued behind it.
+func (e *engine[T]) fullLocked(worker bool) bool {
+	if len(e.waiting) == 0 {
+		return false
+	}
+	return worker || e.behindLocked() >= e.capacity
+}
+
+// behindLocked counts the items queued behind the oldest waiting batch.
+func (e *engine[T]) behindLocked() int {
+	if len(e.waiting) == 0 {
+		return 0
+	}
+	n := e.waitingItems - e.waiting[0].n
+	if e.cur != nil {
+		n += e.cur.n
+	}
+	return n
+}
+
+func safeAdd(b Batch, item any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	b.Add(item)
+	return nil
+}
+
+func (e *engine[T]) newBatchLocked() *batch[T] {
+	if e.maker != nil {
+		return &batch[T]{user: e.maker()}
+	}
+	if n := len(e.free); n > 0 {
+		b := e.free[n-1]
+		e.free = e.free[:n-1]
+		return b
+	}
+	b := &batch[T]{}
+	if e.max > 0 {
+		b.items = make([]T, 0, e.max)
+	}
+	return b
+}
+
+// openLocked starts the age of a batch that just got its first item.
+func (e *engine[T]) openLocked(b *batch[T]) {
+	if e.timeout <= 0 && e.hooks == nil {
+		return
+	}
+	b.first = time.Now()
+	if e.timeout <= 0 {
+		return
+	}
+	if e.timer == nil {
+		e.timer = time.AfterFunc(e.timeout, e.onTimer)
+	} else {
+		e.timer.Reset(e.timeout)
+	}
+}
+
+// onTimer closes the current batch when its first item is BatchTimeout old.
+// A callback left over from a batch that closed earlier finds a younger (or
+// no) current batch and does nothing; the timer was re-armed for that one.
+func (e *engine[T]) onTimer() {
+	e.mu.Lock()
+	if b := e.cur; b != nil && b.n > 0 && time.Since(b.first) >= e.timeout {
+		e.closeLocked(b, TriggerTimeout)
+	}
+	e.mu.Unlock()
+}
+
+// closeLocked ends the current batch: it fires now or queues for a slot.
+func (e *engine[T]) closeLocked(b *batch[T], t Trigger) {
+	e.cur = nil
+	b.trigger = t
+	e.nextID++
+	b.id = e.nextID
+	if e.timer != nil && t != TriggerTimeout {
+		e.timer.Stop()
+	}
+	if e.hooks != nil {
+		b.ready = time.Now()
+	}
+	if e.limit == 0 || e.inflight < e.limit {
+		e.launchLocked(b)
+		return
+	}
+	e.waiting = append(e.waiting, b)
+	e.waitingItems += b.n
+}
+
+func (e *engine[T]) launchLocked(b *batch[T]) {
+	e.inflight++
+	e.inflightItems += b.n
+	e.stats.Fired++
+	if e.hooks != nil {
+		b.inflight = e.inflight
+		b.queued = e.queuedLocked()
+	}
+	go e.run(b)
+}
+
+// flushLocked closes the current batch, if it holds anything.
+func (e *engine[T]) flushLocked(t Trigger) {
+	if b := e.cur; b != nil && b.n > 0 {
+		e.closeLocked(b, t)
+	}
+}
+
+func (e *engine[T]) queuedLocked() int {
+	q := e.behindLocked()
+	if e.workLen != nil {
+		q += e.workLen()
+	}
+	return q
+}
+
+func (e *engine[T]) snapshot() Stats {
+	e.mu.Lock()
+	s := e.stats
+	s.InFlight = e.inflight
+	s.Queued = e.queuedLocked()
+	s.Pending = e.waitingItems
+	if e.cur != nil {
+		s.Pending += e.cur.n
+	}
+	e.mu.Unlock()
+	return s
+}
+
+func (e *engine[T]) fireInfo(b *batch[T], now time.Time) FireInfo {
+	info := FireInfo{
+		Name:                 e.name,
+		BatchID:              b.id,
+		Size:                 b.n,
+		MaxBatchSize:         e.max,
+		MaxConcurrentBatches: e.limit,
+		Trigger:              b.trigger,
+		InFlight:             b.inflight,
+		Queued:               b.queued,
+		Start:                now,
+		Contexts:             b.ctxs,
+		Enqueued:             b.times,
+	}
+	if !b.first.IsZero() {
+		info.Age = now.Sub(b.first)
+	}
+	if !b.ready.IsZero() {
+		info.SlotWait = now.Sub(b.ready)
+	}
+	return info
+}
+
+// run is a batch's own goroutine.
+func (e *engine[T]) run(b *batch[T]) {
+	ctx := e.base
+	var info FireInfo
+	var err error
+	if h := e.hooks; h != nil {
+		info = e.fireInfo(b, time.Now())
+		if h.Waited != nil || h.Retried != nil {
+			ctx = context.WithValue(ctx, reporterKey{}, &reporter{hooks: h, name: e.name, id: b.id})
+		}
+		if h.Fired != nil {
+			ctx, err = callFired(h.Fired, ctx, info)
+		}
+	}
+	if err == nil && b.user != nil {
+		n := &notifier[T]{e: e, b: b, ctx: ctx, info: info}
+		if err := n.fire(); err != nil {
+			n.finish(err)
+		}
+		return
+	}
+	if err == nil {
+		err = callFire(e.fire, ctx, b.items)
+	}
+	e.finish(ctx, b, info, err)
+}
+
+func callFired(f func(context.Context, FireInfo) context.Context, ctx context.Context, info FireInfo) (out context.Context, err error) {
+	out = ctx
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	if c := f(ctx, info); c != nil {
+		out = c
+	}
+	return out, nil
+}
+
+func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	return f(ctx, items)
+}
+
+// finish marks a batch done: hooks, slot, waiting batches, barriers.
+func (e *engine[T]) finish(ctx context.Context, b *batch[T], info FireInfo, err error) {
+	if h := e.hooks; h != nil && h.Done != nil {
+		callDone(h.Done, ctx, DoneInfo{FireInfo: info, Duration: time.Since(info.Start), Err: err})
+	}
+	e.mu.Lock()
+	e.inflight--
+	e.inflightItems -= b.n
+	e.stats.Done++
+	if err != nil {
+		e.stats.Failed++
+	}
+	e.releaseLocked(b.id, nil)
+	woke := false
+	for len(e.waiting) > 0 && (e.limit == 0 || e.inflight < e.limit) {
+		next := e.waiting[0]
+		e.waiting[0] = nil
+		e.waiting = e.waiting[1:]
+		e.waitingItems -= next.n
+		e.launchLocked(next)
+		woke = true
+	}
+	if woke {
+		e.wakeLocked()
+	}
+	e.recycleLocked(b)
+	drained := e.checkDrainedLocked()
+	e.mu.Unlock()
+	if drained {
+		e.stopped()
+	}
+}
+
+func callDone(f func(context.Context, DoneInfo), ctx context.Context, info DoneInfo) {
+	defer func() { _ = recover() }() // a panicking hook must not keep the slot
+	f(ctx, info)
+}
+
+func (e *engine[T]) recycleLocked(b *batch[T]) {
+	if b.user != nil || len(e.free) >= 8 {
+		return
+	}
+	clear(b.items)
+	clear(b.ctxs)
+	*b = batch[T]{items: b.items[:0], ctxs: b.ctxs[:0], times: b.times[:0]}
+	e.free = append(e.free, b)
+}
+
+// wakeLocked lets every waiting producer look again.
+func (e *engine[T]) wakeLocked() {
+	if e.space != nil {
+		close(e.space)
+		e.space = nil
+	}
+}
+
+// releaseLocked counts a finished batch against the Flush barriers it belongs to.
+func (e *engine[T]) releaseLocked(id uint64, err error) {
+	if len(e.barriers) == 0 {
+		return
+	}
+	kept := e.barriers[:0]
+	for _, bar := range e.barriers {
+		if id <= bar.maxID {
+			if err != nil {
+				bar.err = err
+			}
+			bar.remaining--
+			if bar.remaining == 0 {
+				close(bar.ch)
+				continue
+			}
+		}
+		kept = append(kept, bar)
+	}
+	clear(e.barriers[len(kept):])
+	e.barriers = kept
+}
+
+// flush closes the current batch and waits until every batch closed before
+// it returned is done.
+func (e *engine[T]) flush(ctx context.Context) error {
+	e.mu.Lock()
+	if e.state != stateRunning {
+		e.mu.Unlock()
+		return ErrStopped
+	}
+	e.flushLocked(TriggerFlush)
+	outstanding := len(e.waiting) + e.inflight
+	if outstanding == 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	bar := &barrier{maxID: e.nextID, remaining: outstanding, ch: make(chan struct{})}
+	e.barriers = append(e.barriers, bar)
+	e.mu.Unlock()
+	select {
+	case <-bar.ch:
+		return bar.err
+	case <-ctx.Done():
+		e.mu.Lock()
+		for i, x := range e.barriers {
+			if x == bar {
+				e.barriers = append(e.barriers[:i], e.barriers[i+1:]...)
+				break
+			}
+		}
+		e.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// checkDrainedLocked moves a stopping engine with nothing left to stopped. It
+// reports whether it did, so the caller runs the Stopped hook after unlocking.
+func (e *engine[T]) checkDrainedLocked() bool {
+	if e.state != stateStopping || !e.workerDone || e.inflight > 0 || len(e.waiting) > 0 {
+		return false
+	}
+	if e.cur != nil && e.cur.n > 0 {
+		return false
+	}
+	e.state = stateStopped
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.cancel(ErrStopped)
+	close(e.drained)
+	return true
+}
+
+func (e *engine[T]) stopped() {
+	if e.hooks != nil && e.hooks.Stopped != nil && e.stopHooked.CompareAndSwap(false, true) {
+		e.hooks.Stopped(e.clientInfo())
+	}
+}
+
+// workerExit is called by Client's worker once Work is closed and drained.
+func (e *engine[T]) workerExit() {
+	e.mu.Lock()
+	e.workerDone = true
+	if !e.aborted {
+		e.flushLocked(TriggerShutdown)
+	}
+	drained := e.checkDrainedLocked()
+	e.mu.Unlock()
+	if drained {
+		e.stopped()
+	}
+}
+
+// beginStop refuses new items and, when there is no worker, closes the last
+// batch. It reports whether this call began the stop.
+func (e *engine[T]) beginStop() (first bool, err error) {
+	e.mu.Lock()
+	switch e.state {
+	case stateNew:
+		e.mu.Unlock()
+		return false, ErrNotStarted
+	case stateRunning:
+		first = true
+		e.state = stateStopping
+		e.wakeLocked()
+		if !e.hasWorker {
+			e.workerDone = true
+			e.flushLocked(TriggerShutdown)
+		}
+	}
+	drained := e.checkDrainedLocked()
+	e.mu.Unlock()
+	if drained {
+		e.stopped()
+	}
+	return first, nil
+}
+
+// wait blocks until the engine is drained or ctx ends; then it gives up on
+// what is left (see abort).
+func (e *engine[T]) wait(ctx context.Context) error {
+	select {
+	case <-e.drained:
+		return nil
+	default:
+	}
+	select {
+	case <-e.drained:
+		return nil
+	case <-ctx.Done():
+		return e.abort(ctx)
+	}
+}
+
+// abort gives up at a shutdown deadline: batches that have not fired are
+// abandoned (their Done hook sees ErrIncomplete), in-flight batches see their
+// context canceled, and the error counts what did not finish.
+func (e *engine[T]) abort(ctx context.Context) error {
+	e.mu.Lock()
+	if e.state == stateStopped {
+		e.mu.Unlock()
+		return nil
+	}
+	var abandoned []*batch[T]
+	if !e.aborted {
+		e.aborted = true
+		e.cancel(ErrIncomplete)
+		if b := e.cur; b != nil && b.n > 0 {
+			e.nextID++
+			b.id = e.nextID
+			b.trigger = TriggerShutdown
+			abandoned = append(abandoned, b)
+		}
+		e.cur = nil
+		abandoned = append(abandoned, e.waiting...)
+		e.waiting = nil
+		e.waitingItems = 0
+		e.wakeLocked()
+		for _, b := range abandoned {
+			e.stats.Abandoned += uint64(b.n)
+			e.releaseLocked(b.id, ErrIncomplete)
+		}
+	}
+	se := &ShutdownError{Batches: e.inflight + len(abandoned), Items: e.inflightItems, Cause: context.Cause(ctx)}
+	for _, b := range abandoned {
+		se.Items += b.n
+	}
+	if e.workLen != nil {
+		se.Items += e.workLen()
+	}
+	drained := e.checkDrainedLocked()
+	e.mu.Unlock()
+	if h := e.hooks; h != nil && h.Done != nil {
+		now := time.Now()
+		for _, b := range abandoned {
+			info := e.fireInfo(b, now)
+			callDone(h.Done, e.base, DoneInfo{FireInfo: info, Err: ErrIncomplete})
+		}
+	}
+	if drained {
+		e.stopped()
+	}
+	if se.Batches == 0 && se.Items == 0 {
+		return nil
+	}
+	return se
+}
+
+// notifier is the Notifier a Batch's Fire receives.
+type notifier[T any] struct {
+	e    *engine[T]
+	b    *batch[T]
+	ctx  context.Context
+	info FireInfo
+	once atomic.Bool
+}
+
+var _ ErrorNotifier = (*notifier[any])(nil)
+
+// Done marks the batch done. Calls after the first are ignored.
+func (n *notifier[T]) Done() { n.finish(nil) }
+
+// DoneError marks the batch done with an error (nil means success). Calls
+// after the first are ignored.
+func (n *notifier[T]) DoneError(err error) { n.finish(err) }
+
+func (n *notifier[T]) finish(err error) {
+	if n.once.CompareAndSwap(false, true) {
+		n.e.finish(n.ctx, n.b, n.info, err)
+	}
+}
+
+func (n *notifier[T]) fire() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	if fc, ok := n.b.user.(FireContexter); ok {
+		fc.FireContext(n.ctx, n)
+	} else {
+		n.b.user.Fire(n)
+	}
+	return nil
+}
+
+func newPanicError(r any) *PanicError {
+	return &PanicError{Value: r, Stack: debug.Stack()}
+}
