@@ -70,6 +70,7 @@ type engine[T any] struct {
 	state         state
 	cur           *batch[T]
 	waiting       []*batch[T] // closed batches waiting for an in-flight slot, oldest first
+	nwaiting      atomic.Int32 // len(waiting), for the Work worker's lock-free check
 	waitingItems  int
 	inflight      int
 	inflightItems int
@@ -214,6 +215,26 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 	return nil
 }
 
+// workerWait holds the Work worker while a closed batch waits for an
+// in-flight slot, so that, as in the seed, nothing drains Work meanwhile and
+// producers block once PendingWorkCapacity items are in it.
+func (e *engine[T]) workerWait() {
+	if e.nwaiting.Load() == 0 {
+		return
+	}
+	e.mu.Lock()
+	for len(e.waiting) > 0 && !e.aborted {
+		if e.space == nil {
+			e.space = make(chan struct{})
+		}
+		space := e.space
+		e.mu.Unlock()
+		<-space
+		e.mu.Lock()
+	}
+	e.mu.Unlock()
+}
+
 // refuseLocked counts a refused item, unlocks and reports it.
 func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error) error {
 	e.stats.Refused++
@@ -319,6 +340,7 @@ func (e *engine[T]) closeLocked(b *batch[T], t Trigger) {
 		return
 	}
 	e.waiting = append(e.waiting, b)
+	e.nwaiting.Store(int32(len(e.waiting)))
 	e.waitingItems += b.n
 }
 
@@ -455,6 +477,7 @@ func (e *engine[T]) finish(ctx context.Context, b *batch[T], info FireInfo, err 
 		e.launchLocked(next)
 		woke = true
 	}
+	e.nwaiting.Store(int32(len(e.waiting)))
 	if woke {
 		e.wakeLocked()
 	}
@@ -646,6 +669,7 @@ func (e *engine[T]) abort(ctx context.Context) error {
 		e.cur = nil
 		abandoned = append(abandoned, e.waiting...)
 		e.waiting = nil
+		e.nwaiting.Store(0)
 		e.waitingItems = 0
 		e.wakeLocked()
 		for _, b := range abandoned {

@@ -229,7 +229,12 @@ func (c *Client) Start() error {
 // worker drains Work into batches until Stop closes it.
 func (c *Client) worker(work chan interface{}) {
 	ctx := context.Background()
-	for item := range work {
+	for {
+		c.e.workerWait()
+		item, ok := <-work
+		if !ok {
+			break
+		}
 		_ = c.e.add(ctx, item, true) // a refusal reaches the Added hook and Stats
 	}
 	c.e.workerExit()
