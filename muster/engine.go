@@ -69,7 +69,7 @@ type engine[T any] struct {
 	mu            sync.Mutex
 	state         state
 	cur           *batch[T]
-	waiting       []*batch[T] // closed batches waiting for an in-flight slot, oldest first
+	waiting       []*batch[T]  // closed batches waiting for an in-flight slot, oldest first
 	nwaiting      atomic.Int32 // len(waiting), for the Work worker's lock-free check
 	waitingItems  int
 	inflight      int
