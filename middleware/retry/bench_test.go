@@ -1,0 +1,48 @@
+package retry_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/musterhq/muster/middleware/retry"
+	"github.com/musterhq/muster/muster"
+)
+
+// nop is called through a FireFunc value in every benchmark, so that the
+// direct call is not inlined away.
+var nop muster.FireFunc[int] = func(context.Context, []int) error { return nil }
+
+// The success path: one attempt that succeeds, against calling the FireFunc
+// directly. The default budget costs a lock and a clock read per batch.
+func BenchmarkSuccess(b *testing.B) {
+	ctx := context.Background()
+	items := make([]int, 100)
+	for _, bc := range []struct {
+		name string
+		fire muster.FireFunc[int]
+	}{
+		{"direct", nop},
+		{"retry", retry.New[int]()(nop)},
+		{"retry-nobudget", retry.New[int](retry.WithBudget(nil))(nop)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.fire(ctx, items); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := bc.fire(ctx, items); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

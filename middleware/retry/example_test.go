@@ -1,0 +1,106 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/musterhq/muster/middleware/retry"
+	"github.com/musterhq/muster/muster"
+)
+
+// A downstream that times out twice, then takes the batch. The Retried hook
+// (where tracing and metrics listen) sees each failed attempt and its wait.
+func ExampleNew() {
+	errTimeout := errors.New("timeout")
+	attempt := 0
+	insert := func(ctx context.Context, rows []string) error {
+		attempt++
+		if attempt < 3 {
+			fmt.Printf("attempt %d %v: %v\n", attempt, rows, errTimeout)
+			return errTimeout
+		}
+		fmt.Printf("attempt %d %v: ok\n", attempt, rows)
+		return nil
+	}
+	b := &muster.Batcher[string]{
+		MaxBatchSize: 2,
+		Hooks: &muster.Hooks{
+			Retried: func(ctx context.Context, info muster.RetryInfo) {
+				fmt.Printf("batch %d: retry in %v\n", info.BatchID, info.Backoff)
+			},
+			Done: func(ctx context.Context, info muster.DoneInfo) {
+				fmt.Printf("batch %d: done, err=%v\n", info.BatchID, info.Err)
+			},
+		},
+		Fire: retry.New[string](
+			retry.WithMaxAttempts(4),
+			retry.WithBackoff(retry.Backoff{Initial: time.Millisecond, Jitter: retry.NoJitter}),
+		)(insert),
+	}
+	if err := b.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = b.Add(context.Background(), "a")
+	_ = b.Add(context.Background(), "b")
+	_ = b.Stop()
+	// Output:
+	// attempt 1 [a b]: timeout
+	// batch 1: retry in 1ms
+	// attempt 2 [a b]: timeout
+	// batch 1: retry in 2ms
+	// attempt 3 [a b]: ok
+	// batch 1: done, err=<nil>
+}
+
+// When the attempts run out, the error says so and still matches the
+// downstream's own error.
+func ExampleError() {
+	errDown := errors.New("connection refused")
+	fire := retry.New[int](
+		retry.WithMaxAttempts(3),
+		retry.WithBackoff(retry.Backoff{Initial: time.Millisecond}),
+	)(func(ctx context.Context, items []int) error { return errDown })
+
+	err := fire(context.Background(), []int{1, 2, 3})
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, retry.ErrExhausted), errors.Is(err, errDown))
+	var re *retry.Error
+	if errors.As(err, &re) {
+		fmt.Println("attempts:", re.Attempts)
+	}
+	// Output:
+	// retry: attempts exhausted after 3 attempts: connection refused
+	// true true
+	// attempts: 3
+}
+
+// A failure that no retry can fix is marked Permanent and returned at once.
+func ExamplePermanent() {
+	errInvalid := errors.New("invalid row")
+	calls := 0
+	fire := retry.New[int]()(func(ctx context.Context, items []int) error {
+		calls++
+		return retry.Permanent(fmt.Errorf("row %d: %w", items[0], errInvalid))
+	})
+	err := fire(context.Background(), []int{7})
+	fmt.Println(calls, err)
+	fmt.Println(errors.Is(err, errInvalid), retry.IsPermanent(err))
+	// Output:
+	// 1 row 7: invalid row
+	// true true
+}
+
+// Batchers writing to one downstream share one budget, so that together
+// their retries add at most 10% to the load (plus 1 retry a second).
+func ExampleNewBudget() {
+	budget := retry.NewBudget(0.1, 1)
+	orders := retry.New[string](retry.WithBudget(budget))
+	payments := retry.New[int](retry.WithBudget(budget))
+	_, _ = orders, payments
+	fmt.Println("retries available:", budget.Balance())
+	// Output:
+	// retries available: 10
+}

@@ -1,0 +1,308 @@
+// Package retry is a muster middleware that calls a batch's FireFunc again
+// when it fails: exponential backoff with jitter, a cap on attempts and on
+// elapsed time, errors marked Permanent left alone, a server's delay hint
+// honoured, and a retry Budget shared across batches so that a failing
+// downstream is not hammered.
+//
+//	fire := muster.Chain(retry.New[Row](retry.WithMaxAttempts(4)), ...)(insertRows)
+//
+// # What it asks of the FireFunc
+//
+// After a failed attempt the FireFunc is called again with the same context
+// (or, with WithAttemptTimeout, a new one derived from it for each attempt)
+// and the same items slice, so:
+//
+//   - it must be idempotent, or tolerate seeing items it already partly
+//     delivered (use an idempotency key or an upsert where the downstream
+//     has one);
+//   - it must not retain items, nor modify them in a way it could not take
+//     again: the next attempt sees the slice as the last one left it;
+//   - it returns Permanent(err) for failures a retry cannot fix (a
+//     malformed batch, a rejected credential), so that they are not retried.
+//
+// Partial retries (resending only the items a bulk API rejected) are out of
+// scope for now: an attempt succeeds or fails as a whole.
+//
+// # Limits
+//
+// By default a batch gets at most 5 attempts, no wait starts that would end
+// more than a minute after its first attempt started, and retries draw on a
+// Budget of the middleware's own, NewBudget(0.2, 10): retries add at most
+// 20% to the batches fired (plus 10 a second). A Budget passed with
+// WithBudget can be shared by several batchers that call one downstream.
+// Any of the three ending the retries makes the batch fail.
+//
+// # Schedule
+//
+// The wait before attempt n+1 is drawn below a ceiling of
+// Initial × Multiplier^(n-1), capped at Max (defaults: 100 ms, 2, 5 s), with
+// full jitter by default: uniform in [0, ceiling), the variant that spreads
+// competing clients best ("Exponential Backoff And Jitter", AWS Architecture
+// Blog). EqualJitter keeps a floor of half the ceiling; NoJitter waits the
+// ceiling. See Backoff.
+//
+// When an attempt's error (or one it wraps) has a method
+//
+//	RetryAfter() time.Duration
+//
+// returning more than zero (a server's Retry-After, a quota's reset time),
+// that is the wait instead, not capped by Backoff.Max. Either way, a wait
+// that would end past the WithMaxElapsedTime limit is not started: the
+// middleware gives up at once.
+//
+// # Outcome
+//
+// The middleware returns nil as soon as an attempt succeeds. An error that
+// is not retried (marked Permanent, or refused by WithRetryIf) is returned
+// unchanged. Otherwise, on giving up, it returns an [*Error] matching
+// ErrExhausted (attempts or elapsed time used up), ErrBudgetExhausted (the
+// Budget refused) or the cause of the batch context's end (muster.ErrIncomplete
+// at a Shutdown deadline), and also the last attempt's error, so
+// errors.Is(err, yourSentinel) holds through it.
+//
+// # Observation and shutdown
+//
+// Before each wait it calls muster.ReportRetry, so the batcher's Hooks.Retried
+// (tracing, metrics) see every failed attempt that will be retried: its
+// number, error and the wait. Waits select on the batch's context: when a
+// Shutdown deadline passes the core cancels it, the wait ends at once and
+// the batch fails with an error wrapping muster.ErrIncomplete. The batch
+// keeps its in-flight slot for all its attempts and waits.
+//
+// Where to put it among other middleware (rate limiting in particular) is
+// discussed in the documentation of package middleware.
+package retry
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/musterhq/muster/muster"
+)
+
+// Defaults, used where an option is not given.
+const (
+	defaultInitial     = 100 * time.Millisecond
+	defaultMax         = 5 * time.Second
+	defaultMultiplier  = 2
+	defaultMaxAttempts = 5
+	defaultMaxElapsed  = time.Minute
+	defaultBudgetRatio = 0.2
+	defaultBudgetMin   = 10
+)
+
+// Jitter says how a wait is drawn below the backoff's ceiling.
+type Jitter uint8
+
+// The jitter variants.
+const (
+	// FullJitter waits a uniform random time in [0, ceiling). The default.
+	FullJitter Jitter = iota
+	// EqualJitter waits half the ceiling plus a uniform random time in
+	// [0, ceiling/2).
+	EqualJitter
+	// NoJitter waits the ceiling itself.
+	NoJitter
+)
+
+// Backoff is the exponential schedule of waits between attempts. Zero fields
+// take the defaults.
+type Backoff struct {
+	Initial    time.Duration // ceiling of the first wait; default 100 ms
+	Max        time.Duration // cap on the ceiling; default 5 s
+	Multiplier float64       // growth of the ceiling per attempt; default 2, below 1 counts as 1
+	Jitter     Jitter        // default FullJitter
+}
+
+// ceiling returns the cap on the wait after the attempt-th attempt failed.
+func (b Backoff) ceiling(attempt int) time.Duration {
+	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(attempt-1))
+	if d >= float64(b.Max) || math.IsNaN(d) {
+		return b.Max
+	}
+	return time.Duration(d)
+}
+
+// wait draws the wait after the attempt-th attempt failed; r is uniform in
+// [0, 1).
+func (b Backoff) wait(attempt int, r float64) time.Duration {
+	c := b.ceiling(attempt)
+	switch b.Jitter {
+	case EqualJitter:
+		return c/2 + time.Duration(r*float64(c-c/2))
+	case NoJitter:
+		return c
+	}
+	return time.Duration(r * float64(c))
+}
+
+// Option configures New.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	backoff        Backoff
+	maxAttempts    int
+	maxElapsed     time.Duration
+	attemptTimeout time.Duration
+	retryIf        func(error) bool
+	budget         *Budget
+	rand           func() float64 // uniform in [0, 1); replaced by tests
+}
+
+// WithBackoff sets the schedule of waits; zero fields keep their defaults.
+func WithBackoff(b Backoff) Option {
+	return optionFunc(func(c *config) {
+		if b.Initial > 0 {
+			c.backoff.Initial = b.Initial
+		}
+		if b.Max > 0 {
+			c.backoff.Max = b.Max
+		}
+		if b.Multiplier != 0 {
+			c.backoff.Multiplier = max(b.Multiplier, 1)
+		}
+		c.backoff.Jitter = b.Jitter
+	})
+}
+
+// WithMaxAttempts caps the calls to the FireFunc per batch, the first
+// included: 1 means no retry. Default 5; n <= 0 removes the cap.
+func WithMaxAttempts(n int) Option {
+	return optionFunc(func(c *config) { c.maxAttempts = max(n, 0) })
+}
+
+// WithMaxElapsedTime caps the time from a batch's first attempt to the start
+// of its last: no wait is started that would end past it. Default 1 minute;
+// d <= 0 removes the cap. With neither cap, a batch is retried until it
+// succeeds, the budget refuses, or its context ends.
+func WithMaxElapsedTime(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxElapsed = max(d, 0) })
+}
+
+// WithAttemptTimeout gives each attempt a context of its own that ends d
+// after the attempt starts; an attempt cut short that way is retried like
+// any failure. Default: none (d <= 0).
+func WithAttemptTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.attemptTimeout = max(d, 0) })
+}
+
+// WithRetryIf sets which errors are retried: those for which retryIf
+// returns true. Errors marked Permanent never are. Default (nil): every
+// other error.
+func WithRetryIf(retryIf func(err error) bool) Option {
+	return optionFunc(func(c *config) { c.retryIf = retryIf })
+}
+
+// WithBudget makes retries draw on b, which several middlewares (and so
+// several batchers) may share. By default each New has a budget of its own,
+// NewBudget(0.2, 10); WithBudget(nil) removes it.
+func WithBudget(b *Budget) Option {
+	return optionFunc(func(c *config) { c.budget = b })
+}
+
+func newConfig(opts []Option) *config {
+	c := &config{
+		backoff:     Backoff{Initial: defaultInitial, Max: defaultMax, Multiplier: defaultMultiplier},
+		maxAttempts: defaultMaxAttempts,
+		maxElapsed:  defaultMaxElapsed,
+		budget:      NewBudget(defaultBudgetRatio, defaultBudgetMin),
+		rand:        rand.Float64,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(c)
+		}
+	}
+	return c
+}
+
+// New returns a Middleware that retries failed attempts of the FireFunc it
+// wraps, as the package doc describes. The middleware, and the Budget it
+// holds, are shared by every batch (and every FireFunc) it wraps; it is safe
+// for concurrent use.
+func New[T any](opts ...Option) muster.Middleware[T] {
+	c := newConfig(opts)
+	return func(next muster.FireFunc[T]) muster.FireFunc[T] {
+		return func(ctx context.Context, items []T) error {
+			return run(c, ctx, next, items)
+		}
+	}
+}
+
+// retryAfter is what a server's delay hint looks like on an error.
+type retryAfter interface{ RetryAfter() time.Duration }
+
+func run[T any](c *config, ctx context.Context, next muster.FireFunc[T], items []T) error {
+	start := time.Now()
+	if c.budget != nil {
+		c.budget.deposit(start)
+	}
+	for attempt := 1; ; attempt++ {
+		err := call(c, ctx, next, items)
+		if err == nil {
+			return nil
+		}
+		if IsPermanent(err) || (c.retryIf != nil && !c.retryIf(err)) {
+			return err
+		}
+		giveUp := func(reason error) error {
+			return &Error{Attempts: attempt, Elapsed: time.Since(start), Reason: reason, Last: err}
+		}
+		if ctx.Err() != nil {
+			return giveUp(context.Cause(ctx))
+		}
+		if c.maxAttempts > 0 && attempt >= c.maxAttempts {
+			return giveUp(ErrExhausted)
+		}
+		wait := c.backoff.wait(attempt, c.rand())
+		var hint retryAfter
+		if errors.As(err, &hint) {
+			if d := hint.RetryAfter(); d > 0 {
+				wait = d
+			}
+		}
+		now := time.Now()
+		if c.maxElapsed > 0 && now.Sub(start)+wait > c.maxElapsed {
+			return giveUp(ErrExhausted)
+		}
+		if c.budget != nil && !c.budget.withdraw(now) {
+			return giveUp(ErrBudgetExhausted)
+		}
+		muster.ReportRetry(ctx, muster.RetryInfo{Attempt: attempt, Err: err, Backoff: wait})
+		if !sleep(ctx, wait) {
+			return giveUp(context.Cause(ctx))
+		}
+	}
+}
+
+// call makes one attempt, under its own timeout when one is set.
+func call[T any](c *config, ctx context.Context, next muster.FireFunc[T], items []T) error {
+	if c.attemptTimeout <= 0 {
+		return next(ctx, items)
+	}
+	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	return next(actx, items)
+}
+
+// sleep waits d, or until ctx ends; it reports whether it waited the whole d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
