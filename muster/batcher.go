@@ -137,8 +137,8 @@ func (b *Batcher[T]) Shutdown(ctx context.Context) error {
 	if b.e == nil {
 		return ErrNotStarted
 	}
-	if _, err := b.e.beginStop(); err != nil {
-		return err
+	if b.e.beginStop() {
+		b.e.closeLast()
 	}
 	return b.e.wait(ctx)
 }

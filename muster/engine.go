@@ -9,22 +9,28 @@ import (
 	"time"
 )
 
-// The engine behind Client and Batcher. One mutex guards all state. Add
-// appends under it; the producer whose item completes a batch closes the batch
-// and, when an in-flight slot is free, launches its goroutine; otherwise the
-// batch queues for a slot and later producers wait once PendingWorkCapacity
-// items are queued behind it. The Done of a batch hands its slot to the oldest
-// queued batch. A reused time.AfterFunc timer closes a batch BatchTimeout after
-// its first item. There is no worker goroutine for Add; Client's Work channel
-// has one, which feeds the same Add path (the seed's design).
+// The engine behind Client and Batcher. Two locks keep producers and
+// finishing batches out of each other's way:
+//
+//   - mu, the add lock, guards the batch being filled. Add takes it, appends,
+//     and the producer whose item completes a batch closes it.
+//   - fmu, the flight lock, guards closed batches: the in-flight count, the
+//     queue of batches waiting for a slot, Flush barriers, the stop state.
+//     A producer takes it once per batch, to admit the batch it closed; a
+//     batch takes it once, when done, to hand its slot to the oldest waiting
+//     batch. Lock order: mu before fmu.
+//
+// Goroutines are launched after both locks are released. Producers look at
+// the waiting queue through an atomic counter, so the common Add never
+// touches fmu. A reused time.AfterFunc timer closes a batch BatchTimeout
+// after its first item. There is no worker goroutine for Add; Client's Work
+// channel has one, which feeds the same path (the seed's design).
 
 type state uint8
 
 const (
-	stateNew state = iota
-	stateRunning
-	stateStopping // no new items; draining
-	stateStopped  // every batch done (or abandoned at a deadline)
+	stateRunning  state = iota
+	stateStopping       // no new items; draining
 )
 
 // batch is one batch in the making or in flight.
@@ -39,7 +45,7 @@ type batch[T any] struct {
 	ready    time.Time // when it was closed (when hooks need it)
 	trigger  Trigger
 	inflight int // in flight at launch, this one included (hooks only)
-	queued   int // Stats.Queued at launch (hooks only)
+	queued   int // items queued at launch (hooks only)
 }
 
 type barrier struct {
@@ -64,26 +70,35 @@ type engine[T any] struct {
 	base      context.Context
 	cancel    context.CancelCauseFunc
 	workLen   func() int // len(Work) for Client, nil for Batcher
-	hasWorker bool
 
-	mu            sync.Mutex
-	state         state
-	cur           *batch[T]
-	waiting       []*batch[T]  // closed batches waiting for an in-flight slot, oldest first
-	nwaiting      atomic.Int32 // len(waiting), for the Work worker's lock-free check
+	mu      sync.Mutex // the add lock
+	state   state
+	cur     *batch[T]
+	spare   *batch[T] // a recycled batch for the next cur
+	nextID  uint64
+	timer   *time.Timer
+	added   uint64
+	refused uint64
+
+	fmu           sync.Mutex  // the flight lock
+	waiting       []*batch[T] // closed batches waiting for an in-flight slot, oldest first
+	nwaiting      atomic.Int32
 	waitingItems  int
 	inflight      int
 	inflightItems int
-	nextID        uint64
-	timer         *time.Timer
-	space         chan struct{} // closed when producers may retry; nil when nobody waits
+	space         chan struct{} // closed when producers may look again; nil when nobody waits
 	barriers      []*barrier
 	free          []*batch[T]
+	stopping      bool
+	lastClosed    bool // the final batch has been closed: nothing more will join
 	drained       chan struct{}
-	workerDone    bool
-	aborted       bool
-	stopHooked    atomic.Bool
-	stats         Stats
+	fired         uint64
+	done          uint64
+	failed        uint64
+	abandoned     uint64
+
+	aborted    atomic.Bool
+	stopHooked atomic.Bool
 }
 
 type engineConfig struct {
@@ -112,7 +127,6 @@ func newEngine[T any](c engineConfig) *engine[T] {
 		capacity: clampInt(c.capacity),
 		hooks:    c.hooks,
 		drained:  make(chan struct{}),
-		state:    stateRunning,
 	}
 	if e.hooks != nil {
 		e.keepCtxs = e.hooks.KeepItemContexts
@@ -152,24 +166,27 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 	var since time.Time
 	e.mu.Lock()
 	for {
-		if e.state != stateRunning && (!worker || e.aborted) {
+		if e.state != stateRunning && (!worker || e.aborted.Load()) {
 			err := ErrStopped
 			if worker {
 				err = ErrIncomplete
 			}
 			return e.refuseLocked(ctx, since, err)
 		}
-		if !e.fullLocked(worker) {
+		if e.nwaiting.Load() == 0 {
 			break
 		}
+		e.fmu.Lock()
+		if !e.fullLocked(worker) {
+			e.fmu.Unlock()
+			break
+		}
+		space := e.spaceLocked()
+		e.fmu.Unlock()
+		e.mu.Unlock()
 		if since.IsZero() {
 			since = time.Now()
 		}
-		if e.space == nil {
-			e.space = make(chan struct{})
-		}
-		space := e.space
-		e.mu.Unlock()
 		select {
 		case <-space:
 		case <-ctx.Done():
@@ -197,14 +214,18 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 	if e.keepTimes {
 		b.times = append(b.times, time.Now())
 	}
-	e.stats.Added++
+	e.added++
 	if b.n == 1 {
 		e.openLocked(b)
 	}
+	var launch *batch[T]
 	if b.n == e.max {
-		e.closeLocked(b, TriggerSize)
+		launch = e.closeLocked(b, TriggerSize)
 	}
 	e.mu.Unlock()
+	if launch != nil {
+		go e.run(launch)
+	}
 	if h := e.hooks; h != nil && h.Added != nil {
 		var blocked time.Duration
 		if !since.IsZero() {
@@ -215,6 +236,14 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 	return nil
 }
 
+// spaceLocked returns the channel closed when producers should look again.
+func (e *engine[T]) spaceLocked() chan struct{} {
+	if e.space == nil {
+		e.space = make(chan struct{})
+	}
+	return e.space
+}
+
 // workerWait holds the Work worker while a closed batch waits for an
 // in-flight slot, so that, as in the seed, nothing drains Work meanwhile and
 // producers block once PendingWorkCapacity items are in it.
@@ -222,22 +251,19 @@ func (e *engine[T]) workerWait() {
 	if e.nwaiting.Load() == 0 {
 		return
 	}
-	e.mu.Lock()
-	for len(e.waiting) > 0 && !e.aborted {
-		if e.space == nil {
-			e.space = make(chan struct{})
-		}
-		space := e.space
-		e.mu.Unlock()
+	e.fmu.Lock()
+	for len(e.waiting) > 0 && !e.aborted.Load() {
+		space := e.spaceLocked()
+		e.fmu.Unlock()
 		<-space
-		e.mu.Lock()
+		e.fmu.Lock()
 	}
-	e.mu.Unlock()
+	e.fmu.Unlock()
 }
 
-// refuseLocked counts a refused item, unlocks and reports it.
+// refuseLocked counts a refused item, unlocks mu and reports it.
 func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error) error {
-	e.stats.Refused++
+	e.refused++
 	e.mu.Unlock()
 	if h := e.hooks; h != nil && h.Added != nil {
 		var blocked time.Duration
@@ -249,8 +275,9 @@ func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error
 	return err
 }
 
-// fullLocked reports whether a producer must wait: a closed batch is waiting
-// for a slot and PendingWorkCapacity items are already queued behind it.
+// fullLocked (mu and fmu held) reports whether a producer must wait: a
+// closed batch is waiting for a slot and PendingWorkCapacity items are
+// already queued behind it.
 func (e *engine[T]) fullLocked(worker bool) bool {
 	if len(e.waiting) == 0 {
 		return false
@@ -258,7 +285,8 @@ func (e *engine[T]) fullLocked(worker bool) bool {
 	return worker || e.behindLocked() >= e.capacity
 }
 
-// behindLocked counts the items queued behind the oldest waiting batch.
+// behindLocked (mu and fmu held) counts the items queued behind the oldest
+// waiting batch.
 func (e *engine[T]) behindLocked() int {
 	if len(e.waiting) == 0 {
 		return 0
@@ -284,9 +312,8 @@ func (e *engine[T]) newBatchLocked() *batch[T] {
 	if e.maker != nil {
 		return &batch[T]{user: e.maker()}
 	}
-	if n := len(e.free); n > 0 {
-		b := e.free[n-1]
-		e.free = e.free[:n-1]
+	if b := e.spare; b != nil {
+		e.spare = nil
 		return b
 	}
 	b := &batch[T]{}
@@ -316,15 +343,21 @@ func (e *engine[T]) openLocked(b *batch[T]) {
 // A callback left over from a batch that closed earlier finds a younger (or
 // no) current batch and does nothing; the timer was re-armed for that one.
 func (e *engine[T]) onTimer() {
+	var launch *batch[T]
 	e.mu.Lock()
 	if b := e.cur; b != nil && b.n > 0 && time.Since(b.first) >= e.timeout {
-		e.closeLocked(b, TriggerTimeout)
+		launch = e.closeLocked(b, TriggerTimeout)
 	}
 	e.mu.Unlock()
+	if launch != nil {
+		e.run(launch) // the timer's goroutine is the batch's own
+	}
 }
 
-// closeLocked ends the current batch: it fires now or queues for a slot.
-func (e *engine[T]) closeLocked(b *batch[T], t Trigger) {
+// closeLocked (mu held) ends the current batch. It returns the batch when it
+// may fire now, for the caller to launch once it has unlocked; otherwise the
+// batch queues for a slot.
+func (e *engine[T]) closeLocked(b *batch[T], t Trigger) *batch[T] {
 	e.cur = nil
 	b.trigger = t
 	e.nextID++
@@ -335,51 +368,74 @@ func (e *engine[T]) closeLocked(b *batch[T], t Trigger) {
 	if e.hooks != nil {
 		b.ready = time.Now()
 	}
+	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	if n := len(e.free); n > 0 && e.spare == nil {
+		e.spare = e.free[n-1]
+		e.free[n-1] = nil
+		e.free = e.free[:n-1]
+	}
 	if e.limit == 0 || e.inflight < e.limit {
-		e.launchLocked(b)
-		return
+		e.admitLocked(b)
+		return b
 	}
 	e.waiting = append(e.waiting, b)
 	e.nwaiting.Store(int32(len(e.waiting)))
 	e.waitingItems += b.n
+	return nil
 }
 
-func (e *engine[T]) launchLocked(b *batch[T]) {
+// admitLocked (fmu held) gives a batch an in-flight slot.
+func (e *engine[T]) admitLocked(b *batch[T]) {
 	e.inflight++
 	e.inflightItems += b.n
-	e.stats.Fired++
+	e.fired++
 	if e.hooks != nil {
 		b.inflight = e.inflight
-		b.queued = e.queuedLocked()
+		b.queued = e.waitingItems
+		if e.workLen != nil {
+			b.queued += e.workLen()
+		}
 	}
-	go e.run(b)
 }
 
-// flushLocked closes the current batch, if it holds anything.
-func (e *engine[T]) flushLocked(t Trigger) {
+// flushLocked (mu held) closes the current batch, if it holds anything, and
+// returns it when it may fire now.
+func (e *engine[T]) flushLocked(t Trigger) *batch[T] {
 	if b := e.cur; b != nil && b.n > 0 {
-		e.closeLocked(b, t)
+		return e.closeLocked(b, t)
 	}
+	return nil
 }
 
-func (e *engine[T]) queuedLocked() int {
-	q := e.behindLocked()
-	if e.workLen != nil {
-		q += e.workLen()
+func (e *engine[T]) launch(b *batch[T]) {
+	if b != nil {
+		go e.run(b)
 	}
-	return q
 }
 
 func (e *engine[T]) snapshot() Stats {
 	e.mu.Lock()
-	s := e.stats
-	s.InFlight = e.inflight
-	s.Queued = e.queuedLocked()
-	s.Pending = e.waitingItems
+	e.fmu.Lock()
+	s := Stats{
+		Added:     e.added,
+		Refused:   e.refused,
+		Fired:     e.fired,
+		Done:      e.done,
+		Failed:    e.failed,
+		Abandoned: e.abandoned,
+		InFlight:  e.inflight,
+		Pending:   e.waitingItems,
+		Queued:    e.behindLocked(),
+	}
 	if e.cur != nil {
 		s.Pending += e.cur.n
 	}
+	e.fmu.Unlock()
 	e.mu.Unlock()
+	if e.workLen != nil {
+		s.Queued += e.workLen()
+	}
 	return s
 }
 
@@ -460,30 +516,31 @@ func (e *engine[T]) finish(ctx context.Context, b *batch[T], info FireInfo, err 
 	if h := e.hooks; h != nil && h.Done != nil {
 		callDone(h.Done, ctx, DoneInfo{FireInfo: info, Duration: time.Since(info.Start), Err: err})
 	}
-	e.mu.Lock()
+	var next *batch[T]
+	e.fmu.Lock()
 	e.inflight--
 	e.inflightItems -= b.n
-	e.stats.Done++
+	e.done++
 	if err != nil {
-		e.stats.Failed++
+		e.failed++
 	}
 	e.releaseLocked(b.id, nil)
-	woke := false
-	for len(e.waiting) > 0 && (e.limit == 0 || e.inflight < e.limit) {
-		next := e.waiting[0]
+	if len(e.waiting) > 0 && (e.limit == 0 || e.inflight < e.limit) {
+		next = e.waiting[0]
 		e.waiting[0] = nil
 		e.waiting = e.waiting[1:]
+		if len(e.waiting) == 0 {
+			e.waiting = e.waiting[:0:0] // let the array go
+		}
+		e.nwaiting.Store(int32(len(e.waiting)))
 		e.waitingItems -= next.n
-		e.launchLocked(next)
-		woke = true
-	}
-	e.nwaiting.Store(int32(len(e.waiting)))
-	if woke {
+		e.admitLocked(next)
 		e.wakeLocked()
 	}
 	e.recycleLocked(b)
 	drained := e.checkDrainedLocked()
-	e.mu.Unlock()
+	e.fmu.Unlock()
+	e.launch(next)
 	if drained {
 		e.stopped()
 	}
@@ -504,7 +561,7 @@ func (e *engine[T]) recycleLocked(b *batch[T]) {
 	e.free = append(e.free, b)
 }
 
-// wakeLocked lets every waiting producer look again.
+// wakeLocked (fmu held) lets every waiting producer look again.
 func (e *engine[T]) wakeLocked() {
 	if e.space != nil {
 		close(e.space)
@@ -512,7 +569,8 @@ func (e *engine[T]) wakeLocked() {
 	}
 }
 
-// releaseLocked counts a finished batch against the Flush barriers it belongs to.
+// releaseLocked (fmu held) counts a finished batch against the Flush
+// barriers it belongs to.
 func (e *engine[T]) releaseLocked(id uint64, err error) {
 	if len(e.barriers) == 0 {
 		return
@@ -543,43 +601,46 @@ func (e *engine[T]) flush(ctx context.Context) error {
 		e.mu.Unlock()
 		return ErrStopped
 	}
-	e.flushLocked(TriggerFlush)
-	outstanding := len(e.waiting) + e.inflight
-	if outstanding == 0 {
-		e.mu.Unlock()
+	launch := e.flushLocked(TriggerFlush)
+	e.fmu.Lock()
+	var bar *barrier
+	if outstanding := len(e.waiting) + e.inflight; outstanding > 0 {
+		bar = &barrier{maxID: e.nextID, remaining: outstanding, ch: make(chan struct{})}
+		e.barriers = append(e.barriers, bar)
+	}
+	e.fmu.Unlock()
+	e.mu.Unlock()
+	e.launch(launch)
+	if bar == nil {
 		return nil
 	}
-	bar := &barrier{maxID: e.nextID, remaining: outstanding, ch: make(chan struct{})}
-	e.barriers = append(e.barriers, bar)
-	e.mu.Unlock()
 	select {
 	case <-bar.ch:
 		return bar.err
 	case <-ctx.Done():
-		e.mu.Lock()
+		e.fmu.Lock()
 		for i, x := range e.barriers {
 			if x == bar {
 				e.barriers = append(e.barriers[:i], e.barriers[i+1:]...)
 				break
 			}
 		}
-		e.mu.Unlock()
+		e.fmu.Unlock()
 		return ctx.Err()
 	}
 }
 
-// checkDrainedLocked moves a stopping engine with nothing left to stopped. It
-// reports whether it did, so the caller runs the Stopped hook after unlocking.
+// checkDrainedLocked (fmu held) closes drained once the client is stopping,
+// its last batch is closed and every batch is done. It reports whether it
+// did, so the caller runs the Stopped hook after unlocking.
 func (e *engine[T]) checkDrainedLocked() bool {
-	if e.state != stateStopping || !e.workerDone || e.inflight > 0 || len(e.waiting) > 0 {
+	if !e.stopping || !e.lastClosed || e.inflight > 0 || len(e.waiting) > 0 {
 		return false
 	}
-	if e.cur != nil && e.cur.n > 0 {
+	select {
+	case <-e.drained:
 		return false
-	}
-	e.state = stateStopped
-	if e.timer != nil {
-		e.timer.Stop()
+	default:
 	}
 	e.cancel(ErrStopped)
 	close(e.drained)
@@ -592,43 +653,40 @@ func (e *engine[T]) stopped() {
 	}
 }
 
-// workerExit is called by Client's worker once Work is closed and drained.
-func (e *engine[T]) workerExit() {
+// closeLast closes the final batch (unless a deadline abandoned it) and
+// marks that nothing more will join. Stop does this for a Batcher; for a
+// Client the Work worker does, once Work is drained.
+func (e *engine[T]) closeLast() {
 	e.mu.Lock()
-	e.workerDone = true
-	if !e.aborted {
-		e.flushLocked(TriggerShutdown)
+	var launch *batch[T]
+	if !e.aborted.Load() {
+		launch = e.flushLocked(TriggerShutdown)
 	}
+	e.fmu.Lock()
+	e.lastClosed = true
 	drained := e.checkDrainedLocked()
+	e.fmu.Unlock()
 	e.mu.Unlock()
+	e.launch(launch)
 	if drained {
 		e.stopped()
 	}
 }
 
-// beginStop refuses new items and, when there is no worker, closes the last
-// batch. It reports whether this call began the stop.
-func (e *engine[T]) beginStop() (first bool, err error) {
+// beginStop refuses new items from now on and wakes producers waiting for
+// room (they get ErrStopped). It reports whether this call began the stop.
+func (e *engine[T]) beginStop() bool {
 	e.mu.Lock()
-	switch e.state {
-	case stateNew:
-		e.mu.Unlock()
-		return false, ErrNotStarted
-	case stateRunning:
-		first = true
-		e.state = stateStopping
-		e.wakeLocked()
-		if !e.hasWorker {
-			e.workerDone = true
-			e.flushLocked(TriggerShutdown)
-		}
+	defer e.mu.Unlock()
+	if e.state != stateRunning {
+		return false
 	}
-	drained := e.checkDrainedLocked()
-	e.mu.Unlock()
-	if drained {
-		e.stopped()
-	}
-	return first, nil
+	e.state = stateStopping
+	e.fmu.Lock()
+	e.stopping = true
+	e.wakeLocked()
+	e.fmu.Unlock()
+	return true
 }
 
 // wait blocks until the engine is drained or ctx ends; then it gives up on
@@ -651,14 +709,17 @@ func (e *engine[T]) wait(ctx context.Context) error {
 // abandoned (their Done hook sees ErrIncomplete), in-flight batches see their
 // context canceled, and the error counts what did not finish.
 func (e *engine[T]) abort(ctx context.Context) error {
+	var abandoned []*batch[T]
 	e.mu.Lock()
-	if e.state == stateStopped {
+	e.fmu.Lock()
+	select {
+	case <-e.drained:
+		e.fmu.Unlock()
 		e.mu.Unlock()
 		return nil
+	default:
 	}
-	var abandoned []*batch[T]
-	if !e.aborted {
-		e.aborted = true
+	if !e.aborted.Swap(true) {
 		e.cancel(ErrIncomplete)
 		if b := e.cur; b != nil && b.n > 0 {
 			e.nextID++
@@ -673,7 +734,7 @@ func (e *engine[T]) abort(ctx context.Context) error {
 		e.waitingItems = 0
 		e.wakeLocked()
 		for _, b := range abandoned {
-			e.stats.Abandoned += uint64(b.n)
+			e.abandoned += uint64(b.n)
 			e.releaseLocked(b.id, ErrIncomplete)
 		}
 	}
@@ -681,16 +742,16 @@ func (e *engine[T]) abort(ctx context.Context) error {
 	for _, b := range abandoned {
 		se.Items += b.n
 	}
+	drained := e.checkDrainedLocked()
+	e.fmu.Unlock()
+	e.mu.Unlock()
 	if e.workLen != nil {
 		se.Items += e.workLen()
 	}
-	drained := e.checkDrainedLocked()
-	e.mu.Unlock()
 	if h := e.hooks; h != nil && h.Done != nil {
 		now := time.Now()
 		for _, b := range abandoned {
-			info := e.fireInfo(b, now)
-			callDone(h.Done, e.base, DoneInfo{FireInfo: info, Err: ErrIncomplete})
+			callDone(h.Done, e.base, DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete})
 		}
 	}
 	if drained {

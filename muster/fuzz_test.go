@@ -197,8 +197,10 @@ func (r invariantRun) check(t *testing.T) {
 			}
 			fired++
 		}
-		// Every item taken was fired exactly once or abandoned at the deadline.
-		if uint64(fired)+s.Abandoned != uint64(added) || s.Added != uint64(added) {
+		// Every item offered was fired exactly once, abandoned at the deadline,
+		// or (left in Work at the deadline) refused by the worker.
+		if uint64(fired)+s.Abandoned+s.Refused != uint64(added) || s.Added+s.Refused != uint64(added) ||
+			(r.path != 1 || r.deadline == 0) && s.Refused != 0 {
 			t.Errorf("added %d, fired %d, abandoned %d, stats %+v", added, fired, s.Abandoned, s)
 		}
 		if r.deadline == 0 && s.Abandoned != 0 {

@@ -217,7 +217,6 @@ func (c *Client) Start() error {
 		baseContext: c.BaseContext,
 	})
 	e.maker = c.BatchMaker
-	e.hasWorker = true
 	e.workLen = func() int { return len(work) }
 	c.Work = work
 	c.e = e
@@ -237,7 +236,7 @@ func (c *Client) worker(work chan interface{}) {
 		}
 		_ = c.e.add(ctx, item, true) // a refusal reaches the Added hook and Stats
 	}
-	c.e.workerExit()
+	c.e.closeLast()
 }
 
 // Add adds an item as sending it on Work would, but without a channel
@@ -282,12 +281,8 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
 	}
-	first, err := c.e.beginStop()
-	if err != nil {
-		return err
-	}
-	if first {
-		c.closeOnce.Do(func() { close(c.Work) })
+	if c.e.beginStop() {
+		c.closeOnce.Do(func() { close(c.Work) }) // the worker drains it, then closes the last batch
 	}
 	return c.e.wait(ctx)
 }
