@@ -1,0 +1,240 @@
+package musterconv
+
+import "go.opentelemetry.io/otel/attribute"
+
+// Attribute keys. Each becomes a Prometheus label with its dots replaced by
+// underscores ([PrometheusLabel]).
+const (
+	// BatcherNameKey names the batcher a measurement belongs to: the name a
+	// user gives a client. It is on every measurement; its values must stay
+	// few (one per client, never per item or per user), since each value
+	// multiplies every series. Label: muster_batcher_name.
+	BatcherNameKey = attribute.Key("muster.batcher.name")
+
+	// BatchTriggerKey says why a batch fired: one of [TriggerSize],
+	// [TriggerTimeout], [TriggerFlush] or [TriggerShutdown]. Label:
+	// muster_batch_trigger.
+	BatchTriggerKey = attribute.Key("muster.batch.trigger")
+
+	// ErrorTypeKey is OpenTelemetry's error.type: a low-cardinality class of
+	// the error that ended an operation (an error type name or a short
+	// code such as "canceled"), set only when the operation failed.
+	// Label: error_type.
+	ErrorTypeKey = attribute.Key("error.type")
+)
+
+// Values of [BatchTriggerKey].
+const (
+	// TriggerSize: the batch reached MaxBatchSize.
+	TriggerSize = "size"
+	// TriggerTimeout: BatchTimeout passed since the batch's first item.
+	TriggerTimeout = "timeout"
+	// TriggerFlush: a caller asked for a flush.
+	TriggerFlush = "flush"
+	// TriggerShutdown: the client stopped and fired its partial batch.
+	TriggerShutdown = "shutdown"
+)
+
+// BatcherName returns the [BatcherNameKey] attribute with the given value.
+func BatcherName(name string) attribute.KeyValue { return BatcherNameKey.String(name) }
+
+// BatchTrigger returns the [BatchTriggerKey] attribute with the given value,
+// one of [TriggerSize], [TriggerTimeout], [TriggerFlush] or [TriggerShutdown].
+func BatchTrigger(trigger string) attribute.KeyValue { return BatchTriggerKey.String(trigger) }
+
+// Bucket boundaries. The SDK's defaults (0, 5, 10, ..., 10000) suit
+// milliseconds, not the seconds, item counts and ratios recorded here.
+var (
+	// secondsBuckets: 100 µs to 60 s in 1-2.5-5 steps. A size-triggered
+	// batch under load fills in microseconds, a timeout batch waits
+	// milliseconds to seconds, and a batch with retries can take tens of
+	// seconds.
+	secondsBuckets = []float64{
+		0.0001, 0.00025, 0.0005,
+		0.001, 0.0025, 0.005,
+		0.01, 0.025, 0.05,
+		0.1, 0.25, 0.5,
+		1, 2.5, 5,
+		10, 30, 60,
+	}
+	// itemBuckets: 1 to 10000 items in 1-2-5 steps.
+	itemBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000}
+	// ratioBuckets: 0.05 to 1 in tenths, with 0.05 and 0.95 to tell nearly
+	// empty and nearly full batches apart. A full batch records 1.
+	ratioBuckets = []float64{0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1}
+)
+
+// The catalogue. Each variable is the spec of one instrument; create the
+// instrument with its New method.
+var (
+	// ItemAdded counts items offered to a batcher, accepted or not.
+	// Attributes: [ErrorTypeKey] when the item was refused (for example
+	// because the batcher had stopped or the caller's context ended).
+	ItemAdded = Int64CounterSpec{Spec{
+		name:        "muster.item.added",
+		kind:        KindCounter,
+		unit:        "{item}",
+		description: "Items offered to the batcher; error.type is set when the item was refused.",
+		attrs:       []attribute.Key{ErrorTypeKey},
+		promName:    "muster_item_added_total",
+	}}
+
+	// ItemProcessed counts items whose batch finished, successfully or not.
+	// Attributes: [ErrorTypeKey] when the batch failed for good (after any
+	// retries).
+	ItemProcessed = Int64CounterSpec{Spec{
+		name:        "muster.item.processed",
+		kind:        KindCounter,
+		unit:        "{item}",
+		description: "Items whose batch finished; error.type is set when the batch failed for good.",
+		attrs:       []attribute.Key{ErrorTypeKey},
+		promName:    "muster_item_processed_total",
+	}}
+
+	// BatchSize records the number of items in each fired batch; its count
+	// is the number of batches fired. Attributes: [BatchTriggerKey].
+	BatchSize = Int64HistogramSpec{Spec{
+		name:        "muster.batch.size",
+		kind:        KindHistogram,
+		unit:        "{item}",
+		description: "Items per fired batch; the histogram's count is the number of batches fired.",
+		buckets:     itemBuckets,
+		attrs:       []attribute.Key{BatchTriggerKey},
+		promName:    "muster_batch_size",
+	}}
+
+	// BatchUtilization records each fired batch's fill ratio, its size
+	// divided by MaxBatchSize (0 to 1). Attributes: [BatchTriggerKey].
+	BatchUtilization = Float64HistogramSpec{Spec{
+		name:        "muster.batch.utilization",
+		kind:        KindHistogram,
+		unit:        "1",
+		description: "Fill ratio of fired batches: items in the batch divided by MaxBatchSize.",
+		buckets:     ratioBuckets,
+		attrs:       []attribute.Key{BatchTriggerKey},
+		promName:    "muster_batch_utilization",
+	}}
+
+	// BatchWaitDuration records, in seconds, the age of a batch's first
+	// item when the batch fired. Attributes: [BatchTriggerKey].
+	BatchWaitDuration = Float64HistogramSpec{Spec{
+		name:        "muster.batch.wait.duration",
+		kind:        KindHistogram,
+		unit:        "s",
+		description: "Age of a batch's first item when the batch fired.",
+		buckets:     secondsBuckets,
+		attrs:       []attribute.Key{BatchTriggerKey},
+		promName:    "muster_batch_wait_duration_seconds",
+	}}
+
+	// BatchDuration records, in seconds, the time from a batch's fire to
+	// its done, rate-limit waits and retries included. Attributes:
+	// [ErrorTypeKey] when the batch failed for good.
+	BatchDuration = Float64HistogramSpec{Spec{
+		name:        "muster.batch.duration",
+		kind:        KindHistogram,
+		unit:        "s",
+		description: "Time from a batch's fire to its done, rate-limit waits and retries included.",
+		buckets:     secondsBuckets,
+		attrs:       []attribute.Key{ErrorTypeKey},
+		promName:    "muster_batch_duration_seconds",
+	}}
+
+	// BatchInflight is the number of batches fired and not yet done: add 1
+	// at fire and -1 at done.
+	BatchInflight = Int64UpDownCounterSpec{Spec{
+		name:        "muster.batch.inflight",
+		kind:        KindUpDownCounter,
+		unit:        "{batch}",
+		description: "Batches fired and not yet done.",
+		promName:    "muster_batch_inflight",
+	}}
+
+	// BatchInflightLimit is the configured limit on batches in flight
+	// (MaxConcurrentBatches), observed by a callback. An up-down counter
+	// rather than a gauge, as OpenTelemetry's semantic conventions do for
+	// limits and capacities (otel.sdk.processor.span.queue.capacity), so
+	// that it sums across batchers like [BatchInflight].
+	BatchInflightLimit = Int64ObservableUpDownCounterSpec{Spec{
+		name:        "muster.batch.inflight.limit",
+		kind:        KindObservableUpDownCounter,
+		unit:        "{batch}",
+		description: "Configured limit on batches in flight at once.",
+		promName:    "muster_batch_inflight_limit",
+	}}
+
+	// QueueSize is the number of items waiting to join a batch, observed
+	// by a callback.
+	QueueSize = Int64ObservableUpDownCounterSpec{Spec{
+		name:        "muster.queue.size",
+		kind:        KindObservableUpDownCounter,
+		unit:        "{item}",
+		description: "Items waiting to join a batch.",
+		promName:    "muster_queue_size",
+	}}
+
+	// QueueCapacity is the number of items the queue holds before producers
+	// block, observed by a callback. Queue utilization is
+	// muster_queue_size / muster_queue_capacity in PromQL.
+	QueueCapacity = Int64ObservableUpDownCounterSpec{Spec{
+		name:        "muster.queue.capacity",
+		kind:        KindObservableUpDownCounter,
+		unit:        "{item}",
+		description: "Items the queue holds before producers block.",
+		promName:    "muster_queue_capacity",
+	}}
+
+	// AddBlockedDuration records, in seconds, how long a producer was held
+	// by backpressure before its item was taken or refused.
+	AddBlockedDuration = Float64HistogramSpec{Spec{
+		name:        "muster.add.blocked.duration",
+		kind:        KindHistogram,
+		unit:        "s",
+		description: "Time a producer was held by backpressure before its item was taken or refused.",
+		buckets:     secondsBuckets,
+		promName:    "muster_add_blocked_duration_seconds",
+	}}
+
+	// RateLimitWaitDuration records, in seconds, how long a batch waited for
+	// rate-limit tokens before its fire ran. The rate of its _sum is the
+	// seconds spent rate limited per second.
+	RateLimitWaitDuration = Float64HistogramSpec{Spec{
+		name:        "muster.ratelimit.wait.duration",
+		kind:        KindHistogram,
+		unit:        "s",
+		description: "Time a batch waited for rate-limit tokens before firing.",
+		buckets:     secondsBuckets,
+		promName:    "muster_ratelimit_wait_duration_seconds",
+	}}
+
+	// BatchRetries counts retry attempts made after a failed fire.
+	// Attributes: [ErrorTypeKey], the failure that caused the retry.
+	BatchRetries = Int64CounterSpec{Spec{
+		name:        "muster.batch.retries",
+		kind:        KindCounter,
+		unit:        "{retry}",
+		description: "Retry attempts after a failed fire; error.type is the failure that caused the retry.",
+		attrs:       []attribute.Key{ErrorTypeKey},
+		promName:    "muster_batch_retries_total",
+	}}
+)
+
+// All returns the specs of every instrument in the catalogue, in a fixed
+// order. The slice is new on each call.
+func All() []Spec {
+	return []Spec{
+		ItemAdded.Spec,
+		ItemProcessed.Spec,
+		BatchSize.Spec,
+		BatchUtilization.Spec,
+		BatchWaitDuration.Spec,
+		BatchDuration.Spec,
+		BatchInflight.Spec,
+		BatchInflightLimit.Spec,
+		QueueSize.Spec,
+		QueueCapacity.Spec,
+		AddBlockedDuration.Spec,
+		RateLimitWaitDuration.Spec,
+		BatchRetries.Spec,
+	}
+}
