@@ -21,6 +21,9 @@ import (
 // Baselines, written here so that they run in the same process:
 //   - mutexBatcher: a mutex-protected slice; the producer that fills a batch
 //     fires it. The floor for a lock-based Add.
+//   - mutex-go: the same, firing each batch on a goroutine of its own, as the
+//     seed's contract (and muster) requires. The gap to mutexBatcher is the
+//     price of that contract.
 //   - chanBatcher: a buffered channel (1024) and one consumer goroutine. The
 //     floor for a channel API.
 //   - seedBatcher: facebookgo/muster's design: a worker goroutine draining
@@ -197,6 +200,15 @@ func BenchmarkAdd(b *testing.B) {
 			runProducers(b, producers, func(fired *atomic.Int64) benchTarget {
 				m := &mutexBatcher{items: make([]int, 0, benchBatch), fire: func(items []int) { fired.Add(int64(len(items))) }}
 				return benchTarget{add: m.add, stop: m.flush}
+			})
+		})
+		b.Run(fmt.Sprintf("impl=mutex-go-baseline/producers=%d", producers), func(b *testing.B) {
+			runProducers(b, producers, func(fired *atomic.Int64) benchTarget {
+				var wg sync.WaitGroup
+				m := &mutexBatcher{items: make([]int, 0, benchBatch), fire: func(items []int) {
+					wg.Go(func() { fired.Add(int64(len(items))) })
+				}}
+				return benchTarget{add: m.add, stop: func() { m.flush(); wg.Wait() }}
 			})
 		})
 		b.Run(fmt.Sprintf("impl=chan-baseline/producers=%d", producers), func(b *testing.B) {
