@@ -1,0 +1,43 @@
+package throttle_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/musterhq/muster/middleware/throttle"
+	"github.com/musterhq/muster/muster"
+	"github.com/musterhq/muster/ratelimit"
+)
+
+// A downstream that takes 50 rows a second, in bulk inserts of up to 2 rows.
+// The first batch finds its tokens ready; the others wait, and the Waited
+// hook (where tracing and metrics listen) hears of each wait.
+func ExampleNew() {
+	rows := ratelimit.NewLimiter(50, 2) // 50 rows/s, bursts of one batch
+	b := &muster.Batcher[string]{
+		MaxBatchSize:         2,
+		MaxConcurrentBatches: 1,
+		Hooks: &muster.Hooks{Waited: func(ctx context.Context, info muster.WaitInfo) {
+			fmt.Printf("batch %d waited for %d %s tokens: %v\n", info.BatchID, info.Tokens, info.Reason, info.Duration > 0)
+		}},
+		Fire: throttle.New[string](rows, throttle.WithPerItem())(
+			func(ctx context.Context, items []string) error {
+				fmt.Println("insert", items)
+				return nil
+			}),
+	}
+	if err := b.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range []string{"a", "b", "c", "d", "e", "f"} {
+		_ = b.Add(context.Background(), s)
+	}
+	_ = b.Stop()
+	// Output:
+	// insert [a b]
+	// batch 2 waited for 2 ratelimit tokens: true
+	// insert [c d]
+	// batch 3 waited for 2 ratelimit tokens: true
+	// insert [e f]
+}
