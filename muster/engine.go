@@ -476,31 +476,50 @@ func (e *engine[T]) fireInfo(b *batch[T], now time.Time) FireInfo {
 	return info
 }
 
-// run is a batch's own goroutine.
+// run is a batch's own goroutine. Without hooks it keeps its frames small:
+// a new goroutine has a 2 KiB stack, and growing it costs more than firing.
 func (e *engine[T]) run(b *batch[T]) {
-	ctx := e.base
-	var info FireInfo
-	var err error
-	if h := e.hooks; h != nil {
-		info = e.fireInfo(b, time.Now())
-		if h.Waited != nil || h.Retried != nil {
-			ctx = context.WithValue(ctx, reporterKey{}, &reporter{hooks: h, name: e.name, id: b.id})
-		}
-		if h.Fired != nil {
-			ctx, err = callFired(h.Fired, ctx, info)
-		}
-	}
-	if err == nil && b.user != nil {
-		n := &notifier[T]{e: e, b: b, ctx: ctx, info: info}
-		if err := n.fire(); err != nil {
-			n.finish(err)
-		}
+	if e.hooks != nil {
+		e.runHooked(b)
 		return
 	}
-	if err == nil {
+	if b.user != nil {
+		e.fireUser(e.base, b, nil)
+		return
+	}
+	e.finish(e.base, b, nil, callFire(e.fire, e.base, b.items))
+}
+
+//go:noinline
+func (e *engine[T]) runHooked(b *batch[T]) {
+	h := e.hooks
+	info := new(FireInfo)
+	*info = e.fireInfo(b, time.Now())
+	ctx := e.base
+	if h.Waited != nil || h.Retried != nil {
+		ctx = context.WithValue(ctx, reporterKey{}, &reporter{hooks: h, name: e.name, id: b.id})
+	}
+	var err error
+	if h.Fired != nil {
+		ctx, err = callFired(h.Fired, ctx, *info)
+	}
+	switch {
+	case err != nil:
+	case b.user != nil:
+		e.fireUser(ctx, b, info)
+		return
+	default:
 		err = callFire(e.fire, ctx, b.items)
 	}
 	e.finish(ctx, b, info, err)
+}
+
+// fireUser calls a Batch's Fire (or FireContext) with a Notifier.
+func (e *engine[T]) fireUser(ctx context.Context, b *batch[T], info *FireInfo) {
+	n := &notifier[T]{e: e, b: b, ctx: ctx, info: info}
+	if err := n.fire(); err != nil {
+		n.finish(err)
+	}
 }
 
 func callFired(f func(context.Context, FireInfo) context.Context, ctx context.Context, info FireInfo) (out context.Context, err error) {
@@ -526,9 +545,9 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 }
 
 // finish marks a batch done: hooks, slot, waiting batches, barriers.
-func (e *engine[T]) finish(ctx context.Context, b *batch[T], info FireInfo, err error) {
-	if h := e.hooks; h != nil && h.Done != nil {
-		callDone(h.Done, ctx, DoneInfo{FireInfo: info, Duration: time.Since(info.Start), Err: err})
+func (e *engine[T]) finish(ctx context.Context, b *batch[T], info *FireInfo, err error) {
+	if info != nil && e.hooks.Done != nil {
+		e.doneHook(ctx, info, err)
 	}
 	var next *batch[T]
 	e.fmu.Lock()
@@ -558,6 +577,11 @@ func (e *engine[T]) finish(ctx context.Context, b *batch[T], info FireInfo, err 
 	if drained {
 		e.stopped()
 	}
+}
+
+//go:noinline
+func (e *engine[T]) doneHook(ctx context.Context, info *FireInfo, err error) {
+	callDone(e.hooks.Done, ctx, DoneInfo{FireInfo: *info, Duration: time.Since(info.Start), Err: err})
 }
 
 func callDone(f func(context.Context, DoneInfo), ctx context.Context, info DoneInfo) {
@@ -785,7 +809,7 @@ type notifier[T any] struct {
 	e    *engine[T]
 	b    *batch[T]
 	ctx  context.Context
-	info FireInfo
+	info *FireInfo // nil without hooks
 	once atomic.Bool
 }
 
