@@ -560,11 +560,9 @@ func (e *engine[T]) finish(ctx context.Context, b *batch[T], info *FireInfo, err
 	e.releaseLocked(b.id, nil)
 	if len(e.waiting) > 0 && (e.limit == 0 || e.inflight < e.limit) {
 		next = e.waiting[0]
-		e.waiting[0] = nil
-		e.waiting = e.waiting[1:]
-		if len(e.waiting) == 0 {
-			e.waiting = e.waiting[:0:0] // let the array go
-		}
+		n := copy(e.waiting, e.waiting[1:]) // few wait: a copy keeps the array for reuse
+		e.waiting[n] = nil
+		e.waiting = e.waiting[:n]
 		e.nwaiting.Store(int32(len(e.waiting)))
 		e.waitingItems -= next.n
 		e.admitLocked(next)
@@ -770,7 +768,8 @@ func (e *engine[T]) abort(ctx context.Context) error {
 		}
 		e.cur = nil
 		abandoned = append(abandoned, e.waiting...)
-		e.waiting = nil
+		clear(e.waiting)
+		e.waiting = e.waiting[:0]
 		e.nwaiting.Store(0)
 		e.waitingItems = 0
 		e.wakeLocked()
