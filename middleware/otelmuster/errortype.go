@@ -1,0 +1,121 @@
+package otelmuster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/musterhq/muster/muster"
+)
+
+// Values [ErrorType] gives muster's and the context package's errors.
+const (
+	// ErrorTypePanic: Fire (or a Batch's Add) panicked; see muster.ErrPanic.
+	ErrorTypePanic = "panic"
+	// ErrorTypeShutdownIncomplete: a Shutdown deadline passed first; see
+	// muster.ErrIncomplete. Items with this error.type were lost.
+	ErrorTypeShutdownIncomplete = "shutdown_incomplete"
+	// ErrorTypeStopped: Add was called after Stop; see muster.ErrStopped.
+	ErrorTypeStopped = "stopped"
+	// ErrorTypeNotStarted: the client was not started; see
+	// muster.ErrNotStarted.
+	ErrorTypeNotStarted = "not_started"
+	// ErrorTypeTimeout: a context deadline passed
+	// (context.DeadlineExceeded).
+	ErrorTypeTimeout = "timeout"
+	// ErrorTypeCanceled: a context was canceled (context.Canceled).
+	ErrorTypeCanceled = "canceled"
+)
+
+// ErrorType returns the low-cardinality class of err used as the error.type
+// attribute on spans and metrics, or "" for a nil err. The first rule that
+// matches decides:
+//
+//  1. errors.Is(err, muster.ErrPanic): "panic"; muster.ErrIncomplete:
+//     "shutdown_incomplete". These say what happened to the batch, whatever
+//     the panic value or the in-flight error was.
+//  2. err, or an error in its chain, has a method ErrorType() string that
+//     returns a non-empty value: that value (the convention of
+//     go.opentelemetry.io/otel/semconv's ErrorType). Give your errors this
+//     method to name them.
+//  3. muster.ErrStopped: "stopped"; muster.ErrNotStarted: "not_started";
+//     context.DeadlineExceeded: "timeout"; context.Canceled: "canceled".
+//  4. Otherwise the Go type of err, after unwrapping fmt.Errorf wrappers, as
+//     semconv's ErrorType names it: "package/path.Type" for a named type,
+//     its type string otherwise (for example "*net.OpError" or
+//     "*errors.errorString").
+//
+// The values are stable: dashboards and alerts may match on them.
+func ErrorType(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, muster.ErrPanic):
+		return ErrorTypePanic
+	case errors.Is(err, muster.ErrIncomplete):
+		return ErrorTypeShutdownIncomplete
+	}
+	if s := methodErrorType(err); s != "" {
+		return s
+	}
+	switch {
+	case errors.Is(err, muster.ErrStopped):
+		return ErrorTypeStopped
+	case errors.Is(err, muster.ErrNotStarted):
+		return ErrorTypeNotStarted
+	case errors.Is(err, context.DeadlineExceeded):
+		return ErrorTypeTimeout
+	case errors.Is(err, context.Canceled):
+		return ErrorTypeCanceled
+	}
+	t := reflect.TypeOf(unwrapFmt(err))
+	if pkg, name := t.PkgPath(), t.Name(); pkg != "" && name != "" {
+		return pkg + "." + name
+	}
+	return t.String()
+}
+
+type errorTyper interface{ ErrorType() string }
+
+func methodErrorType(err error) string {
+	if et, ok := err.(errorTyper); ok {
+		if s := et.ErrorType(); s != "" {
+			return s
+		}
+	}
+	var et errorTyper
+	if errors.As(err, &et) {
+		return et.ErrorType()
+	}
+	return ""
+}
+
+var (
+	fmtWrapError  = reflect.TypeOf(fmt.Errorf("%w", errors.New("x")))
+	fmtWrapErrors = reflect.TypeOf(fmt.Errorf("%w %w", errors.New("x"), errors.New("y")))
+)
+
+// unwrapFmt strips the wrappers fmt.Errorf makes, which say nothing about
+// the error: through %w to the wrapped error, through several %w to the
+// first.
+func unwrapFmt(err error) error {
+	for {
+		switch reflect.TypeOf(err) {
+		case fmtWrapError:
+			u := errors.Unwrap(err)
+			if u == nil {
+				return err
+			}
+			err = u
+		case fmtWrapErrors:
+			us := err.(interface{ Unwrap() []error }).Unwrap()
+			if len(us) == 0 || us[0] == nil {
+				return err
+			}
+			err = us[0]
+		default:
+			return err
+		}
+	}
+}

@@ -1,0 +1,20 @@
+package otelmuster
+
+import "github.com/musterhq/muster/muster"
+
+// NewHooks returns tracing and metrics together:
+// muster.Compose(NewTracing(opts...), metrics), with the metrics from
+// [NewMetrics]. Tracing comes first, so measurements made in Fired and Done
+// see the batch span in their context (exemplars) and the span ends after
+// them. Its error is NewMetrics's.
+func NewHooks(opts ...Option) (*muster.Hooks, error) {
+	m, err := NewMetrics(opts...)
+	if err != nil {
+		return nil, err
+	}
+	h := muster.Compose(NewTracing(opts...), m)
+	// Added runs for every item, and only the metrics listen to it: call
+	// theirs directly rather than through Compose's loop over one function.
+	h.Added = m.Added
+	return h, nil
+}
