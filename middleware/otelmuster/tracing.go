@@ -137,17 +137,22 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 	// Samplers see the name, the links and what a sampler might key on; the
 	// rest is set only on a recording span, so that an unsampled batch
 	// costs less.
-	ctx, span := t.tracer.Start(ctx, n.fire,
+	opts := [...]trace.SpanStartOption{
 		trace.WithNewRoot(),
 		trace.WithSpanKind(t.kind),
 		trace.WithTimestamp(info.Start),
-		trace.WithLinks(links...),
 		trace.WithAttributes(
 			n.attr,
 			batchTriggerKey.String(info.Trigger.String()),
 			batchMessageCountKey.Int(info.Size),
 		),
-	)
+		nil,
+	}
+	o := opts[:len(opts)-1]
+	if len(links) > 0 {
+		o = append(o, trace.WithLinks(links...))
+	}
+	ctx, span := t.tracer.Start(ctx, n.fire, o...)
 	if span.IsRecording() {
 		attrs := append(s.attrs[:0],
 			batchMaxSizeKey.Int(info.MaxBatchSize),
@@ -267,6 +272,10 @@ func (t *tracing) done(ctx context.Context, info muster.DoneInfo) {
 				exceptionStacktraceKey.String(string(pe.Stack)),
 			))
 		}
+	}
+	if info.Start.IsZero() {
+		span.End()
+		return
 	}
 	span.End(trace.WithTimestamp(info.Start.Add(info.Duration)))
 }
