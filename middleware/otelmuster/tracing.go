@@ -137,7 +137,8 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 	// Samplers see the name, the links and what a sampler might key on; the
 	// rest is set only on a recording span, so that an unsampled batch
 	// costs less.
-	opts := [...]trace.SpanStartOption{
+	var opts [5]trace.SpanStartOption
+	o := append(opts[:0],
 		trace.WithNewRoot(),
 		trace.WithSpanKind(t.kind),
 		trace.WithTimestamp(info.Start),
@@ -146,9 +147,7 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 			batchTriggerKey.String(info.Trigger.String()),
 			batchMessageCountKey.Int(info.Size),
 		),
-		nil,
-	}
-	o := opts[:len(opts)-1]
+	)
 	if len(links) > 0 {
 		o = append(o, trace.WithLinks(links...))
 	}
