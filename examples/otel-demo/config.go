@@ -1,0 +1,213 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// config is everything the flags set. Spans go to a file in the temporary
+// directory by default, not the working directory: `make demo` runs in the
+// repository, which should stay clean, and the terminal stays readable. The defaults are tuned so that, within
+// about ten seconds of a run, every instrument of the catalogue has data:
+// batches fire on size and on timeout (and on the periodic checkpoint flush),
+// the rate limit binds during the surge, producers are held by backpressure
+// and some give up, the downstream fails, and failed attempts are retried.
+type config struct {
+	duration        time.Duration
+	metricsAddr     string
+	traces          string
+	tracesSet       bool // -traces given explicitly
+	traceFormat     string
+	producers       int
+	rate            float64
+	itemsPerRequest int
+	requestTimeout  time.Duration
+	latency         time.Duration
+	failureRate     float64
+	poisonEvery     int
+	rateLimit       float64
+	adaptive        bool
+	batchSize       int
+	batchTimeout    time.Duration
+	maxInflight     int
+	capacity        int
+	cycle           time.Duration
+	checkpoint      time.Duration
+	progress        time.Duration
+	shutdownTimeout time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		metricsAddr:     "127.0.0.1:9464",
+		traces:          filepath.Join(os.TempDir(), "otel-demo-traces.log"),
+		traceFormat:     "text",
+		producers:       8,
+		rate:            100,
+		itemsPerRequest: 8,
+		requestTimeout:  250 * time.Millisecond,
+		latency:         20 * time.Millisecond,
+		failureRate:     0.05,
+		poisonEvery:     2000,
+		rateLimit:       1000,
+		adaptive:        true,
+		batchSize:       50,
+		batchTimeout:    50 * time.Millisecond,
+		maxInflight:     4,
+		capacity:        200,
+		cycle:           10 * time.Second,
+		checkpoint:      2 * time.Second,
+		progress:        time.Second,
+		shutdownTimeout: 5 * time.Second,
+	}
+}
+
+// errUsage marks an error in the command line: the program exits with 2.
+var errUsage = errors.New("usage")
+
+// parseFlags parses args into a config. The error is flag.ErrHelp for -h
+// (the usage has been printed), or wraps errUsage (a message and a hint have
+// been printed to stderr).
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	c := defaultConfig()
+	fs := flag.NewFlagSet("otel-demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // the full usage for -h only; a hint after errors
+
+	fs.DurationVar(&c.duration, "duration", c.duration, "run this long, then shut down cleanly (0: until interrupted)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", c.metricsAddr, "serve Prometheus metrics at http://`addr`/metrics (port 0: any free port; empty: off)")
+	fs.StringVar(&c.traces, "traces", c.traces, "write finished spans to this `file` (\"-\": stderr, empty: nowhere); default off when OTLP is configured")
+	fs.StringVar(&c.traceFormat, "trace-format", c.traceFormat, "format of -traces: text (one readable line per span) or json (one JSON object per span)")
+	fs.IntVar(&c.producers, "producers", c.producers, "concurrent request loops adding orders")
+	fs.Float64Var(&c.rate, "rate", c.rate, "mean orders per second per producer (before the load cycle's surge and quiet phases)")
+	fs.IntVar(&c.itemsPerRequest, "items-per-request", c.itemsPerRequest, "each request adds 1 to `n` orders")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", c.requestTimeout, "a request gives up (its Add is refused) when backpressure holds it this long")
+	fs.DurationVar(&c.latency, "latency", c.latency, "median latency of the simulated bulk insert (lognormal)")
+	fs.Float64Var(&c.failureRate, "failure-rate", c.failureRate, "share of bulk inserts that fail and may be retried, in [0,1] (ten times more during a brownout)")
+	fs.IntVar(&c.poisonEvery, "poison-every", c.poisonEvery, "every `n`th order is malformed, and orders-db rejects its whole batch for good (0: never)")
+	fs.Float64Var(&c.rateLimit, "rate-limit", c.rateLimit, "orders per second the downstream accepts (0: no limit)")
+	fs.BoolVar(&c.adaptive, "adaptive", c.adaptive, "adapt the rate limit to overload errors (AIMD, between rate-limit/10 and rate-limit)")
+	fs.IntVar(&c.batchSize, "batch-size", c.batchSize, "MaxBatchSize: fire a batch at this many orders (0: no size trigger)")
+	fs.DurationVar(&c.batchTimeout, "batch-timeout", c.batchTimeout, "BatchTimeout: fire a batch this long after its first order (0: no timeout trigger)")
+	fs.IntVar(&c.maxInflight, "max-inflight", c.maxInflight, "MaxConcurrentBatches: batches in flight at once (0: no limit)")
+	fs.IntVar(&c.capacity, "capacity", c.capacity, "PendingWorkCapacity: orders queued behind a waiting batch before Add blocks")
+	fs.DurationVar(&c.cycle, "cycle", c.cycle, "length of the load cycle (steady, surge, brownout, quiet); 0: steady load, healthy downstream")
+	fs.DurationVar(&c.checkpoint, "checkpoint", c.checkpoint, "call Flush this often, as a service committing a checkpoint would (0: never)")
+	fs.DurationVar(&c.progress, "progress", c.progress, "print a progress line this often (0: none)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long Shutdown may take before it gives up on what is left")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(fs)
+			return c, err
+		}
+		// The flag package has printed the error.
+		fmt.Fprintln(stderr, "Run 'otel-demo -h' for the flags.")
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "traces" {
+			c.tracesSet = true
+		}
+	})
+	fail := func(err error) (config, error) {
+		fmt.Fprintf(stderr, "otel-demo: %v\nRun 'otel-demo -h' for the flags.\n", err)
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fail(fmt.Errorf("unexpected argument %q: otel-demo takes flags only", fs.Arg(0)))
+	}
+	if err := c.validate(); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+func (c config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	nonNegative := func(name string, d time.Duration) {
+		if d < 0 {
+			bad("-%s must not be negative (got %v)", name, d)
+		}
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad("-%s must be positive (got %v)", name, d)
+		}
+	}
+	nonNegative("duration", c.duration)
+	if c.producers < 1 {
+		bad("-producers must be at least 1 (got %d)", c.producers)
+	}
+	if !(c.rate > 0) || c.rate > 1e6 {
+		bad("-rate must be in (0, 1e6] orders/s per producer (got %g)", c.rate)
+	}
+	if c.itemsPerRequest < 1 {
+		bad("-items-per-request must be at least 1 (got %d)", c.itemsPerRequest)
+	}
+	positive("request-timeout", c.requestTimeout)
+	nonNegative("latency", c.latency)
+	if !(c.failureRate >= 0 && c.failureRate <= 1) {
+		bad("-failure-rate must be in [0,1] (got %g)", c.failureRate)
+	}
+	if !(c.rateLimit >= 0) || c.rateLimit > 1e9 {
+		bad("-rate-limit must be 0 (no limit) or a positive number of orders/s (got %g)", c.rateLimit)
+	}
+	if c.poisonEvery < 0 {
+		bad("-poison-every must not be negative (got %d)", c.poisonEvery)
+	}
+	if c.batchSize < 0 {
+		bad("-batch-size must not be negative (got %d)", c.batchSize)
+	}
+	nonNegative("batch-timeout", c.batchTimeout)
+	if c.batchSize == 0 && c.batchTimeout == 0 {
+		bad("-batch-size and -batch-timeout cannot both be 0: no batch would ever fire")
+	}
+	if c.maxInflight < 0 {
+		bad("-max-inflight must not be negative (got %d)", c.maxInflight)
+	}
+	if c.capacity < 0 {
+		bad("-capacity must not be negative (got %d)", c.capacity)
+	}
+	nonNegative("cycle", c.cycle)
+	nonNegative("checkpoint", c.checkpoint)
+	nonNegative("progress", c.progress)
+	positive("shutdown-timeout", c.shutdownTimeout)
+	switch c.traceFormat {
+	case "text", "json":
+	default:
+		bad("-trace-format must be text or json (got %q)", c.traceFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, strings.TrimLeft(`
+otel-demo: a small order service that batches its writes with muster, and shows
+everything: spans per request and per batch, Prometheus metrics, a progress line.
+
+Producers handle "requests", each adding 1..n orders to a muster.Batcher named
+"orders", whose batches go to a simulated bulk-insert downstream through retry
+and a rate limit. The load follows a cycle: steady, a surge (x3), a downstream
+brownout (slow, failing, shedding load), quiet (x0.3).
+
+Usage: otel-demo [flags]
+
+Flags:
+`, "\n"))
+	fs.PrintDefaults()
+	fmt.Fprint(w, `
+With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_PROTOCOL, or their
+_TRACES_/_METRICS_ forms) set, traces and metrics are also pushed over OTLP,
+and -traces defaults to off. Exit status: 0 after a clean shutdown, 1 when the
+shutdown deadline left work undone (or the demo could not start), 2 for bad flags.
+`)
+}

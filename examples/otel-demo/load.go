@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/musterhq/muster/middleware/otelmuster"
+	"github.com/musterhq/muster/muster"
+)
+
+// Order is what the service batches: one line of a customer's order.
+type Order struct {
+	ID         uint64
+	Customer   string
+	SKU        string
+	Quantity   int
+	PriceCents int64
+	Created    time.Time
+}
+
+// phase is a part of the load cycle.
+type phase struct {
+	name     string
+	until    float64 // end of the phase, as a fraction of the cycle
+	load     float64 // multiplies -rate
+	brownout bool    // the downstream is slow, fails ten times as often and sheds load
+}
+
+// cyclePhases is the load cycle: within its first 60% (6 s with the default
+// -cycle of 10 s) a run has shown a surge that the rate limit and
+// backpressure must absorb, and a downstream brownout that retries and the
+// adaptive limit must absorb.
+var cyclePhases = []phase{
+	{name: "steady", until: 0.30, load: 1},
+	{name: "surge", until: 0.50, load: 3},
+	{name: "steady", until: 0.55, load: 1},
+	{name: "brownout", until: 0.70, load: 1, brownout: true},
+	{name: "steady", until: 0.80, load: 1},
+	{name: "quiet", until: 1.00, load: 0.3},
+}
+
+var steadyPhase = phase{name: "steady", until: 1, load: 1}
+
+// profile says which phase of the load cycle a moment falls in.
+type profile struct {
+	start time.Time
+	cycle time.Duration // 0: always steady
+}
+
+func (p profile) at(t time.Time) phase {
+	if p.cycle <= 0 {
+		return steadyPhase
+	}
+	f := float64(t.Sub(p.start)%p.cycle) / float64(p.cycle)
+	for _, ph := range cyclePhases {
+		if f < ph.until {
+			return ph
+		}
+	}
+	return cyclePhases[len(cyclePhases)-1]
+}
+
+func (p profile) now() phase { return p.at(time.Now()) }
+
+// producer is one request loop: it handles "requests", each adding 1..n
+// orders to the batcher under the request's span and deadline.
+type producer struct {
+	id      int
+	cfg     config
+	profile profile
+	tracer  trace.Tracer
+	batcher *muster.Batcher[Order]
+	ids     *atomic.Uint64
+	rng     *rand.Rand
+}
+
+// run handles requests at the rate the load cycle asks for until stop is
+// closed. Requests arrive as a Poisson process; a producer held back by
+// backpressure does not try to catch up more than 100 ms of backlog (its
+// clients would have given up).
+func (p *producer) run(stop <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	next := time.Now()
+	for {
+		k := 1 + p.rng.IntN(p.cfg.itemsPerRequest)
+		ph := p.profile.at(next)
+		gap := time.Duration(p.rng.ExpFloat64() * float64(k) / (p.cfg.rate * ph.load) * float64(time.Second))
+		next = next.Add(gap)
+		if now := time.Now(); now.Sub(next) > 100*time.Millisecond {
+			next = now
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-stop:
+			return
+		case <-timer.C:
+		}
+		p.handle(k)
+	}
+}
+
+var (
+	producerKey    = attribute.Key("demo.producer")
+	ordersKey      = attribute.Key("demo.orders")
+	ordersAddedKey = attribute.Key("demo.orders.added")
+	errorTypeKey   = attribute.Key("error.type")
+)
+
+// handle is one request: a server span, then k Adds with the request's
+// context, so that the batch spans link back to it. The request has a
+// deadline: an Add held by backpressure past it is refused, and the request
+// fails (the service would answer 503).
+func (p *producer) handle(k int) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.requestTimeout)
+	defer cancel()
+	ctx, span := p.tracer.Start(ctx, "handle order",
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(producerKey.Int(p.id), ordersKey.Int(k)))
+	defer span.End()
+	customer := fmt.Sprintf("cust-%04d", p.rng.IntN(5000))
+	added := 0
+	for range k {
+		o := Order{
+			ID:         p.ids.Add(1),
+			Customer:   customer,
+			SKU:        fmt.Sprintf("sku-%03d", p.rng.IntN(400)),
+			Quantity:   1 + p.rng.IntN(5),
+			PriceCents: 199 + p.rng.Int64N(20000),
+			Created:    time.Now(),
+		}
+		if n := uint64(p.cfg.poisonEvery); n > 0 && o.ID%n == 0 {
+			o.Quantity = 0 // malformed: orders-db rejects the batch that carries it
+		}
+		if err := p.batcher.Add(ctx, o); err != nil {
+			span.SetAttributes(errorTypeKey.String(otelmuster.ErrorType(err)))
+			span.SetStatus(codes.Error, "order refused: "+err.Error())
+			break
+		}
+		added++
+	}
+	span.SetAttributes(ordersAddedKey.Int(added))
+}
