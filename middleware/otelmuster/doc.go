@@ -105,16 +105,18 @@
 //	muster.batch.duration           histogram (s)    fire to done, waits and retries included; error.type
 //	muster.batch.inflight           up-down counter  +1 at fire, -1 at done
 //	muster.batch.inflight.limit     observable       MaxConcurrentBatches (absent when unlimited)
-//	muster.queue.size               observable       Stats.Queued: items waiting behind batches that wait for a slot
+//	muster.queue.size               observable       Stats.Queued: items queued behind a batch waiting for a slot,
+//	                                                 and a Client's items in Work
 //	muster.queue.capacity           observable       PendingWorkCapacity
 //	muster.add.blocked.duration     histogram (s)    time a producer was held by backpressure (taken or refused)
 //	muster.ratelimit.wait.duration  histogram (s)    waits reported with Reason "ratelimit" (or none)
 //	muster.batch.retries            counter          failed attempts reported with muster.ReportRetry; error.type
 //
 // Accepted items are counted per batch, not per item, so that Add pays
-// nothing: muster.item.added lags the Add calls by the items not yet fired (at
-// most a batch and the queue, for at most BatchTimeout), and an item that is
-// accepted is counted exactly once, when its batch fires or is abandoned.
+// nothing: muster.item.added lags the Add calls by the items not yet fired
+// (the open batch, and batches waiting for an in-flight slot), and an item
+// that is accepted is counted exactly once, when its batch fires or is
+// abandoned.
 // The observable instruments are read at collection from the client's Stats,
 // through a callback registered by the Started hook and unregistered by the
 // Stopped hook; clients that share a name add up. An abandoned batch counts
