@@ -1,0 +1,452 @@
+// Package grafana generates muster's Grafana dashboard (classic JSON model)
+// with github.com/grafana/grafana-foundation-sdk, taking every muster metric
+// and label name from the instrument catalogue,
+// github.com/musterhq/muster/telemetry/musterconv, so that the dashboard
+// cannot drift from what the middleware records.
+//
+// The committed dashboards/muster.json is the generator's output; regenerate
+// it after changing this package or the catalogue:
+//
+//	cd deploy/grafana && go generate ./...
+//
+// The tests check that the committed file is up to date, that every query
+// parses and names only metrics of the real exposition, a re-implementation
+// of grafana/dashboard-linter's rules, the Prometheus alert rules beside the
+// dashboard (with promtool), and, given a Prometheus binary, that every query
+// returns data from a live demo.
+package grafana
+
+//go:generate go run ./cmd/gendashboard -o dashboards/muster.json
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+	"github.com/grafana/grafana-foundation-sdk/go/units"
+)
+
+// Dashboard identity.
+const (
+	UID   = "muster-batcher"
+	Title = "Muster batchers"
+)
+
+// datasource is the reference every panel and query uses: the datasource
+// variable.
+var datasource = dashboard.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
+
+type panelKind int
+
+const (
+	kindTimeseries panelKind = iota
+	kindStat
+)
+
+type target struct {
+	expr, legend string
+	dashed       bool // a limit or capacity: drawn as a dashed red line
+	exemplar     bool // show the buckets' exemplars (trace ids) as points
+}
+
+type panel struct {
+	kind        panelKind
+	title, desc string
+	unit        string
+	width       uint32
+	targets     []target
+	noValue     string     // shown when the query returns nothing (an event that did not happen)
+	stack       bool       // stack the series (shares)
+	min, max    *float64   // axis bounds
+	steps       []stepSpec // stat thresholds
+}
+
+type stepSpec struct {
+	from  *float64
+	color string
+}
+
+type row struct {
+	title     string
+	collapsed bool
+	panels    []panel
+}
+
+func f(v float64) *float64 { return &v }
+
+// byClient is the label list of per-client panels.
+var byClient = []string{labelClient}
+
+// quantiles returns p50, p95 and p99 targets of a histogram per client.
+func quantiles(h hist, extra ...string) []target {
+	var ts []target
+	for _, q := range []struct {
+		v    float64
+		name string
+	}{{0.5, "p50"}, {0.95, "p95"}, {0.99, "p99"}} {
+		ts = append(ts, target{expr: quantile(q.v, h, byClient, extra...), legend: legend(q.name, labelClient), exemplar: true})
+	}
+	return ts
+}
+
+var healthSteps = func(orange, red float64) []stepSpec {
+	return []stepSpec{{nil, "green"}, {f(orange), "orange"}, {f(red), "red"}}
+}
+
+// rows is the dashboard's content, top to bottom.
+func rows() []row {
+	perInstance := []string{"job", "instance", labelClient}
+	return []row{
+		{title: "Overview", panels: []panel{
+			{kind: kindStat, title: "Items in /s", unit: units.OpsPerSecond, width: 4,
+				desc:    "Items accepted by the selected batchers per second (counted when their batch fires). Refused items are not included; see Throughput.",
+				targets: []target{{expr: sumBy(rate(sel(itemAdded, succeeded))), legend: "in"}}},
+			{kind: kindStat, title: "Items processed /s", unit: units.OpsPerSecond, width: 4,
+				desc:    "Items whose batch finished per second, successfully or not. Well below 'Items in /s' for long means batches are not completing: look at Saturation and Latency.",
+				targets: []target{{expr: sumBy(rate(sel(itemProcessed))), legend: "processed"}}},
+			{kind: kindStat, title: "Failure ratio", unit: units.PercentUnit, width: 4, noValue: "0",
+				desc:    "Share of processed items whose batch failed for good (after retries): those items are lost unless the application handles the error. Alert at 5%.",
+				targets: []target{{expr: ratio(sumBy(rate(sel(itemProcessed, failed))), sumBy(rate(sel(itemProcessed)))), legend: "failed"}},
+				steps:   healthSteps(0.001, 0.05)},
+			{kind: kindStat, title: "Batch wait p99", unit: units.Seconds, width: 4,
+				desc:    "99th percentile of the age of a batch's first item when the batch fired, across the selected batchers. Near BatchTimeout is normal for quiet batchers; far above it means batches wait for an in-flight slot.",
+				targets: []target{{expr: quantile(0.99, batchWait, nil), legend: "p99"}}},
+			{kind: kindStat, title: "In-flight vs limit", unit: units.PercentUnit, width: 4,
+				desc: "Batches in flight divided by MaxConcurrentBatches, for the most saturated client and process. At 100% new batches wait for a slot and backpressure reaches producers. Empty when no client has a limit.",
+				targets: []target{{legend: "in flight / limit", expr: "max(" + ratio(
+					sumBy(sel(batchInflight), perInstance...),
+					sumBy(sel(inflightLimit)+" > 0", perInstance...), perInstance...) + ")"}},
+				steps: healthSteps(0.8, 1)},
+			{kind: kindStat, title: "Batches fired /s", unit: units.OpsPerSecond, width: 4,
+				desc:    "Batches fired per second by the selected batchers, whatever the trigger.",
+				targets: []target{{expr: sumBy(rate(sel(batchSize.count))), legend: "batches"}}},
+		}},
+		{title: "Throughput", panels: []panel{
+			{title: "Items added vs processed /s", unit: units.OpsPerSecond, width: 8,
+				desc: "Per client: items accepted (counted when their batch fires) and items whose batch finished, per second. The two lines track each other when batches complete; a gap that persists is batches stuck in flight.",
+				targets: []target{
+					{expr: sumBy(rate(sel(itemAdded, succeeded)), byClient...), legend: legend("added", labelClient)},
+					{expr: sumBy(rate(sel(itemProcessed)), byClient...), legend: legend("processed", labelClient)},
+				}},
+			{title: "Batches fired /s by trigger", unit: units.OpsPerSecond, width: 8,
+				desc: "Batches fired per second per client and trigger: size (MaxBatchSize reached), timeout (BatchTimeout passed), flush, shutdown.",
+				targets: []target{{expr: sumBy(rate(sel(batchSize.count)), labelClient, labelTrigger),
+					legend: legend("", labelClient, labelTrigger)}}},
+			{title: "Items refused /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
+				desc: "Items a producer offered that never joined a batch, per client and error.type: stopped (added after Stop), timeout or canceled (the producer's context ended while blocked by backpressure). These items are not processed.",
+				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), labelClient, labelError),
+					legend: legend("", labelClient, labelError)}}},
+		}},
+		{title: "Batch shape", panels: []panel{
+			{title: "Batch size", unit: units.Short, width: 8,
+				desc: "Items per fired batch per client: p50, p95, p99 and the average. Batches much smaller than MaxBatchSize fire on timeout and cost more per item downstream.",
+				targets: append(quantiles(batchSize), target{
+					expr:   ratio(sumBy(rate(sel(batchSize.sum)), byClient...), sumBy(rate(sel(batchSize.count)), byClient...)),
+					legend: legend("avg", labelClient)})},
+			{title: "Fill ratio", unit: units.PercentUnit, width: 8, min: f(0), max: f(1),
+				desc: "Items per batch divided by MaxBatchSize, per client: median and average. 100% means batches fire because they are full; low values mean BatchTimeout fires them half empty.",
+				targets: []target{
+					{expr: quantile(0.5, batchFill, byClient), legend: legend("p50", labelClient)},
+					{expr: ratio(sumBy(rate(sel(batchFill.sum)), byClient...), sumBy(rate(sel(batchFill.count)), byClient...)),
+						legend: legend("avg", labelClient)},
+				}},
+			{title: "Trigger mix", unit: units.PercentUnit, width: 8, stack: true, min: f(0), max: f(1),
+				desc: "Share of batches fired by each trigger, per client (from the batch size histogram's count). Mostly timeout: traffic is light for MaxBatchSize. Mostly size: batches are full, and BatchTimeout rarely matters.",
+				targets: []target{{
+					expr: sumBy(rate(sel(batchSize.count)), labelClient, labelTrigger) + " / on (" + labelClient + ") group_left " +
+						sumBy(rate(sel(batchSize.count)), byClient...),
+					legend: legend("", labelClient, labelTrigger)}}},
+		}},
+		{title: "Latency", panels: []panel{
+			{title: "Batch wait", unit: units.Seconds, width: 6,
+				desc:    "Age of a batch's first item when the batch fired, per client: p50, p95, p99. Bounded by BatchTimeout unless batches wait for an in-flight slot.",
+				targets: quantiles(batchWait)},
+			{title: "Batch wait p99 by trigger", unit: units.Seconds, width: 6,
+				desc: "99th percentile of batch wait per client and trigger. Timeout-triggered batches wait about BatchTimeout; size-triggered ones wait as long as filling takes.",
+				targets: []target{{expr: quantile(0.99, batchWait, []string{labelClient, labelTrigger}),
+					legend: legend("p99", labelClient, labelTrigger)}}},
+			{title: "Batch duration", unit: units.Seconds, width: 6,
+				desc:    "Time from a batch's fire to its done, per client: p50, p95, p99. It includes rate-limit waits and retries, so it is the downstream's latency plus the cost of failures.",
+				targets: quantiles(batchDuration)},
+			{title: "Batch duration p99: succeeded vs failed", unit: units.Seconds, width: 6,
+				desc: "99th percentile of batch duration per client, for batches that succeeded and, by error.type, for those that failed for good (after every retry).",
+				targets: []target{
+					{expr: quantile(0.99, batchDuration, byClient, succeeded), legend: legend("ok", labelClient)},
+					{expr: quantile(0.99, batchDuration, []string{labelClient, labelError}, failed),
+						legend: legend("failed", labelClient, labelError)},
+				}},
+		}},
+		{title: "Saturation", panels: []panel{
+			{title: "In-flight batches vs limit", unit: units.Short, width: 8,
+				desc: "Batches fired and not yet done per client, against MaxConcurrentBatches (dashed). Pinned at the limit: the downstream is the bottleneck, new batches wait for a slot and producers are held back.",
+				targets: []target{
+					{expr: sumBy(sel(batchInflight), byClient...), legend: legend("in flight", labelClient)},
+					{expr: sumBy(sel(inflightLimit), byClient...), legend: legend("limit", labelClient), dashed: true},
+				}},
+			{title: "Queue size vs capacity", unit: units.Short, width: 8,
+				desc: "Items waiting to join a batch per client, against the queue capacity (PendingWorkCapacity, dashed). A full queue blocks producers.",
+				targets: []target{
+					{expr: sumBy(sel(queueSize), byClient...), legend: legend("queued", labelClient)},
+					{expr: sumBy(sel(queueCapacity), byClient...), legend: legend("capacity", labelClient), dashed: true},
+				}},
+			{title: "Producer blocked time p99", unit: units.Seconds, width: 8,
+				desc:    "99th percentile of the time an Add was held by backpressure before its item was taken or refused, per client. Zero when producers never wait.",
+				targets: []target{{expr: quantile(0.99, addBlocked, byClient), legend: legend("p99", labelClient)}}},
+			{title: "Blocked adds /s", unit: units.OpsPerSecond, width: 8, noValue: "0",
+				desc:    "Adds per second that were held by backpressure (a full queue or no free in-flight slot), per client.",
+				targets: []target{{expr: sumBy(rate(sel(addBlocked.count)), byClient...), legend: legend("blocked", labelClient)}}},
+			{title: "Rate-limit wait p99", unit: units.Seconds, width: 8,
+				desc:    "99th percentile of the time a batch waited for rate-limit tokens before its fire ran, per client. The batch holds its in-flight slot while it waits.",
+				targets: []target{{expr: quantile(0.99, rateLimitWait, byClient), legend: legend("p99", labelClient)}}},
+			{title: "Batches waiting for tokens", unit: units.Short, width: 8, noValue: "0",
+				desc:    "Average number of batches waiting for rate-limit tokens at once, per client: rate-limit seconds waited per second (Little's law). Close to MaxConcurrentBatches: the rate limit, not the downstream, sets the pace.",
+				targets: []target{{expr: sumBy(rate(sel(rateLimitWait.sum)), byClient...), legend: legend("waiting", labelClient)}}},
+		}},
+		{title: "Errors, retries and data loss", panels: []panel{
+			{title: "Failure ratio by client", unit: units.PercentUnit, width: 8, noValue: "0",
+				desc: "Share of processed items whose batch failed for good (after retries), per client.",
+				targets: []target{{
+					expr:   ratio(sumBy(rate(sel(itemProcessed, failed)), byClient...), sumBy(rate(sel(itemProcessed)), byClient...), byClient...),
+					legend: legend("", labelClient)}}},
+			{title: "Failed items /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
+				desc: "Items whose batch failed for good per second, per client and error.type. shutdown_incomplete: abandoned at a Shutdown deadline; panic: Fire panicked.",
+				targets: []target{{expr: sumBy(rate(sel(itemProcessed, failed)), labelClient, labelError),
+					legend: legend("", labelClient, labelError)}}},
+			{title: "Retries /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
+				desc: "Retry attempts per second after a failed fire, per client and the error.type that caused them. Retries without failures are transient errors absorbed; with failures, the retry budget or attempts ran out.",
+				targets: []target{{expr: sumBy(rate(sel(batchRetries)), labelClient, labelError),
+					legend: legend("", labelClient, labelError)}}},
+			{title: "Batches failing after retries /s", unit: units.OpsPerSecond, width: 12, noValue: "0",
+				desc: "Batches per second that failed for good, after every retry, per client and error.type (the batch duration histogram's count).",
+				targets: []target{{expr: sumBy(rate(sel(batchDuration.count, failed)), labelClient, labelError),
+					legend: legend("", labelClient, labelError)}}},
+			{title: "Items lost: failed or refused /s", unit: units.OpsPerSecond, width: 12, noValue: "0", stack: true,
+				desc: "Items that did not make it, per second: failed for good (their batch failed after retries) and refused (never joined a batch), per client and error.type. Anything here is data the application must handle or lose.",
+				targets: []target{
+					{expr: sumBy(rate(sel(itemProcessed, failed)), labelClient, labelError), legend: legend("failed", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemAdded, failed)), labelClient, labelError), legend: legend("refused", labelClient, labelError)},
+				}},
+		}},
+		{title: "Go runtime", collapsed: true, panels: []panel{
+			{title: "Goroutines", unit: units.Short, width: 6,
+				desc:    "Goroutines per process (all of the process, not only muster). A steady climb is a leak.",
+				targets: []target{{expr: runtimeSel(goGoroutines), legend: legend("", "instance")}}},
+			{title: "Memory", unit: units.BytesIEC, width: 6,
+				desc: "Heap bytes allocated and not yet freed (Go runtime) and resident memory (process), per process.",
+				targets: []target{
+					{expr: runtimeSel(goHeapAlloc), legend: legend("heap", "instance")},
+					{expr: runtimeSel(processRSS), legend: legend("rss", "instance")},
+				}},
+			{title: "GC pause time", unit: units.PercentUnit, width: 6,
+				desc: "Share of wall time the process spent in GC stop-the-world pauses (rate of go_gc_duration_seconds_sum), and GC cycles per second on the right axis.",
+				targets: []target{
+					{expr: rate(runtimeSel(goGCPauseSum)), legend: legend("paused", "instance")},
+					{expr: rate(runtimeSel(goGCPauseCount)), legend: legend("GC/s", "instance")},
+				}},
+			{title: "CPU", unit: units.PercentUnit, width: 6,
+				desc:    "CPU time used per second of wall time, per process: 100% is one core.",
+				targets: []target{{expr: rate(runtimeSel(processCPU)), legend: legend("cpu", "instance")}}},
+		}},
+	}
+}
+
+// variables returns the template variables: datasource, then job, instance
+// and client, each narrowed by the ones before it.
+func variables() []cog.Builder[dashboard.VariableModel] {
+	anchor := string(queueCapacity) // present from a client's start, whatever it does
+	query := func(name, label, desc, q string) cog.Builder[dashboard.VariableModel] {
+		return dashboard.NewQueryVariableBuilder(name).
+			Label(label).
+			Description(desc).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(q)}).
+			Definition(q).
+			Datasource(datasource).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+			Sort(dashboard.VariableSortAlphabeticalAsc).
+			Multi(true).
+			IncludeAll(true).
+			AllValue(".+")
+	}
+	return []cog.Builder[dashboard.VariableModel]{
+		dashboard.NewDatasourceVariableBuilder("datasource").
+			Label("Data source").
+			Description("The Prometheus that scrapes the services using muster.").
+			Type("prometheus"),
+		query("job", "job", "Prometheus job of the services using muster.",
+			fmt.Sprintf("label_values(%s, job)", anchor)),
+		query("instance", "instance", "Scraped process (Prometheus instance).",
+			fmt.Sprintf(`label_values(%s{job=~"$job"}, instance)`, anchor)),
+		query("client", "client", "Batcher: the name given to a muster client (label "+labelClient+").",
+			fmt.Sprintf(`label_values(%s{job=~"$job", instance=~"$instance"}, %s)`, anchor, labelClient)),
+	}
+}
+
+func legendOptions() cog.Builder[common.VizLegendOptions] {
+	return common.NewVizLegendOptionsBuilder().
+		ShowLegend(true).
+		DisplayMode(common.LegendDisplayModeTable).
+		Placement(common.LegendPlacementBottom).
+		Calcs([]string{"mean", "max", "lastNotNull"})
+}
+
+func tooltipOptions() cog.Builder[common.VizTooltipOptions] {
+	return common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending)
+}
+
+func thresholds(steps []stepSpec) cog.Builder[dashboard.ThresholdsConfig] {
+	if len(steps) == 0 {
+		steps = []stepSpec{{nil, "green"}}
+	}
+	ts := make([]dashboard.Threshold, len(steps))
+	for i, s := range steps {
+		ts[i] = dashboard.Threshold{Value: s.from, Color: s.color}
+	}
+	return dashboard.NewThresholdsConfigBuilder().Mode(dashboard.ThresholdsModeAbsolute).Steps(ts)
+}
+
+// dashedRed is the override of a limit or capacity series.
+var dashedRed = []dashboard.DynamicConfigValue{
+	{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
+	{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
+	{Id: "custom.fillOpacity", Value: 0},
+}
+
+// rightAxis is the override of a second series with another scale.
+var rightAxis = []dashboard.DynamicConfigValue{
+	{Id: "custom.axisPlacement", Value: "right"},
+	{Id: "unit", Value: units.OpsPerSecond},
+}
+
+func refID(i int) string { return string(rune('A' + i)) }
+
+func (p panel) builder(id uint32) cog.Builder[dashboard.Panel] {
+	queries := make([]cog.Builder[variants.Dataquery], len(p.targets))
+	for i, t := range p.targets {
+		q := prometheus.NewDataqueryBuilder().
+			RefId(refID(i)).
+			Datasource(datasource).
+			Expr(t.expr).
+			LegendFormat(t.legend).
+			Range()
+		if t.exemplar {
+			q.Exemplar(true)
+		}
+		queries[i] = q
+	}
+	const height = 8
+	switch p.kind {
+	case kindStat:
+		b := stat.NewPanelBuilder().
+			Id(id).Title(p.title).Description(p.desc).Unit(p.unit).
+			Span(p.width).Height(5).
+			Datasource(datasource).
+			Targets(queries).
+			GraphMode(common.BigValueGraphModeArea).
+			ColorMode(common.BigValueColorModeValue).
+			TextMode(common.BigValueTextModeValue).
+			Orientation(common.VizOrientationAuto).
+			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"})).
+			Thresholds(thresholds(p.steps))
+		if p.noValue != "" {
+			b.NoValue(p.noValue)
+		}
+		return b
+	default:
+		b := timeseries.NewPanelBuilder().
+			Id(id).Title(p.title).Description(p.desc).Unit(p.unit).
+			Span(p.width).Height(height).
+			Datasource(datasource).
+			Targets(queries).
+			Legend(legendOptions()).
+			Tooltip(tooltipOptions()).
+			FillOpacity(10).
+			ShowPoints(common.VisibilityModeNever).
+			Thresholds(thresholds(nil))
+		if p.noValue != "" {
+			b.NoValue(p.noValue)
+		}
+		if p.stack {
+			b.Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal))
+		}
+		if p.min != nil {
+			b.Min(*p.min)
+		}
+		if p.max != nil {
+			b.Max(*p.max)
+		}
+		for i, t := range p.targets {
+			if t.dashed {
+				b.OverrideByQuery(refID(i), dashedRed)
+			}
+		}
+		if p.title == "GC pause time" {
+			b.OverrideByQuery(refID(1), rightAxis)
+		}
+		return b
+	}
+}
+
+// Build returns the dashboard.
+func Build() (dashboard.Dashboard, error) {
+	b := dashboard.NewDashboardBuilder(Title).
+		Uid(UID).
+		Description("Throughput, batch shape, latency, saturation, errors and data loss of muster batchers, from the metrics of github.com/musterhq/muster/middleware/otelmuster exported to Prometheus.").
+		Tags([]string{"muster", "batching", "opentelemetry"}).
+		Editable().
+		Tooltip(dashboard.DashboardCursorSyncCrosshair).
+		Refresh("30s").
+		Time("now-1h", "now").
+		Timezone(common.TimeZoneBrowser).
+		Variables(variables()).
+		Annotation(dashboard.NewAnnotationQueryBuilder().
+			Name("Annotations & Alerts").
+			Datasource(dashboard.DataSourceRef{Type: cog.ToPtr("grafana"), Uid: cog.ToPtr("-- Grafana --")}).
+			Type("dashboard").
+			BuiltIn(1).
+			Enable(true).
+			Hide(true).
+			IconColor("rgba(0, 211, 255, 1)"))
+	var id uint32
+	for _, r := range rows() {
+		id++
+		rb := dashboard.NewRowBuilder(r.title).Id(id)
+		if r.collapsed {
+			for _, p := range r.panels {
+				id++
+				rb.WithPanel(p.builder(id))
+			}
+			b.WithRow(rb)
+			continue
+		}
+		b.WithRow(rb)
+		for _, p := range r.panels {
+			id++
+			b.WithPanel(p.builder(id))
+		}
+	}
+	return b.Build()
+}
+
+// JSON returns the dashboard as committed in dashboards/muster.json:
+// indented with two spaces, ending with a newline.
+func JSON() ([]byte, error) {
+	d, err := Build()
+	if err != nil {
+		return nil, fmt.Errorf("grafana: build dashboard: %w", err)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep =~ and > readable in queries
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(d); err != nil {
+		return nil, fmt.Errorf("grafana: encode dashboard: %w", err)
+	}
+	return buf.Bytes(), nil
+}
