@@ -4,16 +4,21 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race bench lint fmt demo fuzz
+.PHONY: test vet race deploy-test bench lint fmt demo fuzz stress
 
-## test: vet, then every test with the race detector (what CI runs).
-test: vet race
+## test: vet, then every test with the race detector, then the deploy module
+## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
+## which skips loudly when prometheus/promtool are missing). CI runs this.
+test: vet race deploy-test
 
 vet:
 	$(GO) vet $(PKGS)
 
 race:
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+deploy-test:
+	$(MAKE) -C deploy test
 
 ## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
 bench:
