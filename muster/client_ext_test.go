@@ -924,8 +924,11 @@ func TestHooksEvents(t *testing.T) {
 		if !slices.Equal(fireCtxVals, []any{uint64(1), uint64(2), uint64(3)}) || !slices.Equal(doneCtxVals, fireCtxVals) {
 			t.Errorf("Fired's context did not reach Fire and Done: %v %v", fireCtxVals, doneCtxVals)
 		}
-		if len(stoppedInfo) != 1 {
+		if len(stoppedInfo) != 1 { // Stop returns only after the Stopped hook ran
 			t.Fatalf("Stopped called %d times", len(stoppedInfo))
+		}
+		if id := stoppedInfo[0].ID; id == 0 || id != started[0].ID {
+			t.Errorf("ClientInfo.ID: started %d, stopped %d", started[0].ID, id)
 		}
 		if s := stoppedInfo[0].Stats(); s.Added != 5 || s.Fired != 3 || s.Done != 3 || s.Failed != 1 {
 			t.Errorf("final stats %+v", s)

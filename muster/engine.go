@@ -57,6 +57,7 @@ type barrier struct {
 
 type engine[T any] struct {
 	// Set before start, then read-only.
+	id        uint64
 	name      string
 	max       int
 	timeout   time.Duration
@@ -92,19 +93,22 @@ type engine[T any] struct {
 	free          []*batch[T]
 	stopping      bool
 	lastClosed    bool // the final batch has been closed: nothing more will join
+	isDrained     bool // the last batch is done; drained closes after the Stopped hook
 	drained       chan struct{}
 	fired         uint64
 	done          uint64
 	failed        uint64
 	abandoned     uint64
 
-	_          [cacheLine]byte
-	aborted    atomic.Bool
-	stopHooked atomic.Bool
+	_       [cacheLine]byte
+	aborted atomic.Bool
 }
 
 // cacheLine is a cache line and its adjacent-line prefetch pair on amd64.
 const cacheLine = 128
+
+// clientIDs numbers clients, for ClientInfo.ID.
+var clientIDs atomic.Uint64
 
 type engineConfig struct {
 	name        string
@@ -125,6 +129,7 @@ func clampInt(u uint) int {
 
 func newEngine[T any](c engineConfig) *engine[T] {
 	e := &engine[T]{
+		id:       clientIDs.Add(1),
 		name:     c.name,
 		max:      clampInt(c.max),
 		timeout:  c.timeout,
@@ -158,6 +163,7 @@ func (e *engine[T]) clientInfo() ClientInfo {
 		BatchTimeout:         e.timeout,
 		MaxConcurrentBatches: e.limit,
 		PendingWorkCapacity:  e.capacity,
+		ID:                   e.id,
 		Stats:                e.snapshot,
 	}
 }
@@ -328,6 +334,12 @@ func (e *engine[T]) newBatchLocked() *batch[T] {
 	b := &batch[T]{}
 	if e.max > 0 {
 		b.items = make([]T, 0, e.max)
+		if e.keepCtxs {
+			b.ctxs = make([]context.Context, 0, e.max)
+		}
+		if e.keepTimes {
+			b.times = make([]time.Time, 0, e.max)
+		}
 	}
 	return b
 }
@@ -666,30 +678,28 @@ func (e *engine[T]) flush(ctx context.Context) error {
 	}
 }
 
-// checkDrainedLocked (fmu held) closes drained once the client is stopping,
+// checkDrainedLocked (fmu held) notes, once, that the client is stopping,
 // its last batch is closed and every batch is done. It reports whether it
-// did, so the caller runs the Stopped hook after unlocking.
+// did, so the caller runs stopped after unlocking.
 func (e *engine[T]) checkDrainedLocked() bool {
-	if !e.stopping || !e.lastClosed || e.inflight > 0 || len(e.waiting) > 0 {
+	if e.isDrained || !e.stopping || !e.lastClosed || e.inflight > 0 || len(e.waiting) > 0 {
 		return false
 	}
-	select {
-	case <-e.drained:
-		return false
-	default:
-	}
+	e.isDrained = true
 	e.cancel(ErrStopped)
 	if e.timer != nil {
 		e.timer.Stop()
 	}
-	close(e.drained)
 	return true
 }
 
+// stopped runs the Stopped hook, then lets Stop and Shutdown return: when
+// they do, every hook has run.
 func (e *engine[T]) stopped() {
-	if e.hooks != nil && e.hooks.Stopped != nil && e.stopHooked.CompareAndSwap(false, true) {
+	if e.hooks != nil && e.hooks.Stopped != nil {
 		e.hooks.Stopped(e.clientInfo())
 	}
+	close(e.drained)
 }
 
 // closeLast closes the final batch (unless a deadline abandoned it) and
@@ -751,12 +761,11 @@ func (e *engine[T]) abort(ctx context.Context) error {
 	var abandoned []*batch[T]
 	e.mu.Lock()
 	e.fmu.Lock()
-	select {
-	case <-e.drained:
+	if e.isDrained {
 		e.fmu.Unlock()
 		e.mu.Unlock()
+		<-e.drained // the Stopped hook is running
 		return nil
-	default:
 	}
 	if !e.aborted.Swap(true) {
 		e.cancel(ErrIncomplete)

@@ -97,6 +97,7 @@ type Hooks struct {
 
 // ClientInfo describes a client to Started and Stopped.
 type ClientInfo struct {
+	ID                   uint64        // unique per client in this process, from 1
 	Name                 string        // the client's Name
 	MaxBatchSize         int           // 0: no size trigger
 	BatchTimeout         time.Duration // 0: no time trigger
@@ -239,8 +240,11 @@ func Compose(hooks ...*Hooks) *Hooks {
 }
 
 func fanOut[I any](fs []func(I)) func(I) {
-	if len(fs) == 0 {
+	switch len(fs) {
+	case 0:
 		return nil
+	case 1:
+		return fs[0] // Added runs per item: no loop around a single hook
 	}
 	return func(info I) {
 		for _, f := range fs {
@@ -250,8 +254,11 @@ func fanOut[I any](fs []func(I)) func(I) {
 }
 
 func fanOut2[I any](fs []func(context.Context, I)) func(context.Context, I) {
-	if len(fs) == 0 {
+	switch len(fs) {
+	case 0:
 		return nil
+	case 1:
+		return fs[0]
 	}
 	return func(ctx context.Context, info I) {
 		for _, f := range fs {
