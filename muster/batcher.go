@@ -56,6 +56,22 @@ type Batcher[T any] struct {
 	// as a batch waits.
 	PendingWorkCapacity uint
 
+	// MaxBatchBytes fires a batch before the next item would take it past
+	// this many bytes (or when it reaches them), as measured by Sizer. An
+	// item larger than this on its own is refused with ErrTooLarge. Zero: no
+	// bytes trigger. Requires Sizer.
+	MaxBatchBytes uint
+
+	// Sizer returns an item's size for MaxBatchBytes. It is called once per
+	// item, on the producer's goroutine, outside the client's lock (and, under
+	// OverflowDropOldest, again for a dropped item, under it): it must be
+	// cheap and free of side effects.
+	Sizer func(item T) int
+
+	// Overflow says what Add does when the pending capacity is used up:
+	// block (the default), fail fast, or drop the newest or oldest item.
+	Overflow Overflow
+
 	// Fire processes each batch. Required. Wrap it with Chain to add
 	// middleware.
 	Fire FireFunc[T]
@@ -77,11 +93,17 @@ type Batcher[T any] struct {
 // Start checks the configuration and makes the Batcher ready for Add. It
 // starts no goroutine: batches get theirs as they fire.
 func (b *Batcher[T]) Start() error {
-	if b.MaxBatchSize == 0 && b.BatchTimeout == 0 {
+	if b.MaxBatchSize == 0 && b.BatchTimeout == 0 && b.MaxBatchBytes == 0 {
 		return ErrZeroBoth
 	}
 	if b.Fire == nil {
 		return fmt.Errorf("%w: Fire is nil", ErrInvalidConfig)
+	}
+	if (b.MaxBatchBytes > 0) != (b.Sizer != nil) {
+		return fmt.Errorf("%w: MaxBatchBytes and Sizer go together", ErrInvalidConfig)
+	}
+	if b.Overflow > OverflowDropOldest {
+		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, b.Overflow)
 	}
 	if b.e != nil {
 		return ErrAlreadyStarted
@@ -94,8 +116,13 @@ func (b *Batcher[T]) Start() error {
 		capacity:    b.PendingWorkCapacity,
 		hooks:       b.Hooks,
 		baseContext: b.BaseContext,
+		overflow:    b.Overflow,
 	})
 	e.fire = b.Fire
+	if b.MaxBatchBytes > 0 {
+		e.maxBytes = clampInt(b.MaxBatchBytes)
+		e.sizer = b.Sizer
+	}
 	b.e = e
 	e.started()
 	return nil
@@ -112,7 +139,19 @@ func (b *Batcher[T]) Add(ctx context.Context, item T) error {
 	if b.e == nil {
 		return ErrNotStarted
 	}
-	return b.e.add(ctx, item, false)
+	return b.e.add(ctx, item, false, nil)
+}
+
+// AddResult adds an item as Add does and returns its Result, which is done
+// when the item's batch is done (after the retries of a retry middleware):
+// for a producer that must know its item was written, to acknowledge a
+// message or answer a request. A refused item gets an error and no Result.
+// It costs two allocations more than Add; Add stays as cheap as it was.
+func (b *Batcher[T]) AddResult(ctx context.Context, item T) (*Result, error) {
+	if b.e == nil {
+		return nil, ErrNotStarted
+	}
+	return addResult(b.e, ctx, item)
 }
 
 // Flush fires the pending partial batch now and waits until every batch

@@ -41,6 +41,8 @@ type batch[T any] struct {
 	user     Batch // Batch path (Client)
 	ctxs     []context.Context
 	times    []time.Time
+	results  []*Result // per-item results, index-aligned; nil when no item asked for one
+	bytes    int       // sum of the items' sizes (with a Sizer)
 	first    time.Time // first item's arrival (when a timeout or hooks need it)
 	ready    time.Time // when it was closed (when hooks need it)
 	trigger  Trigger
@@ -65,6 +67,9 @@ type engine[T any] struct {
 	capacity  int
 	fire      FireFunc[T]
 	maker     func() Batch
+	maxBytes  int
+	sizer     func(T) int
+	overflow  Overflow
 	hooks     *Hooks
 	keepCtxs  bool
 	keepTimes bool
@@ -81,6 +86,7 @@ type engine[T any] struct {
 	timerArmed bool
 	added      uint64
 	refused    uint64
+	dropped    uint64
 
 	fmu           sync.Mutex  // the flight lock
 	waiting       []*batch[T] // closed batches waiting for an in-flight slot, oldest first
@@ -118,6 +124,7 @@ type engineConfig struct {
 	capacity    uint
 	hooks       *Hooks
 	baseContext func() context.Context
+	overflow    Overflow
 }
 
 func clampInt(u uint) int {
@@ -136,6 +143,7 @@ func newEngine[T any](c engineConfig) *engine[T] {
 		limit:    clampInt(c.limit),
 		capacity: clampInt(c.capacity),
 		hooks:    c.hooks,
+		overflow: c.overflow,
 		drained:  make(chan struct{}),
 	}
 	if e.hooks != nil {
@@ -177,8 +185,17 @@ func (e *engine[T]) started() {
 // add offers one item. The Work channel's worker passes worker=true: it may
 // add while the client is stopping (it drains Work), and it waits for a slot
 // as soon as any batch waits, since the channel itself is its buffer.
-func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
+func (e *engine[T]) add(ctx context.Context, item T, worker bool, res *Result) error {
+	size := 0
+	if e.sizer != nil {
+		size = e.sizer(item) // user code: outside the lock
+		if size > e.maxBytes {
+			e.mu.Lock()
+			return e.refuseLocked(ctx, time.Time{}, ErrTooLarge, res)
+		}
+	}
 	var since time.Time
+	var drop dropped
 	e.mu.Lock()
 	for {
 		if e.state != stateRunning && (!worker || e.aborted.Load()) {
@@ -186,7 +203,7 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 			if worker {
 				err = ErrIncomplete
 			}
-			return e.refuseLocked(ctx, since, err)
+			return e.refuseLocked(ctx, since, err, res)
 		}
 		if e.nwaiting.Load() == 0 {
 			break
@@ -195,6 +212,20 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 		if !e.fullLocked(worker) {
 			e.fmu.Unlock()
 			break
+		}
+		if !worker && e.overflow != OverflowBlock {
+			if e.overflow == OverflowDropOldest {
+				if drop = e.dropOldestLocked(); drop.ok {
+					e.fmu.Unlock()
+					break
+				}
+			}
+			e.fmu.Unlock()
+			if e.overflow == OverflowFail {
+				return e.refuseLocked(ctx, since, ErrFull, res)
+			}
+			e.refuseLocked(ctx, since, ErrDropped, res) // drop the newest: this one
+			return nil
 		}
 		space := e.spaceLocked()
 		e.fmu.Unlock()
@@ -206,23 +237,38 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 		case <-space:
 		case <-ctx.Done():
 			e.mu.Lock()
-			return e.refuseLocked(ctx, since, ctx.Err())
+			return e.refuseLocked(ctx, since, ctx.Err(), res)
 		}
 		e.mu.Lock()
 	}
+	var launch, launch2 *batch[T]
 	b := e.cur
+	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
+		launch = e.closeLocked(b, TriggerBytes) // the next item would pass the byte limit
+		b = nil
+	}
 	if b == nil {
 		b = e.newBatchLocked()
 		e.cur = b
 	}
 	if b.user != nil {
 		if err := safeAdd(b.user, item); err != nil {
-			return e.refuseLocked(ctx, since, err)
+			e.mu.Unlock()
+			e.launch(launch)
+			e.mu.Lock()
+			return e.refuseLocked(ctx, since, err, res)
 		}
 	} else {
 		b.items = append(b.items, item)
 	}
+	if res != nil && b.results == nil {
+		b.results = make([]*Result, b.n, max(e.max, b.n+1))
+	}
+	if b.results != nil {
+		b.results = append(b.results, res)
+	}
 	b.n++
+	b.bytes += size
 	if e.keepCtxs {
 		b.ctxs = append(b.ctxs, ctx)
 	}
@@ -233,13 +279,20 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 	if b.n == 1 {
 		e.openLocked(b)
 	}
-	var launch *batch[T]
-	if b.n == e.max {
-		launch = e.closeLocked(b, TriggerSize)
+	switch {
+	case b.n == e.max:
+		launch2 = e.closeLocked(b, TriggerSize)
+	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
+		launch2 = e.closeLocked(b, TriggerBytes)
 	}
 	e.mu.Unlock()
-	if launch != nil {
-		go e.run(launch)
+	e.launch(launch)
+	e.launch(launch2)
+	if drop.ok {
+		drop.res.complete(ErrDropped)
+		if h := e.hooks; h != nil && h.Added != nil {
+			h.Added(AddInfo{Name: e.name, Ctx: drop.ctx, Err: ErrDropped})
+		}
 	}
 	if h := e.hooks; h != nil && h.Added != nil {
 		var blocked time.Duration
@@ -249,6 +302,64 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool) error {
 		h.Added(AddInfo{Name: e.name, Ctx: ctx, Blocked: blocked})
 	}
 	return nil
+}
+
+// dropped is an item dropped under OverflowDropOldest, to report once the
+// locks are released.
+type dropped struct {
+	ok  bool
+	ctx context.Context
+	res *Result
+}
+
+// dropOldestLocked (mu and fmu held) drops the oldest item queued behind the
+// batch waiting for a slot: the first of the next waiting batch, or of the
+// current batch. It reports false when there is none (PendingWorkCapacity 0).
+func (e *engine[T]) dropOldestLocked() dropped {
+	var b *batch[T]
+	waitingIdx := -1
+	switch {
+	case len(e.waiting) > 1:
+		b, waitingIdx = e.waiting[1], 1
+	case e.cur != nil && e.cur.n > 0 && e.cur.user == nil:
+		b = e.cur
+	default:
+		return dropped{}
+	}
+	d := dropped{ok: true, ctx: context.Background()}
+	if e.sizer != nil {
+		b.bytes -= e.sizer(b.items[0])
+	}
+	b.items = removeFirst(b.items)
+	if b.ctxs != nil {
+		d.ctx = b.ctxs[0]
+		b.ctxs = removeFirst(b.ctxs)
+	}
+	if b.times != nil {
+		b.times = removeFirst(b.times)
+	}
+	if b.results != nil {
+		d.res = b.results[0]
+		b.results = removeFirst(b.results)
+	}
+	b.n--
+	e.dropped++
+	if waitingIdx >= 0 {
+		e.waitingItems--
+		if b.n == 0 { // nothing left to fire: it is done as it stands
+			e.waiting = append(e.waiting[:waitingIdx], e.waiting[waitingIdx+1:]...)
+			e.nwaiting.Store(int32(len(e.waiting)))
+			e.releaseLocked(b.id, nil)
+		}
+	}
+	return d
+}
+
+func removeFirst[S ~[]E, E any](s S) S {
+	n := copy(s, s[1:])
+	var zero E
+	s[n] = zero
+	return s[:n]
 }
 
 // spaceLocked returns the channel closed when producers should look again.
@@ -277,9 +388,10 @@ func (e *engine[T]) workerWait() {
 }
 
 // refuseLocked counts a refused item, unlocks mu and reports it.
-func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error) error {
+func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error, res *Result) error {
 	e.refused++
 	e.mu.Unlock()
+	res.complete(err)
 	if h := e.hooks; h != nil && h.Added != nil {
 		var blocked time.Duration
 		if !since.IsZero() {
@@ -446,6 +558,7 @@ func (e *engine[T]) snapshot() Stats {
 	s := Stats{
 		Added:     e.added,
 		Refused:   e.refused,
+		Dropped:   e.dropped,
 		Fired:     e.fired,
 		Done:      e.done,
 		Failed:    e.failed,
@@ -561,6 +674,9 @@ func (e *engine[T]) finish(ctx context.Context, b *batch[T], info *FireInfo, err
 	if info != nil && e.hooks.Done != nil {
 		e.doneHook(ctx, info, err)
 	}
+	if b.results != nil {
+		completeAll(b.results, err)
+	}
 	var next *batch[T]
 	e.fmu.Lock()
 	e.inflight--
@@ -605,7 +721,7 @@ func (e *engine[T]) recycleLocked(b *batch[T]) {
 	}
 	clear(b.items)
 	clear(b.ctxs)
-	*b = batch[T]{items: b.items[:0], ctxs: b.ctxs[:0], times: b.times[:0]}
+	*b = batch[T]{items: b.items[:0], ctxs: b.ctxs[:0], times: b.times[:0]} // results are not reused
 	e.free = append(e.free, b)
 }
 
@@ -796,6 +912,9 @@ func (e *engine[T]) abort(ctx context.Context) error {
 	e.mu.Unlock()
 	if e.workLen != nil {
 		se.Items += e.workLen()
+	}
+	for _, b := range abandoned {
+		completeAll(b.results, ErrIncomplete)
 	}
 	if h := e.hooks; h != nil && h.Done != nil {
 		now := time.Now()

@@ -27,11 +27,13 @@ type invariantRun struct {
 	delay     time.Duration // fire takes up to this long
 	flushAt   int           // producer 0 flushes every flushAt items (0: never)
 	deadline  time.Duration // 0: Stop; else Shutdown with this deadline
+	policy    muster.Overflow
+	maxBytes  uint // Batcher only: items weigh v%7+1
 }
 
 func (r invariantRun) String() string {
-	return fmt.Sprintf("path=%d max=%d timeout=%v limit=%d cap=%d producers=%d items=%d delay=%v flush=%d deadline=%v",
-		r.path, r.max, r.timeout, r.limit, r.capacity, r.producers, r.items, r.delay, r.flushAt, r.deadline)
+	return fmt.Sprintf("path=%d max=%d timeout=%v limit=%d cap=%d producers=%d items=%d delay=%v flush=%d deadline=%v policy=%v bytes=%d",
+		r.path, r.max, r.timeout, r.limit, r.capacity, r.producers, r.items, r.delay, r.flushAt, r.deadline, r.policy, r.maxBytes)
 }
 
 type tally struct {
@@ -40,13 +42,25 @@ type tally struct {
 	batches     int
 	inflight    int
 	maxInflight int
+	maxBytes    int
 	errs        []string
 }
+
+func weight(v int) int { return v%7 + 1 }
 
 func (ta *tally) fire(items []int, limit, max uint) {
 	ta.mu.Lock()
 	defer ta.mu.Unlock()
 	ta.batches++
+	if ta.maxBytes > 0 {
+		sum := 0
+		for _, v := range items {
+			sum += weight(v)
+		}
+		if sum > ta.maxBytes {
+			ta.errs = append(ta.errs, fmt.Sprintf("a batch of %d bytes, above MaxBatchBytes %d", sum, ta.maxBytes))
+		}
+	}
 	if len(items) == 0 {
 		ta.errs = append(ta.errs, "an empty batch fired")
 	}
@@ -105,7 +119,7 @@ func (b *intBatch) Fire(n muster.Notifier) {
 
 func (r invariantRun) check(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ta := &tally{seen: map[int]int{}}
+		ta := &tally{seen: map[int]int{}, maxBytes: int(r.maxBytes)}
 		ctx := context.Background()
 		var add func(ctx context.Context, v int) error
 		var flush func(ctx context.Context) error
@@ -115,6 +129,7 @@ func (r invariantRun) check(t *testing.T) {
 		switch r.path {
 		case 0:
 			b := &muster.Batcher[int]{MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit, PendingWorkCapacity: r.capacity,
+				Overflow: r.policy, MaxBatchBytes: r.maxBytes,
 				Fire: func(ctx context.Context, items []int) error {
 					ta.fire(items, r.limit, r.max)
 					defer ta.done()
@@ -128,12 +143,16 @@ func (r invariantRun) check(t *testing.T) {
 						return ctx.Err()
 					}
 				}}
+			if r.maxBytes > 0 {
+				b.Sizer = weight
+			}
 			if err := b.Start(); err != nil {
 				t.Fatal(err)
 			}
 			add, flush, stop, shutdown, stats = b.Add, b.Flush, b.Stop, b.Shutdown, b.Stats
 		default:
 			c := &muster.Client{MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit, PendingWorkCapacity: r.capacity,
+				Overflow:   min(r.policy, muster.OverflowDropNewest),
 				BatchMaker: func() muster.Batch { return &intBatch{r: r, ta: ta} }}
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
@@ -149,7 +168,7 @@ func (r invariantRun) check(t *testing.T) {
 		for p := range r.producers {
 			wg.Go(func() {
 				for i := p * per; i < (p+1)*per; i++ {
-					if err := add(ctx, i); err != nil {
+					if err := add(ctx, i); err != nil && !errors.Is(err, muster.ErrFull) {
 						t.Errorf("add %d: %v", i, err)
 					}
 					if i%(p+3) == 0 {
@@ -197,10 +216,12 @@ func (r invariantRun) check(t *testing.T) {
 			}
 			fired++
 		}
-		// Every item offered was fired exactly once, abandoned at the deadline,
-		// or (left in Work at the deadline) refused by the worker.
-		if uint64(fired)+s.Abandoned+s.Refused != uint64(added) || s.Added+s.Refused != uint64(added) ||
-			(r.path != 1 || r.deadline == 0) && s.Refused != 0 {
+		// Every item offered was refused (under an overflow policy, or left in
+		// Work at the deadline) or taken; every item taken was fired exactly
+		// once, abandoned at the deadline, or dropped to make room.
+		refusable := r.policy != muster.OverflowBlock || r.path == 1 && r.deadline > 0
+		if s.Added+s.Refused != uint64(added) || uint64(fired)+s.Abandoned+s.Dropped != s.Added ||
+			!refusable && s.Refused != 0 || r.policy != muster.OverflowDropOldest && s.Dropped != 0 {
 			t.Errorf("added %d, fired %d, abandoned %d, stats %+v", added, fired, s.Abandoned, s)
 		}
 		if r.deadline == 0 && s.Abandoned != 0 {
@@ -213,12 +234,16 @@ func (r invariantRun) check(t *testing.T) {
 }
 
 func FuzzInvariants(f *testing.F) {
-	f.Add(uint8(0), uint8(3), uint8(0), uint8(1), uint8(0), uint8(2), uint16(50), uint8(3), uint8(0), uint8(0))
-	f.Add(uint8(1), uint8(7), uint8(5), uint8(2), uint8(3), uint8(7), uint16(400), uint8(9), uint8(11), uint8(0))
-	f.Add(uint8(2), uint8(0), uint8(4), uint8(3), uint8(1), uint8(4), uint16(300), uint8(20), uint8(0), uint8(5))
-	f.Add(uint8(0), uint8(10), uint8(2), uint8(1), uint8(4), uint8(8), uint16(999), uint8(30), uint8(17), uint8(3))
-	f.Add(uint8(1), uint8(1), uint8(0), uint8(0), uint8(0), uint8(1), uint16(10), uint8(0), uint8(2), uint8(1))
-	f.Fuzz(func(t *testing.T, path, max, timeoutMs, limit, capacity, producers uint8, items uint16, delayMs, flushAt, deadlineMs uint8) {
+	f.Add(uint8(0), uint8(3), uint8(0), uint8(1), uint8(0), uint8(2), uint16(50), uint8(3), uint8(0), uint8(0), uint8(0))
+	f.Add(uint8(1), uint8(7), uint8(5), uint8(2), uint8(3), uint8(7), uint16(400), uint8(9), uint8(11), uint8(0), uint8(0))
+	f.Add(uint8(2), uint8(0), uint8(4), uint8(3), uint8(1), uint8(4), uint16(300), uint8(20), uint8(0), uint8(5), uint8(0))
+	f.Add(uint8(0), uint8(10), uint8(2), uint8(1), uint8(4), uint8(8), uint16(999), uint8(30), uint8(17), uint8(3), uint8(0))
+	f.Add(uint8(1), uint8(1), uint8(0), uint8(0), uint8(0), uint8(1), uint16(10), uint8(0), uint8(2), uint8(1), uint8(0))
+	f.Add(uint8(0), uint8(5), uint8(3), uint8(1), uint8(2), uint8(8), uint16(700), uint8(25), uint8(0), uint8(0), uint8(1))
+	f.Add(uint8(2), uint8(5), uint8(0), uint8(1), uint8(2), uint8(8), uint16(700), uint8(25), uint8(0), uint8(4), uint8(2))
+	f.Add(uint8(0), uint8(5), uint8(3), uint8(1), uint8(4), uint8(8), uint16(900), uint8(25), uint8(9), uint8(6), uint8(131))
+	f.Add(uint8(0), uint8(0), uint8(7), uint8(2), uint8(1), uint8(3), uint16(500), uint8(15), uint8(0), uint8(0), uint8(200))
+	f.Fuzz(func(t *testing.T, path, max, timeoutMs, limit, capacity, producers uint8, items uint16, delayMs, flushAt, deadlineMs, policy uint8) {
 		r := invariantRun{
 			path:      int(path % 3),
 			max:       uint(max % 25),
@@ -230,12 +255,19 @@ func FuzzInvariants(f *testing.F) {
 			delay:     time.Duration(delayMs%40) * time.Millisecond,
 			flushAt:   int(flushAt % 50),
 			deadline:  time.Duration(deadlineMs%10) * time.Millisecond,
+			policy:    muster.Overflow(policy % 4),
+		}
+		if r.path == 0 && policy >= 128 {
+			r.maxBytes = uint(policy%32) + 7
 		}
 		if r.max == 0 && r.timeout == 0 {
 			r.max = 1
 		}
 		if r.path == 1 {
 			r.flushAt = 0 // Flush does not cover items still in Work
+		}
+		if r.path != 0 && r.policy == muster.OverflowDropOldest {
+			r.policy = muster.OverflowDropNewest // a Client's Batch holds its items
 		}
 		t.Log(r)
 		r.check(t)
@@ -253,10 +285,20 @@ func TestInvariantsTable(t *testing.T) {
 			{max: 7, timeout: 2 * time.Millisecond, limit: 3, capacity: 1, producers: 5, items: 700, delay: 7 * time.Millisecond, flushAt: 13},
 			{max: 5, limit: 1, capacity: 2, producers: 3, items: 300, delay: 20 * time.Millisecond, deadline: 30 * time.Millisecond},
 			{max: 1, limit: 2, producers: 2, items: 100, delay: time.Millisecond},
+			{max: 6, limit: 1, capacity: 3, producers: 8, items: 800, delay: 9 * time.Millisecond, policy: muster.OverflowFail},
+			{max: 6, limit: 1, capacity: 3, producers: 8, items: 800, delay: 9 * time.Millisecond, policy: muster.OverflowDropNewest},
+			{max: 6, timeout: 3 * time.Millisecond, limit: 1, capacity: 3, producers: 8, items: 800, delay: 9 * time.Millisecond, policy: muster.OverflowDropOldest, maxBytes: 20},
+			{max: 50, limit: 2, capacity: 10, producers: 4, items: 600, delay: 3 * time.Millisecond, maxBytes: 13, deadline: 40 * time.Millisecond},
 		} {
 			r.path = path
 			if path == 1 {
 				r.flushAt = 0
+			}
+			if path != 0 {
+				r.maxBytes = 0
+				if r.policy == muster.OverflowDropOldest {
+					continue // a Client's Batch holds its items: no DropOldest
+				}
 			}
 			t.Run(fmt.Sprintf("path%d/%d", path, i), func(t *testing.T) { r.check(t) })
 		}

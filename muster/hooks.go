@@ -18,10 +18,13 @@ const (
 	TriggerFlush
 	// TriggerShutdown: Stop or Shutdown fired the last, partial batch.
 	TriggerShutdown
+	// TriggerBytes: the next item would have passed MaxBatchBytes (or the
+	// batch reached it).
+	TriggerBytes
 )
 
 // String returns the trigger's lowercase name ("size", "timeout", "flush",
-// "shutdown"), the value telemetry uses for the muster.batch.trigger attribute.
+// "shutdown", "bytes"), the value telemetry uses for the muster.batch.trigger attribute.
 func (t Trigger) String() string {
 	switch t {
 	case TriggerSize:
@@ -32,6 +35,8 @@ func (t Trigger) String() string {
 		return "flush"
 	case TriggerShutdown:
 		return "shutdown"
+	case TriggerBytes:
+		return "bytes"
 	}
 	return "unknown"
 }
@@ -111,7 +116,11 @@ type AddInfo struct {
 	Name    string          // the client's Name
 	Ctx     context.Context // the context passed to Add (context.Background for Work)
 	Blocked time.Duration   // time the producer was held by backpressure; 0 if it was not
-	Err     error           // nil: taken. Otherwise ErrStopped, ctx's error, or a *PanicError from Batch.Add
+	// Err is nil when the item was taken. Otherwise it says why not:
+	// ErrStopped, ctx's error, ErrFull, ErrDropped, ErrTooLarge, or a
+	// *PanicError from Batch.Add. An item taken and later dropped under
+	// OverflowDropOldest is reported a second time, with ErrDropped.
+	Err error
 }
 
 // FireInfo describes a batch as it fires.

@@ -80,7 +80,8 @@ func (e *ShutdownError) Unwrap() []error { return []error{ErrIncomplete, e.Cause
 // Stats are a client's counters, read with Stats or through ClientInfo.
 type Stats struct {
 	Added     uint64 // items taken
-	Refused   uint64 // items refused by Add or the Work worker (stopped, context ended, Batch.Add panicked)
+	Refused   uint64 // items not taken by Add or the Work worker (stopped, context ended, full, dropped newest, too large, Batch.Add panicked)
+	Dropped   uint64 // items taken, then dropped under OverflowDropOldest
 	Fired     uint64 // batches fired
 	Done      uint64 // batches done, failed ones included
 	Failed    uint64 // batches done with an error
@@ -186,6 +187,11 @@ type Client struct {
 	// Hooks observe the client (see Hooks). Optional; nil costs nothing.
 	Hooks *Hooks
 
+	// Overflow says what Add does when the pending capacity is used up
+	// (default OverflowBlock; OverflowDropOldest is not available to a
+	// Client). Sending on Work always blocks, as in the seed.
+	Overflow Overflow
+
 	// BaseContext returns the context batches fire with (through
 	// FireContexter and hooks). If nil, context.Background() is used. It is
 	// called once, by Start.
@@ -203,6 +209,9 @@ func (c *Client) Start() error {
 	if c.BatchMaker == nil {
 		return fmt.Errorf("%w: BatchMaker is nil", ErrInvalidConfig)
 	}
+	if c.Overflow > OverflowDropNewest {
+		return fmt.Errorf("%w: Overflow %v is not available to a Client", ErrInvalidConfig, c.Overflow)
+	}
 	if c.e != nil {
 		return ErrAlreadyStarted
 	}
@@ -215,6 +224,7 @@ func (c *Client) Start() error {
 		capacity:    c.PendingWorkCapacity,
 		hooks:       c.Hooks,
 		baseContext: c.BaseContext,
+		overflow:    c.Overflow,
 	})
 	e.maker = c.BatchMaker
 	e.workLen = func() int { return len(work) }
@@ -234,7 +244,7 @@ func (c *Client) worker(work chan interface{}) {
 		if !ok {
 			break
 		}
-		_ = c.e.add(ctx, item, true) // a refusal reaches the Added hook and Stats
+		_ = c.e.add(ctx, item, true, nil) // a refusal reaches the Added hook and Stats
 	}
 	c.e.closeLast()
 }
@@ -249,7 +259,24 @@ func (c *Client) Add(ctx context.Context, item interface{}) error {
 	if c.e == nil {
 		return ErrNotStarted
 	}
-	return c.e.add(ctx, item, false)
+	return c.e.add(ctx, item, false, nil)
+}
+
+// AddResult adds an item as Add does and returns its Result, done when the
+// item's batch is. A refused item gets an error and no Result.
+func (c *Client) AddResult(ctx context.Context, item interface{}) (*Result, error) {
+	if c.e == nil {
+		return nil, ErrNotStarted
+	}
+	return addResult(c.e, ctx, item)
+}
+
+func addResult[T any](e *engine[T], ctx context.Context, item T) (*Result, error) {
+	r := newResult()
+	if err := e.add(ctx, item, false, r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Flush fires the pending partial batch now and waits until every batch

@@ -26,6 +26,15 @@ const (
 	ErrorTypeTimeout = "timeout"
 	// ErrorTypeCanceled: a context was canceled (context.Canceled).
 	ErrorTypeCanceled = "canceled"
+	// ErrorTypeFull: Add found the pending capacity full (OverflowFail); see muster.ErrFull.
+	ErrorTypeFull = "full"
+	// ErrorTypeDropped: an item was dropped to make room; see muster.ErrDropped.
+	ErrorTypeDropped = "dropped"
+	// ErrorTypeTooLarge: an item was larger than MaxBatchBytes; see muster.ErrTooLarge.
+	ErrorTypeTooLarge = "too_large"
+	// ErrorTypePartial: some items of the batch failed (a *muster.ItemErrors);
+	// item counts carry each item's own error.type.
+	ErrorTypePartial = "partial"
 )
 
 // ErrorType returns the low-cardinality class of err used as the error.type
@@ -39,7 +48,9 @@ const (
 //     returns a non-empty value: that value (the convention of
 //     go.opentelemetry.io/otel/semconv's ErrorType). Give your errors this
 //     method to name them.
-//  3. muster.ErrStopped: "stopped"; muster.ErrNotStarted: "not_started";
+//  0. A *muster.ItemErrors (only some items failed): "partial".
+//  3. muster.ErrStopped: "stopped"; muster.ErrFull: "full"; muster.ErrDropped:
+//     "dropped"; muster.ErrTooLarge: "too_large"; muster.ErrNotStarted: "not_started";
 //     context.DeadlineExceeded: "timeout"; context.Canceled: "canceled".
 //  4. Otherwise the Go type of err, after unwrapping fmt.Errorf wrappers, as
 //     semconv's ErrorType names it: "package/path.Type" for a named type,
@@ -51,6 +62,8 @@ func ErrorType(err error) string {
 	switch {
 	case err == nil:
 		return ""
+	case isItemErrors(err):
+		return ErrorTypePartial
 	case errors.Is(err, muster.ErrPanic):
 		return ErrorTypePanic
 	case errors.Is(err, muster.ErrIncomplete):
@@ -62,6 +75,12 @@ func ErrorType(err error) string {
 	switch {
 	case errors.Is(err, muster.ErrStopped):
 		return ErrorTypeStopped
+	case errors.Is(err, muster.ErrFull):
+		return ErrorTypeFull
+	case errors.Is(err, muster.ErrDropped):
+		return ErrorTypeDropped
+	case errors.Is(err, muster.ErrTooLarge):
+		return ErrorTypeTooLarge
 	case errors.Is(err, muster.ErrNotStarted):
 		return ErrorTypeNotStarted
 	case errors.Is(err, context.DeadlineExceeded):
@@ -119,3 +138,5 @@ func unwrapFmt(err error) error {
 		}
 	}
 }
+
+func isItemErrors(err error) bool { return itemErrors(err) != nil }

@@ -219,7 +219,19 @@ func (m *metrics) fired(ctx context.Context, info muster.FireInfo) context.Conte
 func (m *metrics) done(ctx context.Context, info muster.DoneInfo) {
 	n := m.attrsFor(info.Name)
 	out := n.byError(info.Err)
-	m.itemProcessed.Add(ctx, int64(info.Size), out.add...)
+	if ie := itemErrors(info.Err); ie != nil && len(ie.Errs) == info.Size {
+		// Only some items failed: each is counted with its own error.type.
+		failed := 0
+		for _, err := range ie.Errs {
+			if err != nil {
+				failed++
+				m.itemProcessed.Add(ctx, 1, n.byError(err).add...)
+			}
+		}
+		m.itemProcessed.Add(ctx, int64(info.Size-failed), n.byError(nil).add...)
+	} else {
+		m.itemProcessed.Add(ctx, int64(info.Size), out.add...)
+	}
 	if ctx.Value(firedKey{}) == nil {
 		// Abandoned at a Shutdown deadline (or a Fired hook before ours
 		// panicked): its items were never counted as added.
@@ -358,4 +370,17 @@ func (m *metrics) stopped(info muster.ClientInfo) {
 func sameCounters(a, b muster.Stats) bool {
 	return a.Added == b.Added && a.Fired == b.Fired && a.Done == b.Done &&
 		a.Failed == b.Failed && a.Abandoned == b.Abandoned
+}
+
+// itemErrors returns err's *muster.ItemErrors, if any, without allocating
+// when err is nil.
+func itemErrors(err error) *muster.ItemErrors {
+	if err == nil {
+		return nil
+	}
+	var ie *muster.ItemErrors
+	if errors.As(err, &ie) {
+		return ie
+	}
+	return nil
 }

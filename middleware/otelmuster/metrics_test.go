@@ -364,3 +364,38 @@ func TestNewHooks(t *testing.T) {
 	}
 	collect(t, r).wantSum("muster.item.processed", kv("muster.batcher.name", "orders"), 7)
 }
+
+// A batch where only some items failed counts each item with its own
+// error.type; refusals and drops under the overflow policies are counted.
+func TestMetricsPartialFailureAndOverflow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mp, r := newMeterProvider()
+		h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
+		mustNil(t, err)
+		release := make(chan struct{})
+		b := &muster.Batcher[int]{
+			Name: "rows", MaxBatchSize: 4, MaxConcurrentBatches: 1, PendingWorkCapacity: 0,
+			Overflow: muster.OverflowFail, Hooks: h,
+			Fire: func(ctx context.Context, items []int) error {
+				<-release
+				errs := make([]error, len(items))
+				errs[1], errs[3] = quotaError{}, quotaError{}
+				return &muster.ItemErrors{Errs: errs}
+			},
+		}
+		mustStart(t, b.Start)
+		for i := range 8 { // one batch in flight, one waiting
+			mustNil(t, b.Add(context.Background(), i))
+		}
+		if err := b.Add(context.Background(), 8); !errors.Is(err, muster.ErrFull) {
+			t.Fatalf("Add at capacity: %v", err)
+		}
+		close(release)
+		mustNil(t, b.Stop())
+		s := collect(t, r)
+		s.wantSum("muster.item.processed", kv("muster.batcher.name", "rows"), 4)
+		s.wantSum("muster.item.processed", kv("muster.batcher.name", "rows", "error.type", "quota"), 4)
+		s.wantSum("muster.item.added", kv("muster.batcher.name", "rows"), 8)
+		s.wantSum("muster.item.added", kv("muster.batcher.name", "rows", "error.type", "full"), 1)
+	})
+}

@@ -33,13 +33,15 @@ const (
 	TriggerFlush = "flush"
 	// TriggerShutdown: the client stopped and fired its partial batch.
 	TriggerShutdown = "shutdown"
+	// TriggerBytes: the next item would have passed MaxBatchBytes.
+	TriggerBytes = "bytes"
 )
 
 // BatcherName returns the [BatcherNameKey] attribute with the given value.
 func BatcherName(name string) attribute.KeyValue { return BatcherNameKey.String(name) }
 
 // BatchTrigger returns the [BatchTriggerKey] attribute with the given value,
-// one of [TriggerSize], [TriggerTimeout], [TriggerFlush] or [TriggerShutdown].
+// one of [TriggerSize], [TriggerTimeout], [TriggerFlush], [TriggerShutdown] or [TriggerBytes].
 func BatchTrigger(trigger string) attribute.KeyValue { return BatchTriggerKey.String(trigger) }
 
 // Bucket boundaries. The SDK's defaults (0, 5, 10, ..., 10000) suit

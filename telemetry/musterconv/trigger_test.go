@@ -15,6 +15,7 @@ func TestTriggerValuesMatchCore(t *testing.T) {
 		muster.TriggerTimeout:  musterconv.TriggerTimeout,
 		muster.TriggerFlush:    musterconv.TriggerFlush,
 		muster.TriggerShutdown: musterconv.TriggerShutdown,
+		muster.TriggerBytes:    musterconv.TriggerBytes,
 	} {
 		if trig.String() != want {
 			t.Errorf("muster trigger %d is %q, the catalogue says %q", trig, trig.String(), want)
