@@ -241,49 +241,12 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool, res *Result) e
 		}
 		e.mu.Lock()
 	}
-	var launch, launch2 *batch[T]
-	b := e.cur
-	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
-		launch = e.closeLocked(b, TriggerBytes) // the next item would pass the byte limit
-		b = nil
-	}
-	if b == nil {
-		b = e.newBatchLocked()
-		e.cur = b
-	}
-	if b.user != nil {
-		if err := safeAdd(b.user, item); err != nil {
-			e.mu.Unlock()
-			e.launch(launch)
-			e.mu.Lock()
-			return e.refuseLocked(ctx, since, err, res)
-		}
-	} else {
-		b.items = append(b.items, item)
-	}
-	if res != nil && b.results == nil {
-		b.results = make([]*Result, b.n, max(e.max, b.n+1))
-	}
-	if b.results != nil {
-		b.results = append(b.results, res)
-	}
-	b.n++
-	b.bytes += size
-	if e.keepCtxs {
-		b.ctxs = append(b.ctxs, ctx)
-	}
-	if e.keepTimes {
-		b.times = append(b.times, time.Now())
-	}
-	e.added++
-	if b.n == 1 {
-		e.openLocked(b)
-	}
-	switch {
-	case b.n == e.max:
-		launch2 = e.closeLocked(b, TriggerSize)
-	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
-		launch2 = e.closeLocked(b, TriggerBytes)
+	launch, launch2, err := e.appendLocked(ctx, item, res, size)
+	if err != nil {
+		e.mu.Unlock()
+		e.launch(launch)
+		e.mu.Lock()
+		return e.refuseLocked(ctx, since, err, res)
 	}
 	e.mu.Unlock()
 	e.launch(launch)
@@ -360,6 +323,126 @@ func removeFirst[S ~[]E, E any](s S) S {
 	var zero E
 	s[n] = zero
 	return s[:n]
+}
+
+// appendLocked (mu held) puts an item into the current batch and closes the
+// batches that its arrival completes; the caller launches them after
+// unlocking. An error (a Batch.Add that panicked) means the item was not
+// taken.
+func (e *engine[T]) appendLocked(ctx context.Context, item T, res *Result, size int) (launch, launch2 *batch[T], err error) {
+	b := e.cur
+	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
+		launch = e.closeLocked(b, TriggerBytes) // the next item would pass the byte limit
+		b = nil
+	}
+	if b == nil {
+		b = e.newBatchLocked()
+		e.cur = b
+	}
+	if b.user != nil {
+		if err := safeAdd(b.user, item); err != nil {
+			return launch, nil, err
+		}
+	} else {
+		b.items = append(b.items, item)
+	}
+	if res != nil && b.results == nil {
+		b.results = make([]*Result, b.n, max(e.max, b.n+1))
+	}
+	if b.results != nil {
+		b.results = append(b.results, res)
+	}
+	b.n++
+	b.bytes += size
+	if e.keepCtxs {
+		b.ctxs = append(b.ctxs, ctx)
+	}
+	if e.keepTimes {
+		b.times = append(b.times, time.Now())
+	}
+	e.added++
+	if b.n == 1 {
+		e.openLocked(b)
+	}
+	switch {
+	case b.n == e.max:
+		launch2 = e.closeLocked(b, TriggerSize)
+	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
+		launch2 = e.closeLocked(b, TriggerBytes)
+	}
+	return launch, launch2, nil
+}
+
+// addRun is the Work worker's add: it takes item and then, under the same
+// lock, whatever else Work holds at the moment, so that a busy worker pays
+// for the lock once per run of items rather than once per item. It leaves
+// to add (one item at a time) whatever needs more than an append: a batch
+// waiting for a slot, a deadline that passed. It reports whether Work is
+// still open.
+func addRun(e *engine[any], item any, work chan interface{}) (open bool) {
+	const maxRun = 256
+	ctx := context.Background()
+	var launches [8]*batch[any]
+	nl, added := 0, 0
+	have := true
+	var refused error
+	e.mu.Lock()
+	for run := 0; run < maxRun && nl <= len(launches)-2; run++ {
+		if e.aborted.Load() || e.nwaiting.Load() != 0 {
+			break // the slow path decides for the item in hand
+		}
+		l1, l2, err := e.appendLocked(ctx, item, nil, 0)
+		for _, l := range [2]*batch[any]{l1, l2} {
+			if l != nil {
+				launches[nl] = l
+				nl++
+			}
+		}
+		if err != nil {
+			e.refused++
+			refused, have = err, false
+			break
+		}
+		added++
+		have = false
+		if e.nwaiting.Load() != 0 {
+			break // a batch waits for a slot: as in the seed, leave Work alone
+		}
+		select {
+		case next, ok := <-work:
+			if !ok {
+				e.mu.Unlock()
+				e.afterRun(launches[:nl], added, refused)
+				return false
+			}
+			item, have = next, true
+		default:
+		}
+		if !have {
+			break
+		}
+	}
+	e.mu.Unlock()
+	e.afterRun(launches[:nl], added, refused)
+	if have {
+		_ = e.add(ctx, item, true, nil)
+	}
+	return true
+}
+
+// afterRun launches what a run of Work items closed and reports them.
+func (e *engine[T]) afterRun(launches []*batch[T], added int, refused error) {
+	for _, l := range launches {
+		e.launch(l)
+	}
+	if h := e.hooks; h != nil && h.Added != nil {
+		for range added {
+			h.Added(AddInfo{Name: e.name, Ctx: context.Background()})
+		}
+		if refused != nil {
+			h.Added(AddInfo{Name: e.name, Ctx: context.Background(), Err: refused})
+		}
+	}
 }
 
 // spaceLocked returns the channel closed when producers should look again.

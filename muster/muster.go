@@ -237,14 +237,13 @@ func (c *Client) Start() error {
 
 // worker drains Work into batches until Stop closes it.
 func (c *Client) worker(work chan interface{}) {
-	ctx := context.Background()
-	for {
+	for open := true; open; {
 		c.e.workerWait()
 		item, ok := <-work
 		if !ok {
 			break
 		}
-		_ = c.e.add(ctx, item, true, nil) // a refusal reaches the Added hook and Stats
+		open = addRun(c.e, item, work) // a refusal reaches the Added hook and Stats
 	}
 	c.e.closeLast()
 }
