@@ -123,6 +123,7 @@ func (b *Batcher[T]) Start() error {
 		e.maxBytes = clampInt(b.MaxBatchBytes)
 		e.sizer = b.Sizer
 	}
+	e.plain = e.maxBytes == 0 && !e.keepCtxs && !e.keepTimes
 	b.e = e
 	e.started()
 	return nil

@@ -69,6 +69,7 @@ type engine[T any] struct {
 	maker     func() Batch
 	maxBytes  int
 	sizer     func(T) int
+	plain     bool // no Batch, no bytes trigger, no kept contexts or times: Add's fast path
 	overflow  Overflow
 	hooks     *Hooks
 	keepCtxs  bool
@@ -241,7 +242,22 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool, res *Result) e
 		}
 		e.mu.Lock()
 	}
-	launch, launch2, err := e.appendLocked(ctx, item, res, size)
+	var launch, launch2 *batch[T]
+	var err error
+	if b := e.cur; b != nil && e.plain && res == nil && b.results == nil {
+		// The common case, kept small: a typed item, no per-item extras.
+		b.items = append(b.items, item)
+		b.n++
+		e.added++
+		if b.n == 1 {
+			e.openLocked(b)
+		}
+		if b.n == e.max {
+			launch = e.closeLocked(b, TriggerSize)
+		}
+	} else {
+		launch, launch2, err = e.appendLocked(ctx, item, res, size)
+	}
 	if err != nil {
 		e.mu.Unlock()
 		e.launch(launch)
