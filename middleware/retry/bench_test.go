@@ -46,3 +46,30 @@ func BenchmarkSuccess(b *testing.B) {
 		})
 	}
 }
+
+// A batch of 100 whose first attempt rejects 10 items, retried (without a
+// wait) and taken at the second: the partial path's cost per batch.
+func BenchmarkPartial(b *testing.B) {
+	ctx := context.Background()
+	items := make([]int, 100)
+	errs := make([]error, len(items))
+	for i := 0; i < len(errs); i += 10 {
+		errs[i] = errDown
+	}
+	first := &muster.ItemErrors{Errs: errs}
+	n := 0
+	fire := retry.New[int](retry.WithBudget(nil), retry.WithRand(func() float64 { return 0 }))(
+		func(context.Context, []int) error {
+			n++
+			if n%2 == 1 {
+				return first
+			}
+			return nil
+		})
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := fire(ctx, items); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -19,11 +19,15 @@ var (
 )
 
 // Error is returned when the middleware gives up on a batch whose last
-// attempt failed with a retryable error. It matches its Reason and the last
-// attempt's error with errors.Is and errors.As, so a sentinel the FireFunc
+// attempt failed with a retryable error, and is each failing item's error
+// in the *muster.ItemErrors it returns when it gives up on a partial retry.
+// It matches its Reason and the last attempt's error (the batch's, or the
+// item's own) with errors.Is and errors.As, so a sentinel the FireFunc
 // returned is still found through it.
 type Error struct {
-	// Attempts is how many times the FireFunc was called.
+	// Attempts is how many times the FireFunc was called (for an item in a
+	// partial retry: called with the item, which is the same number, as an
+	// item is sent in every attempt until it succeeds or is not retried).
 	Attempts int
 	// Elapsed runs from the first attempt's start to giving up.
 	Elapsed time.Duration
@@ -51,6 +55,47 @@ func (e *Error) Error() string {
 // Unwrap returns Reason and Last.
 func (e *Error) Unwrap() []error { return []error{e.Reason, e.Last} }
 
+// errorTyper is an error that names its class for telemetry.
+type errorTyper interface {
+	error
+	ErrorType() string
+}
+
+// Values of [Error.ErrorType] when the last attempt's error does not name
+// itself.
+const (
+	// ErrorTypeExhausted: the attempts or the elapsed time allowed were
+	// used up (Reason ErrExhausted).
+	ErrorTypeExhausted = "retries_exhausted"
+	// ErrorTypeBudgetExhausted: the Budget refused the next attempt (Reason
+	// ErrBudgetExhausted).
+	ErrorTypeBudgetExhausted = "budget_exhausted"
+	// ErrorTypeInterrupted: the batch's context ended (Reason its cause).
+	ErrorTypeInterrupted = "retries_interrupted"
+)
+
+// ErrorType returns a low-cardinality class of the failure, for the
+// error.type attribute of spans and metrics (otelmuster.ErrorType uses
+// it): the ErrorType() of the last attempt's error, or of the first error
+// it wraps that has that method, when it is not empty, so that a retried
+// failure is counted under the downstream's own class; otherwise
+// ErrorTypeExhausted, ErrorTypeBudgetExhausted or ErrorTypeInterrupted by
+// Reason. The values are stable: dashboards and alerts may match on them.
+func (e *Error) ErrorType() string {
+	if et, ok := errors.AsType[errorTyper](e.Last); ok {
+		if s := et.ErrorType(); s != "" {
+			return s
+		}
+	}
+	switch e.Reason {
+	case ErrExhausted:
+		return ErrorTypeExhausted
+	case ErrBudgetExhausted:
+		return ErrorTypeBudgetExhausted
+	}
+	return ErrorTypeInterrupted
+}
+
 // PermanentError marks an error that must not be retried: the middleware
 // returns it at once, unchanged. Make one with Permanent.
 type PermanentError struct {
@@ -67,7 +112,10 @@ func (p *PermanentError) Unwrap() error { return p.Err }
 // Permanent marks err as not worth retrying (a malformed batch, a rejected
 // credential): return Permanent(err) from the FireFunc and the middleware
 // returns it without a further attempt. errors.Is(result, err) still holds.
-// Permanent(nil) is nil.
+// In a *muster.ItemErrors, mark an item's own error to keep that item from
+// being resent (a malformed row); marking the *muster.ItemErrors itself
+// (Permanent(itemErrs)) keeps all of them from being resent. Permanent(nil)
+// is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -78,6 +126,6 @@ func Permanent(err error) error {
 // IsPermanent reports whether err, or an error it wraps, is a
 // *PermanentError.
 func IsPermanent(err error) bool {
-	var p *PermanentError
-	return errors.As(err, &p)
+	_, ok := errors.AsType[*PermanentError](err)
+	return ok
 }

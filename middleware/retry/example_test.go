@@ -104,3 +104,68 @@ func ExampleNewBudget() {
 	// Output:
 	// retries available: 10
 }
+
+// A bulk insert that rejects some rows of a batch says which with a
+// *muster.ItemErrors: only those rows are sent again, a row marked Permanent
+// is not, and each row's Result tells its own outcome.
+func ExampleNew_partial() {
+	errBusy := errors.New("shard busy")
+	errInvalid := errors.New("invalid row")
+	attempt := 0
+	insert := func(ctx context.Context, rows []string) error {
+		attempt++
+		errs := make([]error, len(rows))
+		var rejected []string
+		for i, row := range rows {
+			switch {
+			case row == "bad":
+				errs[i] = retry.Permanent(errInvalid)
+			case attempt == 1 && (row == "b" || row == "d"), attempt == 2 && row == "d":
+				errs[i] = errBusy
+			default:
+				continue
+			}
+			rejected = append(rejected, row)
+		}
+		fmt.Printf("attempt %d %v: rejected %v\n", attempt, rows, rejected)
+		if rejected == nil {
+			return nil
+		}
+		return &muster.ItemErrors{Errs: errs} // aligned with rows
+	}
+	b := &muster.Batcher[string]{
+		MaxBatchSize: 5,
+		Hooks: &muster.Hooks{
+			Retried: func(ctx context.Context, info muster.RetryInfo) {
+				fmt.Printf("retry in %v: %v\n", info.Backoff, info.Err)
+			},
+		},
+		Fire: retry.New[string](
+			retry.WithBackoff(retry.Backoff{Initial: time.Millisecond, Jitter: retry.NoJitter}),
+		)(insert),
+	}
+	if err := b.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	rows := []string{"a", "b", "bad", "c", "d"}
+	results := make([]*muster.Result, len(rows))
+	for i, row := range rows {
+		results[i], _ = b.AddResult(context.Background(), row)
+	}
+	_ = b.Stop()
+	for i, r := range results {
+		fmt.Printf("%s: %v\n", rows[i], r.Err())
+	}
+	// Output:
+	// attempt 1 [a b bad c d]: rejected [b bad d]
+	// retry in 1ms: muster: 3 of 5 items failed: shard busy
+	// attempt 2 [b d]: rejected [d]
+	// retry in 2ms: muster: 1 of 2 items failed: shard busy
+	// attempt 3 [d]: rejected []
+	// a: <nil>
+	// b: <nil>
+	// bad: invalid row
+	// c: <nil>
+	// d: <nil>
+}

@@ -10,18 +10,45 @@
 //
 // After a failed attempt the FireFunc is called again with the same context
 // (or, with WithAttemptTimeout, a new one derived from it for each attempt)
-// and the same items slice, so:
+// and the same items slice (or, in a partial retry, the items that failed),
+// so:
 //
 //   - it must be idempotent, or tolerate seeing items it already partly
 //     delivered (use an idempotency key or an upsert where the downstream
 //     has one);
 //   - it must not retain items, nor modify them in a way it could not take
-//     again: the next attempt sees the slice as the last one left it;
+//     again: the next attempt sees the items as the last one left them;
 //   - it returns Permanent(err) for failures a retry cannot fix (a
 //     malformed batch, a rejected credential), so that they are not retried.
 //
-// Partial retries (resending only the items a bulk API rejected) are out of
-// scope for now: an attempt succeeds or fails as a whole.
+// # Partial retries
+//
+// A bulk API that takes 97 items of 100 and rejects 3 is told about with a
+// *muster.ItemErrors: the FireFunc returns one (possibly wrapped) whose Errs
+// are index-aligned with the items it was called with, nil where the item
+// succeeded. The middleware then judges each item on its own error: items
+// that succeeded are never sent again; an item whose error is Permanent or
+// refused by WithRetryIf keeps that error and is not resent; the others
+// are retried, and only they. The next attempt calls the FireFunc with a
+// slice holding just those items, in their original order; its
+// *muster.ItemErrors (aligned with that slice) is mapped back to the
+// batch's items, and so on until no item is left to retry. Any other error
+// of such an attempt is every item's of that attempt. The slice is the
+// middleware's own, allocated once per batch and reused by its attempts
+// (never the caller's array, which is left as it was): the FireFunc must not
+// keep it, as it must not keep any items slice.
+//
+// A *muster.ItemErrors whose length is not the number of items sent is an
+// error of the batch as a whole, retried as any other; so is any error
+// until an attempt reports per-item errors. Wrapping the *muster.ItemErrors
+// in Permanent makes the middleware return it unchanged at the first
+// attempt (resend none of its items at a later one).
+//
+// Everything else applies as to a whole batch: an attempt over some items
+// is one attempt for WithMaxAttempts, draws one retry from the Budget, and
+// waits its backoff (or the largest delay hint among the errors of the items
+// it resends); WithMaxElapsedTime and WithAttemptTimeout bound it the same
+// way.
 //
 // # Limits
 //
@@ -60,14 +87,27 @@
 // at a Shutdown deadline), and also the last attempt's error, so
 // errors.Is(err, yourSentinel) holds through it.
 //
+// Once an attempt reported per-item errors, the outcome is nil when every
+// item eventually succeeded, and otherwise a *muster.ItemErrors over the
+// batch's items (the ones the middleware was called with, its length theirs)
+// holding each item's final error: nil for an item that succeeded, the
+// error that was not retried, unchanged, and for an item still failing when
+// the middleware gave up, an *Error (one per item) with the reason as above
+// and the item's own last error as Last. A muster.Result (from AddResult)
+// sees its item's own error.
+//
 // # Observation and shutdown
 //
 // Before each wait it calls muster.ReportRetry, so the batcher's Hooks.Retried
 // (tracing, metrics) see every failed attempt that will be retried: its
-// number, error and the wait. Waits select on the batch's context: when a
-// Shutdown deadline passes the core cancels it, the wait ends at once and
-// the batch fails with an error wrapping muster.ErrIncomplete. The batch
-// keeps its in-flight slot for all its attempts and waits.
+// number, error and the wait. The error is the attempt's own, as the
+// FireFunc returned it: for a partial failure, its *muster.ItemErrors,
+// aligned with the items of that attempt (which otelmuster classes as
+// "partial"). Waits select on the batch's context: when a Shutdown deadline
+// passes the core cancels it, the wait ends at once and the batch fails with
+// an error wrapping muster.ErrIncomplete (in a partial retry, each item still
+// failing does). The batch keeps its in-flight slot for all its attempts and
+// waits.
 //
 // Where to put it among other middleware (rate limiting in particular) is
 // discussed in the documentation of package middleware.
@@ -75,7 +115,6 @@ package retry
 
 import (
 	"context"
-	"errors"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -237,49 +276,74 @@ func New[T any](opts ...Option) muster.Middleware[T] {
 }
 
 // retryAfter is what a server's delay hint looks like on an error.
-type retryAfter interface{ RetryAfter() time.Duration }
+type retryAfter interface {
+	error
+	RetryAfter() time.Duration
+}
 
 func run[T any](c *config, ctx context.Context, next muster.FireFunc[T], items []T) error {
 	start := time.Now()
 	if c.budget != nil {
 		c.budget.deposit(start)
 	}
+	// p is nil while attempts fail (or succeed) as a whole; from the first
+	// attempt that reports per-item errors on, it tracks each item and
+	// attempts send only the items to retry.
+	var p *partial[T]
 	for attempt := 1; ; attempt++ {
-		err := call(c, ctx, next, items)
-		if err == nil {
-			return nil
+		var err error
+		if p == nil {
+			err = call(c, ctx, next, items)
+			if err == nil {
+				return nil
+			}
+			if ie := itemErrorsFor(err, len(items)); ie != nil && !permanentAbove(err, ie) {
+				p = newPartial(c, items, ie.Errs)
+			} else if !c.retryable(err) {
+				return err
+			}
+		} else {
+			err = call(c, ctx, next, p.items)
+			p.update(c, err)
 		}
-		if IsPermanent(err) || (c.retryIf != nil && !c.retryIf(err)) {
-			return err
-		}
-		giveUp := func(reason error) error {
-			return &Error{Attempts: attempt, Elapsed: time.Since(start), Reason: reason, Last: err}
+		if p != nil && len(p.items) == 0 {
+			return p.outcome()
 		}
 		if ctx.Err() != nil {
-			return giveUp(context.Cause(ctx))
+			return giveUp(p, attempt, start, context.Cause(ctx), err)
 		}
 		if c.maxAttempts > 0 && attempt >= c.maxAttempts {
-			return giveUp(ErrExhausted)
+			return giveUp(p, attempt, start, ErrExhausted, err)
 		}
 		wait := c.backoff.wait(attempt, c.rand())
-		var hint retryAfter
-		if errors.As(err, &hint) {
-			if d := hint.RetryAfter(); d > 0 {
-				wait = d
-			}
+		hint := p.hintAfter(err)
+		if hint > 0 {
+			wait = hint
 		}
 		now := time.Now()
 		if c.maxElapsed > 0 && now.Sub(start)+wait > c.maxElapsed {
-			return giveUp(ErrExhausted)
+			return giveUp(p, attempt, start, ErrExhausted, err)
 		}
 		if c.budget != nil && !c.budget.withdraw(now) {
-			return giveUp(ErrBudgetExhausted)
+			return giveUp(p, attempt, start, ErrBudgetExhausted, err)
 		}
 		muster.ReportRetry(ctx, muster.RetryInfo{Attempt: attempt, Err: err, Backoff: wait})
 		if !sleep(ctx, wait) {
-			return giveUp(context.Cause(ctx))
+			return giveUp(p, attempt, start, context.Cause(ctx), err)
 		}
 	}
+}
+
+// giveUp returns the outcome of a batch that gets no further attempt for
+// reason: an *Error over the last attempt's error, or, once items are
+// tracked one by one, a *muster.ItemErrors with an *Error for each item
+// still failing.
+func giveUp[T any](p *partial[T], attempts int, start time.Time, reason, last error) error {
+	elapsed := time.Since(start)
+	if p != nil {
+		return p.giveUp(reason, attempts, elapsed)
+	}
+	return &Error{Attempts: attempts, Elapsed: elapsed, Reason: reason, Last: last}
 }
 
 // call makes one attempt, under its own timeout when one is set.
