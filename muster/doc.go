@@ -22,6 +22,19 @@
 // hand-off. Use [Client] when you have code written for facebookgo/muster, or
 // a Batch that must see items one at a time as they arrive.
 //
+// # Per-key batching
+//
+// [Keyed] batches per key (tenant, destination, credentials): a Key function
+// routes each item to its key's batch, so that a batch never mixes keys, and
+// Fire receives the key. Each key has its own size, bytes and time triggers
+// and its own pending capacity; MaxConcurrentBatches is shared by all keys.
+// Keys are created on first use and evicted after KeyIdleTimeout with
+// nothing pending or in flight; at most MaxKeys are live, and a new key
+// beyond that evicts the least recently used empty key or, when every key
+// holds items, is refused with [ErrTooManyKeys]. Hooks see the key in
+// FireInfo.Key (and a tracing layer thereby on the batch span); Stats sum
+// the keys, and Stats.Keys counts the live ones.
+//
 // # Errors and what happens to items
 //
 //   - Invalid configuration: Start returns [ErrZeroBoth] or an error matching

@@ -77,6 +77,7 @@ type engine[T any] struct {
 	base      context.Context
 	cancel    context.CancelCauseFunc
 	workLen   func() int // len(Work) for Client, nil for Batcher
+	key       any        // the batch key of a Keyed client's per-key engine; nil otherwise
 
 	mu         sync.Mutex // the add lock
 	state      state
@@ -126,6 +127,7 @@ type engineConfig struct {
 	hooks       *Hooks
 	baseContext func() context.Context
 	overflow    Overflow
+	key         any // FireInfo.Key (Keyed)
 }
 
 func clampInt(u uint) int {
@@ -145,6 +147,7 @@ func newEngine[T any](c engineConfig) *engine[T] {
 		capacity: clampInt(c.capacity),
 		hooks:    c.hooks,
 		overflow: c.overflow,
+		key:      c.key,
 		drained:  make(chan struct{}),
 	}
 	if e.hooks != nil {
@@ -690,6 +693,7 @@ func (e *engine[T]) fireInfo(b *batch[T], now time.Time) FireInfo {
 		Start:                now,
 		Contexts:             b.ctxs,
 		Enqueued:             b.times,
+		Key:                  e.key,
 	}
 	if !b.first.IsZero() {
 		info.Age = now.Sub(b.first)

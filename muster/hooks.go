@@ -142,6 +142,10 @@ type FireInfo struct {
 	Contexts []context.Context
 	// Enqueued holds each item's enqueue time, in order, when KeepItemTimes is set.
 	Enqueued []time.Time
+	// Key is the batch's key, for a [Keyed] client; nil otherwise. With a
+	// Keyed client BatchID numbers batches per key: Key and BatchID together
+	// identify a batch.
+	Key any
 }
 
 // DoneInfo describes a batch that is done.

@@ -91,6 +91,9 @@ type Stats struct {
 	// Queued counts the items that PendingWorkCapacity bounds: those in the
 	// Work channel plus those Add queued behind a batch waiting for a slot.
 	Queued int
+	// Keys counts the live keys (Keyed only): keys created and not yet
+	// evicted.
+	Keys int
 }
 
 // Notifier is passed to a Batch's Fire; call Done when the batch is finished.
