@@ -1033,3 +1033,33 @@ func TestTriggerString(t *testing.T) {
 		}
 	}
 }
+
+// On the Work path too, a Batch.Add that panics refuses only its item.
+func TestBatchAddPanicOnWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		var refused []error
+		c := &muster.Client{MaxBatchSize: 2, PendingWorkCapacity: 10, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} },
+			Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
+				if info.Err != nil {
+					refused = append(refused, info.Err)
+				}
+			}}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []int{1, 13, 2, 3, 4} {
+			c.Work <- v
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		equalBatches(t, sorted(r.snapshot()), items(1, 2), items(3, 4))
+		if len(refused) != 1 || !errors.Is(refused[0], muster.ErrPanic) {
+			t.Fatalf("refusals reported: %v", refused)
+		}
+		if s := c.Stats(); s.Refused != 1 || s.Added != 4 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}

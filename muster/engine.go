@@ -399,54 +399,95 @@ func (e *engine[T]) appendLocked(ctx context.Context, item T, res *Result, size 
 // waiting for a slot, a deadline that passed. It reports whether Work is
 // still open.
 func addRun(e *engine[any], item any, work chan interface{}) (open bool) {
-	const maxRun = 256
-	ctx := context.Background()
-	var launches [8]*batch[any]
-	nl, added := 0, 0
-	have := true
-	var refused error
+	r := workRun{e: e, item: item, have: true, open: true}
 	e.mu.Lock()
-	for run := 0; run < maxRun && nl <= len(launches)-2; run++ {
-		if e.aborted.Load() || e.nwaiting.Load() != 0 {
-			break // the slow path decides for the item in hand
+	r.takeLocked(work)
+	e.mu.Unlock()
+	e.afterRun(r.launches[:r.nl], r.added, r.refused)
+	if r.have {
+		_ = e.add(context.Background(), r.item, true, nil)
+	}
+	return r.open
+}
+
+// workRun is the state of one addRun.
+type workRun struct {
+	e        *engine[any]
+	item     any // in hand, when have
+	have     bool
+	open     bool
+	launches [8]*batch[any]
+	nl       int
+	added    int
+	refused  error
+}
+
+// takeLocked (mu held) appends items while nothing stands in the way. One
+// deferred recover covers the run: a Batch.Add that panics refuses its item
+// (as safeAdd does on the one-at-a-time path) without a defer per item.
+func (r *workRun) takeLocked(work chan interface{}) {
+	const maxRun = 256
+	e := r.e
+	defer func() {
+		if p := recover(); p != nil {
+			e.refused++
+			r.refused, r.have = newPanicError(p), false
 		}
-		l1, l2, err := e.appendLocked(ctx, item, nil, 0)
+	}()
+	ctx := context.Background()
+	for run := 0; run < maxRun && r.nl <= len(r.launches)-2; run++ {
+		if e.aborted.Load() || e.nwaiting.Load() != 0 {
+			return // the slow path decides for the item in hand
+		}
+		l1, l2 := e.appendUserLocked(ctx, r.item)
 		for _, l := range [2]*batch[any]{l1, l2} {
 			if l != nil {
-				launches[nl] = l
-				nl++
+				r.launches[r.nl] = l
+				r.nl++
 			}
 		}
-		if err != nil {
-			e.refused++
-			refused, have = err, false
-			break
-		}
-		added++
-		have = false
+		r.added++
+		r.have = false
 		if e.nwaiting.Load() != 0 {
-			break // a batch waits for a slot: as in the seed, leave Work alone
+			return // a batch waits for a slot: as in the seed, leave Work alone
 		}
 		select {
 		case next, ok := <-work:
 			if !ok {
-				e.mu.Unlock()
-				e.afterRun(launches[:nl], added, refused)
-				return false
+				r.open = false
+				return
 			}
-			item, have = next, true
+			r.item, r.have = next, true
 		default:
-		}
-		if !have {
-			break
+			return
 		}
 	}
-	e.mu.Unlock()
-	e.afterRun(launches[:nl], added, refused)
-	if have {
-		_ = e.add(ctx, item, true, nil)
+}
+
+// appendUserLocked (mu held) adds an item from Work to a Batch: Client's
+// path, without bytes, results or a recover of its own (takeLocked has one).
+func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch, launch2 *batch[T]) {
+	b := e.cur
+	if b == nil {
+		b = e.newBatchLocked()
+		e.cur = b
 	}
-	return true
+	b.user.Add(item)
+	b.n++
+	if e.keepCtxs {
+		b.ctxs = append(b.ctxs, ctx)
+	}
+	if e.keepTimes {
+		b.times = append(b.times, time.Now())
+	}
+	e.added++
+	if b.n == 1 {
+		e.openLocked(b)
+	}
+	if b.n == e.max {
+		launch2 = e.closeLocked(b, TriggerSize)
+	}
+	return nil, launch2
 }
 
 // afterRun launches what a run of Work items closed and reports them.
