@@ -36,6 +36,11 @@ fmt:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzInvariants -fuzztime 60s ./muster/
 
+## stress: the long form of the end-to-end accounting stress test (the
+## short form runs in make test).
+stress:
+	MUSTER_STRESS=long $(GO) test -race -count=1 -timeout 20m -run Stress -v ./internal/stress/
+
 ## demo: the example service with embedded defaults.
 demo:
 	$(GO) run ./examples/otel-demo
