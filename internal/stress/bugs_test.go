@@ -12,18 +12,15 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
-// Reproductions of library bugs the stress test ran into. Each is skipped
-// until the library is fixed; the stress test steers around them (see the
-// comments where it does).
+// Regression tests for library bugs the stress test ran into. A test still
+// skipped documents a bug not yet fixed; the stress test steers around it.
 
 // A FireFunc wrapped by retry.New delivers item 0 and fails item 1 (a
-// *muster.ItemErrors), then panics on the retry of item 1. The panic escapes
-// the middleware, the core fails the whole batch with a *muster.PanicError,
-// and item 0's Result (and the metrics: muster.item.processed{error.type=panic})
-// say it failed, though it was delivered. retry's doc promises "nil for an
-// item that succeeded" once an attempt reported per-item errors.
-func TestBugRetryPanicAfterPartial(t *testing.T) {
-	t.Skip("bug: retry lets a panic of a later attempt fail items an earlier partial attempt delivered")
+// *muster.ItemErrors), then panics on the retry of item 1. The panic used to
+// escape the middleware, so that the core failed the whole batch and item 0's
+// Result said it failed though it was delivered. retry now recovers a panic
+// per attempt and charges it to that attempt's items only.
+func TestRetryPanicAfterPartial(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		calls := 0
 		fire := retry.New[int](retry.WithBackoff(retry.Backoff{Initial: time.Millisecond}))(

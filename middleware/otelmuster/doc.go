@@ -49,7 +49,8 @@
 //
 //	messaging.batch.message_count  int     items in the batch (borrowed from the messaging conventions)
 //	muster.batcher.name            string  the client's Name ("muster" if empty)
-//	muster.batch.trigger           string  size, timeout, flush or shutdown
+//	muster.batch.trigger           string  size, timeout, flush, shutdown or bytes
+//	muster.batch.key               string  a muster.Keyed client's batch key (only for Keyed clients)
 //	muster.batch.max_size          int     the client's MaxBatchSize (0: no size trigger)
 //	muster.batch.id                int     1, 2, 3... per client, in the order batches closed
 //	muster.batch.first_item_age    double  seconds the first item had waited when the batch fired
@@ -57,10 +58,20 @@
 //	muster.batch.links.dropped     int     link candidates left out by the cap (only when > 0)
 //	error.type                     string  the failure's class (only on failure, see below)
 //
-// The first three are given at start, for samplers; the others are set only
-// on a recording span. The first item's age and the slot wait are attributes
+// The first three, and muster.batch.key, are given at start, for samplers;
+// the others are set only on a recording span. The first item's age and the slot wait are attributes
 // rather than events: they are facts about the batch known when it fires,
 // and as attributes a query can filter on them.
+//
+// muster.batch.key is FireInfo.Key: a string key as is, any other key
+// formatted with fmt's %v (give a struct key a String method to choose its
+// form). It is a span attribute only, never a metric attribute: spans carry
+// one value each and cost nothing per distinct key, while a metric label
+// would make a series per key. Keys are still indexed by trace backends, so
+// keep them identifiers (tenant, region, destination), not secrets or
+// free-form data; a batcher keyed by something unbounded (a user id) makes
+// as many distinct attribute values, which some backends bill or limit.
+// Metrics see a Keyed client as one batcher.
 //
 // Events, in the order they happen:
 //

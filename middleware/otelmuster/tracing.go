@@ -3,6 +3,7 @@ package otelmuster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ const (
 	batchFirstItemAgeKey = attribute.Key("muster.batch.first_item_age") // seconds
 	batchSlotWaitKey     = attribute.Key("muster.batch.slot_wait")      // seconds
 	batchLinksDroppedKey = attribute.Key("muster.batch.links.dropped")
+	batchKeyKey          = attribute.Key("muster.batch.key") // a Keyed client's batch key
 
 	waitReasonKey   = attribute.Key("muster.wait.reason")
 	waitDurationKey = attribute.Key("muster.wait.duration") // seconds
@@ -139,15 +141,20 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 	// rest is set only on a recording span, so that an unsampled batch
 	// costs less.
 	var opts [5]trace.SpanStartOption
+	var startAttrs [4]attribute.KeyValue
+	sa := append(startAttrs[:0],
+		n.attr,
+		batchTriggerKey.String(info.Trigger.String()),
+		batchMessageCountKey.Int(info.Size),
+	)
+	if info.Key != nil {
+		sa = append(sa, batchKeyKey.String(keyString(info.Key)))
+	}
 	o := append(opts[:0],
 		trace.WithNewRoot(),
 		trace.WithSpanKind(t.kind),
 		trace.WithTimestamp(info.Start),
-		trace.WithAttributes(
-			n.attr,
-			batchTriggerKey.String(info.Trigger.String()),
-			batchMessageCountKey.Int(info.Size),
-		),
+		trace.WithAttributes(sa...),
 	)
 	if len(links) > 0 {
 		o = append(o, trace.WithLinks(links...))
@@ -174,6 +181,15 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 		}
 	}
 	return ctx, span
+}
+
+// keyString is the muster.batch.key value of a Keyed client's key: a
+// string key as is, any other key in fmt's %v form.
+func keyString(k any) string {
+	if s, ok := k.(string); ok {
+		return s
+	}
+	return fmt.Sprint(k)
 }
 
 // startItemSpans starts a create span per item whose context carries a span,

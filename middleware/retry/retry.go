@@ -117,6 +117,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"time"
 
 	"github.com/musterhq/muster/muster"
@@ -346,8 +347,17 @@ func giveUp[T any](p *partial[T], attempts int, start time.Time, reason, last er
 	return &Error{Attempts: attempts, Elapsed: elapsed, Reason: reason, Last: last}
 }
 
-// call makes one attempt, under its own timeout when one is set.
-func call[T any](c *config, ctx context.Context, next muster.FireFunc[T], items []T) error {
+// call makes one attempt, under its own timeout when one is set. A panic in
+// the attempt is recovered and becomes that attempt's permanent error (a
+// *muster.PanicError, as the core would make it): not retried, and, once
+// items are tracked one by one, charged only to the items of that attempt,
+// never to items an earlier attempt delivered.
+func call[T any](c *config, ctx context.Context, next muster.FireFunc[T], items []T) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(&muster.PanicError{Value: r, Stack: debug.Stack()})
+		}
+	}()
 	if c.attemptTimeout <= 0 {
 		return next(ctx, items)
 	}
