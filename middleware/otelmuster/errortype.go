@@ -32,6 +32,8 @@ const (
 	ErrorTypeDropped = "dropped"
 	// ErrorTypeTooLarge: an item was larger than MaxBatchBytes; see muster.ErrTooLarge.
 	ErrorTypeTooLarge = "too_large"
+	// ErrorTypeTooManyKeys: a Keyed refused an item of a new key; see muster.ErrTooManyKeys.
+	ErrorTypeTooManyKeys = "too_many_keys"
 	// ErrorTypePartial: some items of the batch failed (a *muster.ItemErrors);
 	// item counts carry each item's own error.type.
 	ErrorTypePartial = "partial"
@@ -50,7 +52,8 @@ const (
 //     method to name them.
 //  0. A *muster.ItemErrors (only some items failed): "partial".
 //  3. muster.ErrStopped: "stopped"; muster.ErrFull: "full"; muster.ErrDropped:
-//     "dropped"; muster.ErrTooLarge: "too_large"; muster.ErrNotStarted: "not_started";
+//     "dropped"; muster.ErrTooLarge: "too_large"; muster.ErrTooManyKeys:
+//     "too_many_keys"; muster.ErrNotStarted: "not_started";
 //     context.DeadlineExceeded: "timeout"; context.Canceled: "canceled".
 //  4. Otherwise the Go type of err, after unwrapping fmt.Errorf wrappers, as
 //     semconv's ErrorType names it: "package/path.Type" for a named type,
@@ -81,6 +84,8 @@ func ErrorType(err error) string {
 		return ErrorTypeDropped
 	case errors.Is(err, muster.ErrTooLarge):
 		return ErrorTypeTooLarge
+	case errors.Is(err, muster.ErrTooManyKeys):
+		return ErrorTypeTooManyKeys
 	case errors.Is(err, muster.ErrNotStarted):
 		return ErrorTypeNotStarted
 	case errors.Is(err, context.DeadlineExceeded):
