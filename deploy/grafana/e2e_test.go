@@ -491,7 +491,7 @@ type standinRecorder struct {
 
 func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	r := &standinRecorder{}
-	var errs [13]error
+	var errs [14]error
 	r.added, errs[0] = musterconv.ItemAdded.New(m)
 	r.processed, errs[1] = musterconv.ItemProcessed.New(m)
 	r.retries, errs[2] = musterconv.BatchRetries.New(m)
@@ -511,6 +511,7 @@ func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	_, errs[10] = musterconv.BatchInflightLimit.New(m, observe(4))
 	_, errs[11] = musterconv.QueueSize.New(m, observe(700))
 	_, errs[12] = musterconv.QueueCapacity.New(m, observe(1000))
+	_, errs[13] = musterconv.BatcherKeys.New(m, observe(3))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -205,6 +205,10 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 			_, err := musterconv.QueueCapacity.New(m, observe(1000))
 			return err
 		},
+		musterconv.BatcherKeys.Name(): func() error {
+			_, err := musterconv.BatcherKeys.New(m, observe(3))
+			return err
+		},
 	}
 	for _, s := range musterconv.All() {
 		f, ok := record[s.Name()]

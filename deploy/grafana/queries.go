@@ -87,6 +87,7 @@ var (
 	inflightLimit  = name(musterconv.BatchInflightLimit.Spec)
 	queueSize      = name(musterconv.QueueSize.Spec)
 	queueCapacity  = name(musterconv.QueueCapacity.Spec)
+	batcherKeys    = name(musterconv.BatcherKeys.Spec)
 	batchSize      = histogram(musterconv.BatchSize.Spec)
 	batchFill      = histogram(musterconv.BatchUtilization.Spec)
 	batchWait      = histogram(musterconv.BatchWaitDuration.Spec)

@@ -27,6 +27,7 @@ type config struct {
 	producers       int
 	rate            float64
 	itemsPerRequest int
+	ackShare        float64
 	requestTimeout  time.Duration
 	latency         time.Duration
 	failureRate     float64
@@ -51,6 +52,7 @@ func defaultConfig() config {
 		producers:       8,
 		rate:            100,
 		itemsPerRequest: 8,
+		ackShare:        0.2,
 		requestTimeout:  250 * time.Millisecond,
 		latency:         20 * time.Millisecond,
 		failureRate:     0.05,
@@ -87,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.producers, "producers", c.producers, "concurrent request loops adding orders")
 	fs.Float64Var(&c.rate, "rate", c.rate, "mean orders per second per producer (before the load cycle's surge and quiet phases)")
 	fs.IntVar(&c.itemsPerRequest, "items-per-request", c.itemsPerRequest, "each request adds 1 to `n` orders")
+	fs.Float64Var(&c.ackShare, "ack-share", c.ackShare, "share of requests, in [0,1], that need an acknowledgement: their orders are added with AddResult and the request waits for each order's outcome until its deadline")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", c.requestTimeout, "a request gives up (its Add is refused) when backpressure holds it this long")
 	fs.DurationVar(&c.latency, "latency", c.latency, "median latency of the simulated bulk insert (lognormal)")
 	fs.Float64Var(&c.failureRate, "failure-rate", c.failureRate, "share of bulk inserts that fail and may be retried, in [0,1] (ten times more during a brownout)")
@@ -152,6 +155,9 @@ func (c config) validate() error {
 	if c.itemsPerRequest < 1 {
 		bad("-items-per-request must be at least 1 (got %d)", c.itemsPerRequest)
 	}
+	if !(c.ackShare >= 0 && c.ackShare <= 1) {
+		bad("-ack-share must be in [0,1] (got %g)", c.ackShare)
+	}
 	positive("request-timeout", c.requestTimeout)
 	nonNegative("latency", c.latency)
 	if !(c.failureRate >= 0 && c.failureRate <= 1) {
@@ -194,9 +200,11 @@ func usage(fs *flag.FlagSet) {
 otel-demo: a small order service that batches its writes with muster, and shows
 everything: spans per request and per batch, Prometheus metrics, a progress line.
 
-Producers handle "requests", each adding 1..n orders to a muster.Batcher named
-"orders", whose batches go to a simulated bulk-insert downstream through retry
-and a rate limit. The load follows a cycle: steady, a surge (x3), a downstream
+Producers handle "requests", each adding 1..n orders of one region (eu, us, ap)
+to a muster.Keyed named "orders", which batches each region apart; the batches
+go to a simulated bulk-insert downstream through retry and a rate limit shared
+by the regions. Some requests need an acknowledgement: they add their orders
+with AddResult and wait for the outcome until their deadline. The load follows a cycle: steady, a surge (x3), a downstream
 brownout (slow, failing, shedding load), quiet (x0.3).
 
 Usage: otel-demo [flags]

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,7 @@ type demo struct {
 	metricsURL string
 	metricsDsc string
 
-	batcher *muster.Batcher[Order]
+	batcher *muster.Keyed[string, Order]
 	limit   func() float64 // the current rate limit (0: none)
 	tally   *tally
 
@@ -184,9 +185,11 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 	}
 	d.metricsDsc = joinComma(mdescs)
 
-	// The batcher: otelmuster's tracing and metrics, and the tally that
-	// feeds the progress line; retry outside, the rate limit inside, as
-	// middleware/doc.go recommends.
+	// The batcher: a muster.Keyed, one batch per region (orders-db has a
+	// bulk endpoint per region), with otelmuster's tracing and metrics and
+	// the tally that feeds the progress line; retry outside, the rate limit
+	// inside, as middleware/doc.go recommends. The regions share the
+	// in-flight limit and the rate limit.
 	otelHooks, err := otelmuster.NewHooks(
 		otelmuster.WithTracerProvider(p.TracerProvider()),
 		otelmuster.WithMeterProvider(p.MeterProvider()),
@@ -221,21 +224,25 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 			return nil, err
 		}
 	}
-	d.batcher = &muster.Batcher[Order]{
+	fire := muster.Chain(
+		retry.New[Order](
+			retry.WithMaxAttempts(3),
+			retry.WithBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second}),
+			retry.WithMaxElapsedTime(10*time.Second),
+		),
+		throttle.New[Order](waiter, throttle.WithPerItem()),
+	)(ds.insert)
+	d.batcher = &muster.Keyed[string, Order]{
 		Name:                 batcherName,
+		Key:                  func(o Order) string { return o.Region },
 		MaxBatchSize:         uint(cfg.batchSize),
 		BatchTimeout:         cfg.batchTimeout,
 		MaxConcurrentBatches: uint(cfg.maxInflight),
 		PendingWorkCapacity:  uint(cfg.capacity),
 		Hooks:                muster.Compose(otelHooks, d.tally.hooks()),
-		Fire: muster.Chain(
-			retry.New[Order](
-				retry.WithMaxAttempts(3),
-				retry.WithBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second}),
-				retry.WithMaxElapsedTime(10*time.Second),
-			),
-			throttle.New[Order](waiter, throttle.WithPerItem()),
-		)(ds.insert),
+		// The region is the batch span's muster.batch.key; the insert
+		// (a child span) runs in its context.
+		Fire: func(ctx context.Context, _ string, orders []Order) error { return fire(ctx, orders) },
 	}
 	if err := d.batcher.Start(); err != nil {
 		return nil, err
@@ -245,7 +252,7 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 	var ids atomic.Uint64
 	for i := range cfg.producers {
 		pr := &producer{
-			id: i + 1, cfg: cfg, profile: d.profile, tracer: tracer, batcher: d.batcher, ids: &ids,
+			id: i + 1, cfg: cfg, profile: d.profile, tracer: tracer, batcher: d.batcher, ids: &ids, tally: d.tally,
 			rng: rand.New(rand.NewPCG(rand.Uint64(), uint64(i))),
 		}
 		d.producers.Go(func() { pr.run(d.stopProducers) })
@@ -303,8 +310,10 @@ func (d *demo) banner() {
 	if c.maxInflight > 0 {
 		inflight = fmt.Sprintf("%d in flight", c.maxInflight)
 	}
-	fmt.Fprintf(w, "muster %s: %d producers x %g orders/s (1-%d per request) -> batcher %q (%s, %s, %s, queue %d)\n",
-		serviceName, c.producers, c.rate, c.itemsPerRequest, batcherName, size, timeout, inflight, c.capacity)
+	fmt.Fprintf(w, "muster %s: %d producers x %g orders/s (1-%d per request, %g%% awaiting an acknowledgement) -> keyed batcher %q\n",
+		serviceName, c.producers, c.rate, c.itemsPerRequest, 100*c.ackShare, batcherName)
+	fmt.Fprintf(w, "  per region (%s): %s, %s, queue %d; shared: %s\n",
+		strings.Join(regions, ", "), size, timeout, c.capacity, inflight)
 	limit := "no rate limit"
 	if c.rateLimit > 0 {
 		limit = fmt.Sprintf("rate limit %g orders/s", c.rateLimit)
@@ -381,7 +390,7 @@ func (d *demo) printProgress(now time.Time, interval time.Duration) {
 		stats:     d.batcher.Stats(),
 		batchSize: d.cfg.batchSize,
 		maxIn:     d.cfg.maxInflight,
-		capacity:  d.cfg.capacity,
+		capacity:  d.cfg.capacity * max(1, d.batcher.Stats().Keys), // per region
 		phase:     d.profile.at(now).name,
 	}
 	if d.limit != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 // Order is what the service batches: one line of a customer's order.
 type Order struct {
 	ID         uint64
+	Region     string // the batcher's key: orders-db writes each region apart
 	Customer   string
 	SKU        string
 	Quantity   int
@@ -76,7 +78,8 @@ type producer struct {
 	cfg     config
 	profile profile
 	tracer  trace.Tracer
-	batcher *muster.Batcher[Order]
+	batcher *muster.Keyed[string, Order]
+	tally   *tally
 	ids     *atomic.Uint64
 	rng     *rand.Rand
 }
@@ -85,7 +88,13 @@ type producer struct {
 // closed. Requests arrive as a Poisson process; a producer held back by
 // backpressure does not try to catch up more than 100 ms of backlog (its
 // clients would have given up).
+//
+// A request that awaits acknowledgements is handled on a goroutine of its
+// own, as a server would, so that its wait does not slow the loop; run
+// returns once they are all done.
 func (p *producer) run(stop <-chan struct{}) {
+	var acking sync.WaitGroup
+	defer acking.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	next := time.Now()
@@ -103,7 +112,13 @@ func (p *producer) run(stop <-chan struct{}) {
 			return
 		case <-timer.C:
 		}
-		p.handle(k)
+		if ack := p.rng.Float64() < p.cfg.ackShare; ack {
+			region := regions[p.rng.IntN(len(regions))]
+			seed := p.rng.Uint64()
+			acking.Go(func() { p.handle(k, region, true, rand.New(rand.NewPCG(seed, uint64(p.id)))) })
+			continue
+		}
+		p.handle(k, regions[p.rng.IntN(len(regions))], false, p.rng)
 	}
 }
 
@@ -111,35 +126,54 @@ var (
 	producerKey    = attribute.Key("demo.producer")
 	ordersKey      = attribute.Key("demo.orders")
 	ordersAddedKey = attribute.Key("demo.orders.added")
+	regionKey      = attribute.Key("demo.region")
+	ackKey         = attribute.Key("demo.ack")
 	errorTypeKey   = attribute.Key("error.type")
 )
+
+// regions are the keys of the batcher: few, so that each keeps its batches
+// full (a key per customer would make batches of one).
+var regions = []string{"eu", "us", "ap"}
 
 // handle is one request: a server span, then k Adds with the request's
 // context, so that the batch spans link back to it. The request has a
 // deadline: an Add held by backpressure past it is refused, and the request
-// fails (the service would answer 503).
-func (p *producer) handle(k int) {
+// fails (the service would answer 503). A request that needs an
+// acknowledgement (-ack-share) adds its orders with AddResult and waits,
+// until the same deadline, for each order's outcome.
+func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.requestTimeout)
 	defer cancel()
 	ctx, span := p.tracer.Start(ctx, "handle order",
 		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(producerKey.Int(p.id), ordersKey.Int(k)))
+		trace.WithAttributes(producerKey.Int(p.id), ordersKey.Int(k), regionKey.String(region), ackKey.Bool(ack)))
 	defer span.End()
-	customer := fmt.Sprintf("cust-%04d", p.rng.IntN(5000))
+	customer := fmt.Sprintf("cust-%04d", rng.IntN(5000))
 	added := 0
+	var results []*muster.Result
 	for range k {
 		o := Order{
 			ID:         p.ids.Add(1),
+			Region:     region,
 			Customer:   customer,
-			SKU:        fmt.Sprintf("sku-%03d", p.rng.IntN(400)),
-			Quantity:   1 + p.rng.IntN(5),
-			PriceCents: 199 + p.rng.Int64N(20000),
+			SKU:        fmt.Sprintf("sku-%03d", rng.IntN(400)),
+			Quantity:   1 + rng.IntN(5),
+			PriceCents: 199 + rng.Int64N(20000),
 			Created:    time.Now(),
 		}
 		if n := uint64(p.cfg.poisonEvery); n > 0 && o.ID%n == 0 {
 			o.Quantity = 0 // malformed: orders-db rejects the batch that carries it
 		}
-		if err := p.batcher.Add(ctx, o); err != nil {
+		var err error
+		if ack {
+			var r *muster.Result
+			if r, err = p.batcher.AddResult(ctx, o); err == nil {
+				results = append(results, r)
+			}
+		} else {
+			err = p.batcher.Add(ctx, o)
+		}
+		if err != nil {
 			span.SetAttributes(errorTypeKey.String(otelmuster.ErrorType(err)))
 			span.SetStatus(codes.Error, "order refused: "+err.Error())
 			break
@@ -147,4 +181,48 @@ func (p *producer) handle(k int) {
 		added++
 	}
 	span.SetAttributes(ordersAddedKey.Int(added))
+	if len(results) > 0 {
+		p.await(ctx, span, results)
+	}
+}
+
+// await waits, until the request's deadline, for the outcome of each order
+// the request added with AddResult, and records the outcomes in the tally.
+// An order whose outcome is not known by then stays in its batch: the
+// request answers "accepted, not yet confirmed" (202) instead of "written".
+func (p *producer) await(ctx context.Context, span trace.Span, results []*muster.Result) {
+	var a acks
+	for _, r := range results {
+		_ = r.Wait(ctx)
+		if !isDone(r) {
+			a.pending++ // the deadline came first
+			continue
+		}
+		switch err := r.Err(); {
+		case err == nil:
+			a.confirmed++
+		default:
+			a.failed++
+			span.SetAttributes(errorTypeKey.String(otelmuster.ErrorType(err)))
+			span.SetStatus(codes.Error, "order failed: "+err.Error())
+		}
+	}
+	span.SetAttributes(ackConfirmedKey.Int64(int64(a.confirmed)), ackFailedKey.Int64(int64(a.failed)), ackPendingKey.Int64(int64(a.pending)))
+	p.tally.acked(a)
+}
+
+var (
+	ackConfirmedKey = attribute.Key("demo.ack.confirmed")
+	ackFailedKey    = attribute.Key("demo.ack.failed")
+	ackPendingKey   = attribute.Key("demo.ack.pending")
+)
+
+// isDone reports whether r's outcome is known.
+func isDone(r *muster.Result) bool {
+	select {
+	case <-r.Done():
+		return true
+	default:
+		return false
+	}
 }

@@ -63,6 +63,7 @@ func TestBadFlags(t *testing.T) {
 		{"zero shutdown timeout", []string{"-shutdown-timeout", "0s"}, "-shutdown-timeout must be positive"},
 		{"zero request timeout", []string{"-request-timeout", "0s"}, "-request-timeout must be positive"},
 		{"no items per request", []string{"-items-per-request", "0"}, "-items-per-request must be at least 1"},
+		{"ack share above 1", []string{"-ack-share", "1.5"}, "-ack-share must be in [0,1]"},
 		{"negative poison", []string{"-poison-every", "-5"}, "-poison-every must not be negative"},
 		{"bad trace format", []string{"-trace-format", "xml"}, "-trace-format must be text or json"},
 		{"two errors", []string{"-producers", "0", "-failure-rate", "2"}, "-failure-rate must be in [0,1]"},
@@ -192,7 +193,8 @@ func TestRunShort(t *testing.T) {
 	if n := strings.Count(out, " in-flight "); n < 1 {
 		t.Errorf("%d progress lines, want at least 1:\n%s", n, out)
 	}
-	for _, want := range []string{"metrics: Prometheus at http://127.0.0.1:", "summary: ran 2s, stopped (-duration reached)", "shutdown  clean", traces} {
+	for _, want := range []string{"metrics: Prometheus at http://127.0.0.1:", "summary: ran 2s, stopped (-duration reached)", "shutdown  clean", traces,
+		"keyed batcher \"orders\"", "per region (eu, us, ap)", "orders awaited (AddResult): confirmed "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -200,6 +202,9 @@ func TestRunShort(t *testing.T) {
 	s := parseSummary(t, out)
 	if s.added == 0 || s.delivered == 0 {
 		t.Errorf("nothing went through: %+v", s)
+	}
+	if !regexp.MustCompile(`acks +[1-9]\d* orders awaited \(AddResult\): confirmed [1-9]`).MatchString(out) {
+		t.Errorf("no order was confirmed to a request awaiting it:\n%s", out)
 	}
 
 	m := <-scraped
@@ -214,6 +219,7 @@ func TestRunShort(t *testing.T) {
 		musterconv.BatchInflightLimit.PrometheusName(),
 		musterconv.QueueSize.PrometheusName(),
 		musterconv.QueueCapacity.PrometheusName(),
+		musterconv.BatcherKeys.PrometheusName(),
 	} {
 		if !hasSeries(m, name, `muster_batcher_name="orders"`) {
 			t.Errorf("/metrics has no %s series for orders", name)

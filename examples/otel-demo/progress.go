@@ -45,6 +45,21 @@ type totals struct {
 	failedBy                     map[string]uint64 // error.type -> items failed
 	abandonedBatches             uint64
 	retries                      uint64
+	acks                         acks // orders of requests that awaited their outcome
+}
+
+// acks counts the orders of requests that needed an acknowledgement, by
+// what the request learned before its deadline.
+type acks struct {
+	confirmed, failed, pending uint64 // written; failed for good; not known by the deadline
+}
+
+func (t *tally) acked(a acks) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.tot.acks.confirmed += a.confirmed
+	t.tot.acks.failed += a.failed
+	t.tot.acks.pending += a.pending
 }
 
 func newTally() *tally {
@@ -236,18 +251,25 @@ func writeSummary(w io.Writer, r report) {
 	}
 	fmt.Fprintf(w, "  batches   fired %d  delivered %d  failed %d  abandoned %d  (triggers:%s)\n",
 		t.batches, t.deliveredBatches, t.failedBatches, t.abandonedBatches, triggers(t.byTrigger))
-	fmt.Fprintf(w, "  retries   %d  checkpoints %d\n", t.retries, r.checkpoints)
-	sum := t.delivered + t.failed + t.abandoned
+	fmt.Fprintf(w, "  retries   %d  checkpoints %d  keys %d live at exit\n", t.retries, r.checkpoints, r.stats.Keys)
+	a := t.acks
+	fmt.Fprintf(w, "  acks      %d orders awaited (AddResult): confirmed %d  failed %d  not known by the request deadline %d\n",
+		a.confirmed+a.failed+a.pending, a.confirmed, a.failed, a.pending)
+	sum := t.delivered + t.failed + t.abandoned + r.stats.Dropped
+	dropped := ""
+	if r.stats.Dropped > 0 {
+		dropped = fmt.Sprintf(" + dropped %d", r.stats.Dropped)
+	}
 	left := ""
 	if r.stats.Added != sum {
-		left = fmt.Sprintf(" + %d still in flight", r.stats.Added-sum)
+		left = fmt.Sprintf(" + %d still in flight", int64(r.stats.Added)-int64(sum))
 	}
 	check := "ok"
 	if r.stats.Added != sum && r.inFlight == 0 {
 		check = "MISMATCH"
 	}
-	fmt.Fprintf(w, "  check     added %d = delivered %d + failed %d + abandoned %d%s: %s\n",
-		r.stats.Added, t.delivered, t.failed, t.abandoned, left, check)
+	fmt.Fprintf(w, "  check     added %d = delivered %d + failed %d + abandoned %d%s%s: %s\n",
+		r.stats.Added, t.delivered, t.failed, t.abandoned, dropped, left, check)
 	if e := r.shutdownErr; e != nil {
 		fmt.Fprintf(w, "  shutdown  INCOMPLETE: the deadline left %d batches (%d items) not done: in flight (canceled, counted as failed) or abandoned before firing\n",
 			e.Batches, e.Items)
@@ -275,7 +297,7 @@ func byType(m map[string]uint64) string {
 
 func triggers(m map[string]uint64) string {
 	var b strings.Builder
-	for _, k := range []string{"size", "timeout", "flush", "shutdown"} {
+	for _, k := range []string{"size", "bytes", "timeout", "flush", "shutdown"} {
 		fmt.Fprintf(&b, " %s %d", k, m[k])
 	}
 	return b.String()

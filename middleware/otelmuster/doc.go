@@ -71,7 +71,8 @@
 // keep them identifiers (tenant, region, destination), not secrets or
 // free-form data; a batcher keyed by something unbounded (a user id) makes
 // as many distinct attribute values, which some backends bill or limit.
-// Metrics see a Keyed client as one batcher.
+// Metrics see a Keyed client as one batcher, with muster.batcher.keys the
+// number of its live keys.
 //
 // Events, in the order they happen:
 //
@@ -119,6 +120,7 @@
 //	muster.queue.size               observable       Stats.Queued: items queued behind a batch waiting for a slot,
 //	                                                 and a Client's items in Work
 //	muster.queue.capacity           observable       PendingWorkCapacity
+//	muster.batcher.keys             observable       Stats.Keys: live keys of a muster.Keyed (Keyed clients only)
 //	muster.add.blocked.duration     histogram (s)    time a producer was held by backpressure (taken or refused)
 //	muster.ratelimit.wait.duration  histogram (s)    waits reported with Reason "ratelimit" (or none)
 //	muster.batch.retries            counter          failed attempts reported with muster.ReportRetry; error.type
@@ -130,7 +132,16 @@
 // abandoned.
 // The observable instruments are read at collection from the client's Stats,
 // through a callback registered by the Started hook and unregistered by the
-// Stopped hook; clients that share a name add up. An abandoned batch counts
+// Stopped hook; clients that share a name add up.
+//
+// ClientInfo does not say whether a client is a muster.Keyed, so
+// muster.batcher.keys is observed for a client from the first collection
+// whose Stats report a live key (Stats.Keys > 0, which only a Keyed does) and
+// at every collection after it, zero included when all its keys have been
+// evicted, until it stops. A plain Batcher or Client never reports it, and a
+// Keyed that has not yet seen an item does not either. There is no per-key
+// attribute on any metric: keys multiply spans' attribute values
+// (muster.batch.key), never series. An abandoned batch counts
 // as processed with error.type shutdown_incomplete: muster.item.processed
 // with an error.type is what was lost or failed.
 //
@@ -138,7 +149,9 @@
 //
 // [ErrorType] gives the error.type of spans and metrics: "panic",
 // "shutdown_incomplete", an ErrorType() string method of the error's own,
-// "stopped", "not_started", "timeout" (context.DeadlineExceeded), "canceled",
+// "stopped", "full", "dropped", "too_large", "too_many_keys", "not_started",
+// "timeout" (context.DeadlineExceeded), "canceled", "partial" (some items of a
+// batch failed: a *muster.ItemErrors),
 // and otherwise the error's Go type, after fmt.Errorf wrappers, as
 // OpenTelemetry's semconv.ErrorType names it (for example "*net.OpError").
 //

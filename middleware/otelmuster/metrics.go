@@ -55,6 +55,7 @@ type metrics struct {
 	blocked, rateLimitWait            metric.Float64Histogram
 	inflight                          metric.Int64UpDownCounter
 	queueSize, queueCapacity, limit   metric.Int64ObservableUpDownCounter
+	keys                              metric.Int64ObservableUpDownCounter
 
 	names sync.Map                  // client name -> *nameAttrs
 	last  atomic.Pointer[nameAttrs] // the last one looked up
@@ -90,6 +91,8 @@ func (m *metrics) init() error {
 	m.queueSize, err = musterconv.QueueSize.New(m.meter)
 	try(err)
 	m.queueCapacity, err = musterconv.QueueCapacity.New(m.meter)
+	try(err)
+	m.keys, err = musterconv.BatcherKeys.New(m.meter)
 	try(err)
 	m.blocked, err = musterconv.AddBlockedDuration.New(m.meter)
 	try(err)
@@ -254,8 +257,8 @@ func (m *metrics) retried(ctx context.Context, info muster.RetryInfo) {
 }
 
 // group is the live clients of one name, observed by one callback: the
-// queue sizes, capacities and in-flight limits of clients that share a name
-// add up, as up-down counters do.
+// queue sizes, capacities, in-flight limits and live keys of clients that
+// share a name add up, as up-down counters do.
 type group struct {
 	reg     metric.Registration
 	mu      sync.Mutex // guards clients; taken by the callback
@@ -266,6 +269,10 @@ type client struct {
 	stats    func() muster.Stats
 	capacity int64
 	limit    int64
+	// keyed: the client's Stats have reported a live key, so it is a
+	// muster.Keyed (ClientInfo does not say). From then on its live keys
+	// are observed, zero included.
+	keyed bool
 }
 
 func (m *metrics) started(info muster.ClientInfo) {
@@ -281,7 +288,7 @@ func (m *metrics) started(info muster.ClientInfo) {
 		attrs := m.attrsFor(info.Name).base.obs
 		reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			return g.observe(o, m, attrs)
-		}, m.queueSize, m.queueCapacity, m.limit)
+		}, m.queueSize, m.queueCapacity, m.limit, m.keys)
 		if err != nil {
 			otel.Handle(err)
 			return
@@ -300,20 +307,32 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 	if len(g.clients) == 0 {
 		return nil
 	}
-	var queued, capacity, limit int64
-	limited := false
-	for _, c := range g.clients {
-		queued += int64(c.stats().Queued)
+	var queued, capacity, limit, keys int64
+	limited, keyed := false, false
+	for i := range g.clients {
+		c := &g.clients[i]
+		st := c.stats()
+		queued += int64(st.Queued)
 		capacity += c.capacity
 		if c.limit > 0 {
 			limit += c.limit
 			limited = true
+		}
+		if st.Keys > 0 {
+			c.keyed = true
+		}
+		if c.keyed {
+			keys += int64(st.Keys)
+			keyed = true
 		}
 	}
 	o.ObserveInt64(m.queueSize, queued, attrs...)
 	o.ObserveInt64(m.queueCapacity, capacity, attrs...)
 	if limited {
 		o.ObserveInt64(m.limit, limit, attrs...)
+	}
+	if keyed {
+		o.ObserveInt64(m.keys, keys, attrs...)
 	}
 	return nil
 }

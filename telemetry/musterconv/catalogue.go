@@ -12,7 +12,7 @@ const (
 	BatcherNameKey = attribute.Key("muster.batcher.name")
 
 	// BatchTriggerKey says why a batch fired: one of [TriggerSize],
-	// [TriggerTimeout], [TriggerFlush] or [TriggerShutdown]. Label:
+	// [TriggerTimeout], [TriggerFlush], [TriggerShutdown] or [TriggerBytes]. Label:
 	// muster_batch_trigger.
 	BatchTriggerKey = attribute.Key("muster.batch.trigger")
 
@@ -186,6 +186,19 @@ var (
 		promName:    "muster_queue_capacity",
 	}}
 
+	// BatcherKeys is the number of live keys of a Keyed batcher (keys
+	// created and not yet evicted), observed by a callback. Only Keyed
+	// batchers report it. It has no per-key attribute: a key is a span
+	// attribute (muster.batch.key), never a label, so that a batcher's
+	// series do not multiply with its keys.
+	BatcherKeys = Int64ObservableUpDownCounterSpec{Spec{
+		name:        "muster.batcher.keys",
+		kind:        KindObservableUpDownCounter,
+		unit:        "{key}",
+		description: "Live keys of a Keyed batcher.",
+		promName:    "muster_batcher_keys",
+	}}
+
 	// AddBlockedDuration records, in seconds, how long a producer was held
 	// by backpressure before its item was taken or refused.
 	AddBlockedDuration = Float64HistogramSpec{Spec{
@@ -235,6 +248,7 @@ func All() []Spec {
 		BatchInflightLimit.Spec,
 		QueueSize.Spec,
 		QueueCapacity.Spec,
+		BatcherKeys.Spec,
 		AddBlockedDuration.Spec,
 		RateLimitWaitDuration.Spec,
 		BatchRetries.Spec,

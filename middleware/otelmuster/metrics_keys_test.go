@@ -1,0 +1,128 @@
+package otelmuster_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/musterhq/muster/middleware/otelmuster"
+	"github.com/musterhq/muster/muster"
+	"github.com/musterhq/muster/telemetry/musterconv"
+)
+
+// A Keyed client reports its live keys as muster.batcher.keys, from its
+// first key on and zero once they are all evicted; a plain client never
+// does; no measurement of any instrument carries a key.
+func TestMetricsKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mp, r := newMeterProvider()
+		h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
+		mustNil(t, err)
+		keyed := &muster.Keyed[string, string]{
+			Name:           "orders",
+			Key:            func(region string) string { return region },
+			MaxBatchSize:   2,
+			BatchTimeout:   10 * time.Millisecond,
+			KeyIdleTimeout: time.Second,
+			Fire:           func(context.Context, string, []string) error { return nil },
+			Hooks:          h,
+		}
+		plain := &muster.Batcher[string]{
+			Name:         "plain",
+			MaxBatchSize: 2,
+			Fire:         func(context.Context, []string) error { return nil },
+			Hooks:        h,
+		}
+		mustStart(t, keyed.Start)
+		mustStart(t, plain.Start)
+		name := musterconv.BatcherKeys.Name()
+		orders, plainSet := kv("muster.batcher.name", "orders"), kv("muster.batcher.name", "plain")
+
+		// No key yet: nothing says it is a Keyed.
+		s := collect(t, r)
+		if _, ok := s.sum(name, orders); ok {
+			t.Errorf("%s reported before the first key", name)
+		}
+
+		for _, region := range []string{"eu", "us", "eu", "ap"} {
+			mustNil(t, keyed.Add(context.Background(), region))
+			mustNil(t, plain.Add(context.Background(), region))
+		}
+		s = collect(t, r)
+		s.wantSum(name, orders, 3)
+		if _, ok := s.sum(name, plainSet); ok {
+			t.Errorf("%s reported for a plain Batcher", name)
+		}
+		m := s.metrics[name]
+		if m.Unit != "{key}" || m.Unit != musterconv.BatcherKeys.Unit() || m.Description != musterconv.BatcherKeys.Description() {
+			t.Errorf("%s: unit %q, description %q", name, m.Unit, m.Description)
+		}
+		if d, ok := m.Data.(metricdata.Sum[int64]); !ok || d.IsMonotonic {
+			t.Errorf("%s: %T, want a non-monotonic sum", name, m.Data)
+		} else if len(d.DataPoints) != 1 {
+			t.Errorf("%s: %d data points, want 1 (orders)", name, len(d.DataPoints))
+		}
+
+		// Idle keys are evicted: the count goes to 0, still reported.
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if st := keyed.Stats(); st.Keys != 0 {
+			t.Fatalf("Stats.Keys = %d after the idle timeout, want 0", st.Keys)
+		}
+		s = collect(t, r)
+		s.wantSum(name, orders, 0)
+
+		// A key again.
+		mustNil(t, keyed.Add(context.Background(), "us"))
+		s = collect(t, r)
+		s.wantSum(name, orders, 1)
+		mustNil(t, keyed.Stop())
+		mustNil(t, plain.Stop())
+		s = collect(t, r)
+		s.wantSum("muster.item.added", orders, 5)
+
+		// No metric has a per-key attribute.
+		allowed := map[string]bool{}
+		for _, spec := range musterconv.All() {
+			for _, k := range spec.AttributeKeys() {
+				allowed[string(k)] = true
+			}
+		}
+		for _, m := range s.metrics {
+			var sets [][]string
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					sets = append(sets, keysOf(p.Attributes.ToSlice()))
+				}
+			case metricdata.Histogram[int64]:
+				for _, p := range d.DataPoints {
+					sets = append(sets, keysOf(p.Attributes.ToSlice()))
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					sets = append(sets, keysOf(p.Attributes.ToSlice()))
+				}
+			}
+			for _, keys := range sets {
+				for _, k := range keys {
+					if !allowed[k] {
+						t.Errorf("%s has attribute %s, outside the catalogue", m.Name, k)
+					}
+				}
+			}
+		}
+	})
+}
+
+func keysOf(kvs []attribute.KeyValue) []string {
+	var ks []string
+	for _, kv := range kvs {
+		ks = append(ks, string(kv.Key))
+	}
+	return ks
+}
