@@ -86,8 +86,9 @@ type Keyed[K comparable, T any] struct {
 	// for a shared slot before Fire is called; a wait is reported to the
 	// Waited hook with Reason "slot" (see [ReportWait]). A Shutdown deadline
 	// ends the wait: the batch fails with an error wrapping the cause
-	// (ErrIncomplete). Stats.InFlight therefore counts batches waiting for a
-	// shared slot, and may exceed this cap.
+	// (ErrIncomplete). Stats.InFlight counts the batches holding a shared
+	// slot (never more than this cap); Fired - Done also counts those
+	// waiting for one.
 	MaxConcurrentBatches uint
 
 	// PendingWorkCapacity is, per key, how many items Add accepts behind a
@@ -587,6 +588,11 @@ func (s *keyedState[K, T]) stats() Stats {
 		return true
 	})
 	st.Keys = s.n
+	if s.sem != nil {
+		// In flight means holding one of the shared slots; batches of a key
+		// that wait for one have fired (Fired counts them) but are not.
+		st.InFlight = len(s.sem)
+	}
 	return st
 }
 

@@ -200,8 +200,8 @@ func TestKeyedSharedLimit(t *testing.T) {
 		}
 		mu.Unlock()
 		s := k.Stats()
-		if s.InFlight != 4 || s.Keys != 4 || s.Pending != 0 {
-			t.Errorf("stats %+v: want the 4 batches in flight for their keys", s)
+		if s.InFlight != limit || s.Fired-s.Done != 4 || s.Keys != 4 || s.Pending != 0 {
+			t.Errorf("stats %+v: want %d batches holding a shared slot, 4 fired and not done", s, limit)
 		}
 		// Other keys keep batching meanwhile: Add does not block.
 		for i := range 6 {

@@ -313,7 +313,6 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 		c := &g.clients[i]
 		st := c.stats()
 		queued += int64(st.Queued)
-		capacity += c.capacity
 		if c.limit > 0 {
 			limit += c.limit
 			limited = true
@@ -324,6 +323,11 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 		if c.keyed {
 			keys += int64(st.Keys)
 			keyed = true
+			// A Keyed's PendingWorkCapacity is per key, and Queued sums
+			// its keys: the capacity to compare it with is the sum too.
+			capacity += c.capacity * int64(st.Keys)
+		} else {
+			capacity += c.capacity
 		}
 	}
 	o.ObserveInt64(m.queueSize, queued, attrs...)

@@ -23,13 +23,14 @@ func TestMetricsKeys(t *testing.T) {
 		h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
 		mustNil(t, err)
 		keyed := &muster.Keyed[string, string]{
-			Name:           "orders",
-			Key:            func(region string) string { return region },
-			MaxBatchSize:   2,
-			BatchTimeout:   10 * time.Millisecond,
-			KeyIdleTimeout: time.Second,
-			Fire:           func(context.Context, string, []string) error { return nil },
-			Hooks:          h,
+			Name:                "orders",
+			Key:                 func(region string) string { return region },
+			MaxBatchSize:        2,
+			BatchTimeout:        10 * time.Millisecond,
+			KeyIdleTimeout:      time.Second,
+			PendingWorkCapacity: 10,
+			Fire:                func(context.Context, string, []string) error { return nil },
+			Hooks:               h,
 		}
 		plain := &muster.Batcher[string]{
 			Name:         "plain",
@@ -54,6 +55,7 @@ func TestMetricsKeys(t *testing.T) {
 		}
 		s = collect(t, r)
 		s.wantSum(name, orders, 3)
+		s.wantSum("muster.queue.capacity", orders, 30) // per key, times the live keys
 		if _, ok := s.sum(name, plainSet); ok {
 			t.Errorf("%s reported for a plain Batcher", name)
 		}
