@@ -35,6 +35,20 @@
 // FireInfo.Key (and a tracing layer thereby on the batch span); Stats sum
 // the keys, and Stats.Keys counts the live ones.
 //
+// # Backpressure, bytes and results
+//
+// When PendingWorkCapacity items are queued behind a batch waiting for an
+// in-flight slot, Add blocks until its context ends ([OverflowBlock], the
+// seed's behaviour), or, as the [Batcher.Overflow] field says, fails at once
+// with [ErrFull], drops the incoming item, or drops the oldest queued one
+// ([OverflowFail], [OverflowDropNewest], [OverflowDropOldest]); every drop is
+// counted in [Stats] and reported to the Added hook with [ErrDropped].
+// [Batcher.MaxBatchBytes] with a [Batcher.Sizer] fires a batch before the
+// next item would pass a byte limit ([TriggerBytes]); an item too large on
+// its own is refused with [ErrTooLarge]. [Batcher.AddResult] returns a
+// [Result] to wait on for the outcome of the item's batch; a FireFunc that
+// returns an [*ItemErrors] fails only the items it names.
+//
 // # Errors and what happens to items
 //
 //   - Invalid configuration: Start returns [ErrZeroBoth] or an error matching
@@ -50,6 +64,10 @@
 //   - A batch reports failure with [DoneWith] (or [ErrorNotifier]); a FireFunc
 //     by returning an error. The items are not retried by the core: wrap the
 //     FireFunc with a retry [Middleware].
+//   - Add at full capacity under OverflowFail: [ErrFull], the item not taken;
+//     under OverflowDropNewest or OverflowDropOldest an item is dropped, and
+//     hooks and its Result see [ErrDropped]. An item larger than
+//     MaxBatchBytes: [ErrTooLarge], not taken.
 //   - Done called twice: the second call is ignored.
 //   - Stop and Shutdown fire the partial batch and wait; called twice, the
 //     second waits for the same end. When Shutdown's context ends first,
