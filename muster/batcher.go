@@ -140,6 +140,9 @@ func (b *Batcher[T]) Add(ctx context.Context, item T) error {
 	if b.e == nil {
 		return ErrNotStarted
 	}
+	if b.e.plain {
+		return b.e.addPlain(ctx, item)
+	}
 	return b.e.add(ctx, item, false, nil)
 }
 

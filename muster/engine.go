@@ -186,6 +186,40 @@ func (e *engine[T]) started() {
 	}
 }
 
+// addPlain is Batcher.Add's path for plain items (see engine.plain): a lock,
+// an append and, once per batch, a close. Anything else (a stopping client,
+// a batch waiting for a slot) goes to add.
+func (e *engine[T]) addPlain(ctx context.Context, item T) error {
+	e.mu.Lock()
+	b := e.cur
+	if e.state != stateRunning || e.nwaiting.Load() != 0 || b != nil && b.results != nil {
+		e.mu.Unlock()
+		return e.add(ctx, item, false, nil)
+	}
+	if b == nil {
+		b = e.newBatchLocked()
+		e.cur = b
+	}
+	b.items = append(b.items, item)
+	b.n++
+	e.added++
+	if b.n == 1 {
+		e.openLocked(b)
+	}
+	var launch *batch[T]
+	if b.n == e.max {
+		launch = e.closeLocked(b, TriggerSize)
+	}
+	e.mu.Unlock()
+	if launch != nil {
+		go e.run(launch)
+	}
+	if h := e.hooks; h != nil && h.Added != nil {
+		h.Added(AddInfo{Name: e.name, Ctx: ctx})
+	}
+	return nil
+}
+
 // add offers one item. The Work channel's worker passes worker=true: it may
 // add while the client is stopping (it drains Work), and it waits for a slot
 // as soon as any batch waits, since the channel itself is its buffer.
