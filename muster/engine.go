@@ -469,21 +469,21 @@ func (r *workRun) takeLocked(work chan interface{}) {
 		}
 	}()
 	ctx := context.Background()
-	for run := 0; run < maxRun && r.nl <= len(r.launches)-2; run++ {
-		if e.aborted.Load() || e.nwaiting.Load() != 0 {
-			return // the slow path decides for the item in hand
-		}
-		l1, l2 := e.appendUserLocked(ctx, r.item)
-		for _, l := range [2]*batch[any]{l1, l2} {
-			if l != nil {
-				r.launches[r.nl] = l
-				r.nl++
-			}
+	// Only a close under mu (ours, while we hold it) can queue a batch, and
+	// only an abort under mu can start: one look before the run suffices.
+	if e.aborted.Load() || e.nwaiting.Load() != 0 {
+		return // the slow path decides for the item in hand
+	}
+	for run := 0; run < maxRun && r.nl < len(r.launches); run++ {
+		launch, closed := e.appendUserLocked(ctx, r.item)
+		if launch != nil {
+			r.launches[r.nl] = launch
+			r.nl++
 		}
 		r.added++
 		r.have = false
-		if e.nwaiting.Load() != 0 {
-			return // a batch waits for a slot: as in the seed, leave Work alone
+		if closed && launch == nil {
+			return // the batch waits for a slot: as in the seed, leave Work alone
 		}
 		select {
 		case next, ok := <-work:
@@ -500,7 +500,7 @@ func (r *workRun) takeLocked(work chan interface{}) {
 
 // appendUserLocked (mu held) adds an item from Work to a Batch: Client's
 // path, without bytes, results or a recover of its own (takeLocked has one).
-func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch, launch2 *batch[T]) {
+func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch *batch[T], closed bool) {
 	b := e.cur
 	if b == nil {
 		b = e.newBatchLocked()
@@ -519,9 +519,9 @@ func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch, lau
 		e.openLocked(b)
 	}
 	if b.n == e.max {
-		launch2 = e.closeLocked(b, TriggerSize)
+		return e.closeLocked(b, TriggerSize), true
 	}
-	return nil, launch2
+	return nil, false
 }
 
 // afterRun launches what a run of Work items closed and reports them.
