@@ -121,18 +121,25 @@ func newChanBatcher(fire func([]int)) *chanBatcher {
 	return c
 }
 
-// seedBatcher reproduces facebookgo/muster's worker: the double select that
+// seedBatcher reproduces facebookgo/muster's worker, with the same Batch
+// type as muster's Client gets (Add through the interface, Fire on a
+// goroutine with a Notifier): the double select that
 // prefers draining Work, a timer per batch, a goroutine per fire.
 type seedBatcher struct {
 	Work     chan interface{}
 	timeout  time.Duration
-	fire     func([]interface{})
+	maker    func() muster.Batch
 	inflight sync.WaitGroup
 	worker   sync.WaitGroup
 }
 
-func newSeedBatcher(capacity int, fire func([]interface{})) *seedBatcher {
-	s := &seedBatcher{Work: make(chan interface{}, capacity), timeout: time.Hour, fire: fire}
+// wgNotifier is the seed's Notifier: Done releases the batch.
+type wgNotifier struct{ wg *sync.WaitGroup }
+
+func (n wgNotifier) Done() { n.wg.Done() }
+
+func newSeedBatcher(capacity int, maker func() muster.Batch) *seedBatcher {
+	s := &seedBatcher{Work: make(chan interface{}, capacity), timeout: time.Hour, maker: maker}
 	s.worker.Add(1)
 	go s.run()
 	return s
@@ -140,13 +147,15 @@ func newSeedBatcher(capacity int, fire func([]interface{})) *seedBatcher {
 
 func (s *seedBatcher) run() {
 	defer s.worker.Done()
-	batch := make([]interface{}, 0, benchBatch)
+	batch := s.maker()
+	count := 0
 	var timer *time.Timer
 	var timeout <-chan time.Time
 	send := func() {
 		s.inflight.Add(1)
-		go func(items []interface{}) { defer s.inflight.Done(); s.fire(items) }(batch)
-		batch = make([]interface{}, 0, benchBatch)
+		go batch.Fire(wgNotifier{&s.inflight})
+		batch = s.maker()
+		count = 0
 		if timer != nil {
 			timer.Stop()
 			timer, timeout = nil, nil
@@ -154,13 +163,14 @@ func (s *seedBatcher) run() {
 	}
 	recv := func(item interface{}, open bool) bool {
 		if !open {
-			if len(batch) > 0 {
+			if count > 0 {
 				send()
 			}
 			return true
 		}
-		batch = append(batch, item)
-		if len(batch) >= benchBatch {
+		batch.Add(item)
+		count++
+		if count >= benchBatch {
 			send()
 		} else if timeout == nil {
 			timer = time.NewTimer(s.timeout)
@@ -240,7 +250,7 @@ func BenchmarkAdd(b *testing.B) {
 		for _, capacity := range []uint{0, 1024} {
 			b.Run(fmt.Sprintf("impl=seed-design-cap%d/producers=%d", capacity, producers), func(b *testing.B) {
 				runProducers(b, producers, func(fired *atomic.Int64) benchTarget {
-					s := newSeedBatcher(int(capacity), func(items []interface{}) { fired.Add(int64(len(items))) })
+					s := newSeedBatcher(int(capacity), func() muster.Batch { return &countBatch{fired: fired} })
 					return benchTarget{add: func(v int) { s.Work <- v }, stop: s.stop}
 				})
 			})
