@@ -102,6 +102,7 @@ type engine[T any] struct {
 	stopping      bool
 	lastClosed    bool // the final batch has been closed: nothing more will join
 	isDrained     bool // the last batch is done; drained closes after the Stopped hook
+	aborting      bool // abort is running the abandoned batches' hooks: not drained yet
 	drained       chan struct{}
 	fired         uint64
 	done          uint64
@@ -389,7 +390,15 @@ func (e *engine[T]) appendLocked(ctx context.Context, item T, res *Result, size 
 		b = nil
 	}
 	if b == nil {
-		b = e.newBatchLocked()
+		if e.maker != nil {
+			user, err := safeMake(e.maker) // user code under mu: a panic must not keep the lock
+			if err != nil {
+				return launch, nil, err
+			}
+			b = &batch[T]{user: user}
+		} else {
+			b = e.newBatchLocked()
+		}
 		e.cur = b
 	}
 	if b.user != nil {
@@ -507,6 +516,9 @@ func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch *bat
 		e.cur = b
 	}
 	b.user.Add(item)
+	if b.results != nil { // keep results index-aligned with the Batch's items
+		b.results = append(b.results, nil)
+	}
 	b.n++
 	if e.keepCtxs {
 		b.ctxs = append(b.ctxs, ctx)
@@ -600,6 +612,15 @@ func (e *engine[T]) behindLocked() int {
 		n += e.cur.n
 	}
 	return n
+}
+
+func safeMake(maker func() Batch) (b Batch, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	return maker(), nil
 }
 
 func safeAdd(b Batch, item any) (err error) {
@@ -976,7 +997,7 @@ func (e *engine[T]) flush(ctx context.Context) error {
 // its last batch is closed and every batch is done. It reports whether it
 // did, so the caller runs stopped after unlocking.
 func (e *engine[T]) checkDrainedLocked() bool {
-	if e.isDrained || !e.stopping || !e.lastClosed || e.inflight > 0 || len(e.waiting) > 0 {
+	if e.isDrained || e.aborting || !e.stopping || !e.lastClosed || e.inflight > 0 || len(e.waiting) > 0 {
 		return false
 	}
 	e.isDrained = true
@@ -990,10 +1011,13 @@ func (e *engine[T]) checkDrainedLocked() bool {
 // stopped runs the Stopped hook, then lets Stop and Shutdown return: when
 // they do, every hook has run.
 func (e *engine[T]) stopped() {
+	defer close(e.drained)
 	if e.hooks != nil && e.hooks.Stopped != nil {
-		e.hooks.Stopped(e.clientInfo())
+		func() {
+			defer func() { _ = recover() }() // a panicking hook must not hang Stop
+			e.hooks.Stopped(e.clientInfo())
+		}()
 	}
-	close(e.drained)
 }
 
 // closeLast closes the final batch (unless a deadline abandoned it) and
@@ -1053,6 +1077,7 @@ func (e *engine[T]) wait(ctx context.Context) error {
 // context canceled, and the error counts what did not finish.
 func (e *engine[T]) abort(ctx context.Context) error {
 	var abandoned []*batch[T]
+	first := false
 	e.mu.Lock()
 	e.fmu.Lock()
 	if e.isDrained {
@@ -1062,6 +1087,8 @@ func (e *engine[T]) abort(ctx context.Context) error {
 		return nil
 	}
 	if !e.aborted.Swap(true) {
+		first = true
+		e.aborting = true // the Stopped hook waits for the Done hooks below
 		e.cancel(ErrIncomplete)
 		if b := e.cur; b != nil && b.n > 0 {
 			e.nextID++
@@ -1100,10 +1127,20 @@ func (e *engine[T]) abort(ctx context.Context) error {
 			callDone(h.Done, e.base, DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete})
 		}
 	}
+	if first {
+		e.fmu.Lock()
+		e.aborting = false
+		drained = e.checkDrainedLocked()
+		e.fmu.Unlock()
+	}
 	if drained {
 		e.stopped()
 	}
 	if se.Batches == 0 && se.Items == 0 {
+		// Nothing is left but closing the last batch (the Work worker's
+		// closeLast, or a concurrent Stop's), which is under way: return
+		// when it is done and the Stopped hook has run.
+		<-e.drained
 		return nil
 	}
 	return se
