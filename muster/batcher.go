@@ -65,7 +65,7 @@ type Batcher[T any] struct {
 	// Sizer returns an item's size for MaxBatchBytes. It is called once per
 	// item, on the producer's goroutine, outside the client's lock (and, under
 	// OverflowDropOldest, again for a dropped item, under it): it must be
-	// cheap and free of side effects.
+	// cheap, free of side effects, and must not panic.
 	Sizer func(item T) int
 
 	// Overflow says what Add does when the pending capacity is used up:

@@ -43,8 +43,10 @@ const (
 	// queued one (the first item behind the batch waiting for a slot); it
 	// counts in Stats.Dropped, the Added hook is called for it again with
 	// ErrDropped, and its Result sees ErrDropped. With PendingWorkCapacity
-	// 0 nothing is queued, and the incoming item is dropped instead. Not
-	// available to a Client's Batch, which already holds its items.
+	// 0 nothing is queued, and the incoming item is dropped instead. A batch
+	// keeps its age when its first item is dropped, so its BatchTimeout still
+	// counts from that item's arrival. Not available to a Client's Batch,
+	// which already holds its items.
 	OverflowDropOldest
 )
 
