@@ -198,9 +198,10 @@ func (e *engine[T]) addPlain(ctx context.Context, item T) error {
 		return e.add(ctx, item, false, nil)
 	}
 	if b == nil {
-		b = e.newBatchLocked()
+		b, _ = e.newBatchLocked() // typed batches: no error
 		e.cur = b
 	}
+	// joinedLocked's steps, without what a plain item never needs.
 	b.items = append(b.items, item)
 	b.n++
 	e.added++
@@ -280,22 +281,7 @@ func (e *engine[T]) add(ctx context.Context, item T, worker bool, res *Result) e
 		}
 		e.mu.Lock()
 	}
-	var launch, launch2 *batch[T]
-	var err error
-	if b := e.cur; b != nil && e.plain && res == nil && b.results == nil {
-		// The common case, kept small: a typed item, no per-item extras.
-		b.items = append(b.items, item)
-		b.n++
-		e.added++
-		if b.n == 1 {
-			e.openLocked(b)
-		}
-		if b.n == e.max {
-			launch = e.closeLocked(b, TriggerSize)
-		}
-	} else {
-		launch, launch2, err = e.appendLocked(ctx, item, res, size)
-	}
+	launch, launch2, err := e.appendLocked(ctx, item, res, size)
 	if err != nil {
 		e.mu.Unlock()
 		e.launch(launch)
@@ -390,14 +376,9 @@ func (e *engine[T]) appendLocked(ctx context.Context, item T, res *Result, size 
 		b = nil
 	}
 	if b == nil {
-		if e.maker != nil {
-			user, err := safeMake(e.maker) // user code under mu: a panic must not keep the lock
-			if err != nil {
-				return launch, nil, err
-			}
-			b = &batch[T]{user: user}
-		} else {
-			b = e.newBatchLocked()
+		var err error
+		if b, err = e.newBatchLocked(); err != nil {
+			return launch, nil, err
 		}
 		e.cur = b
 	}
@@ -414,22 +395,9 @@ func (e *engine[T]) appendLocked(ctx context.Context, item T, res *Result, size 
 	if b.results != nil {
 		b.results = append(b.results, res)
 	}
-	b.n++
 	b.bytes += size
-	if e.keepCtxs {
-		b.ctxs = append(b.ctxs, ctx)
-	}
-	if e.keepTimes {
-		b.times = append(b.times, time.Now())
-	}
-	e.added++
-	if b.n == 1 {
-		e.openLocked(b)
-	}
-	switch {
-	case b.n == e.max:
-		launch2 = e.closeLocked(b, TriggerSize)
-	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
+	launch2 = e.joinedLocked(ctx, b)
+	if e.cur == b && e.maxBytes > 0 && b.bytes >= e.maxBytes {
 		launch2 = e.closeLocked(b, TriggerBytes)
 	}
 	return launch, launch2, nil
@@ -484,7 +452,12 @@ func (r *workRun) takeLocked(work chan interface{}) {
 		return // the slow path decides for the item in hand
 	}
 	for run := 0; run < maxRun && r.nl < len(r.launches); run++ {
-		launch, closed := e.appendUserLocked(ctx, r.item)
+		launch, closed, err := e.appendUserLocked(ctx, r.item)
+		if err != nil { // BatchMaker panicked: the item is refused
+			e.refused++
+			r.refused, r.have = err, false
+			return
+		}
 		if launch != nil {
 			r.launches[r.nl] = launch
 			r.nl++
@@ -509,16 +482,26 @@ func (r *workRun) takeLocked(work chan interface{}) {
 
 // appendUserLocked (mu held) adds an item from Work to a Batch: Client's
 // path, without bytes, results or a recover of its own (takeLocked has one).
-func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch *batch[T], closed bool) {
+func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch *batch[T], closed bool, err error) {
 	b := e.cur
 	if b == nil {
-		b = e.newBatchLocked()
+		if b, err = e.newBatchLocked(); err != nil {
+			return nil, false, err
+		}
 		e.cur = b
 	}
 	b.user.Add(item)
 	if b.results != nil { // keep results index-aligned with the Batch's items
 		b.results = append(b.results, nil)
 	}
+	launch = e.joinedLocked(ctx, b)
+	return launch, e.cur != b, nil
+}
+
+// joinedLocked (mu held) accounts for an item just put into b (the current
+// batch) and closes b when it is full. It returns the batch to launch, if
+// it may fire now. addPlain inlines the same steps for plain items.
+func (e *engine[T]) joinedLocked(ctx context.Context, b *batch[T]) *batch[T] {
 	b.n++
 	if e.keepCtxs {
 		b.ctxs = append(b.ctxs, ctx)
@@ -531,9 +514,9 @@ func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch *bat
 		e.openLocked(b)
 	}
 	if b.n == e.max {
-		return e.closeLocked(b, TriggerSize), true
+		return e.closeLocked(b, TriggerSize)
 	}
-	return nil, false
+	return nil
 }
 
 // afterRun launches what a run of Work items closed and reports them.
@@ -633,13 +616,17 @@ func safeAdd(b Batch, item any) (err error) {
 	return nil
 }
 
-func (e *engine[T]) newBatchLocked() *batch[T] {
+func (e *engine[T]) newBatchLocked() (*batch[T], error) {
 	if e.maker != nil {
-		return &batch[T]{user: e.maker()}
+		user, err := safeMake(e.maker) // user code under mu: a panic must not keep the lock
+		if err != nil {
+			return nil, err
+		}
+		return &batch[T]{user: user}, nil
 	}
 	if b := e.spare; b != nil {
 		e.spare = nil
-		return b
+		return b, nil
 	}
 	b := &batch[T]{}
 	if e.max > 0 {
@@ -651,7 +638,7 @@ func (e *engine[T]) newBatchLocked() *batch[T] {
 			b.times = make([]time.Time, 0, e.max)
 		}
 	}
-	return b
+	return b, nil
 }
 
 // openLocked starts the age of a batch that just got its first item.

@@ -147,31 +147,50 @@ func TestStoppedBeforeAbandonedDone(t *testing.T) {
 // A BatchMaker that panics under Client.Add leaves the add lock held: the
 // caller may recover (net/http does), and the client is then wedged.
 func TestBatchMakerPanicKeepsLock(t *testing.T) {
-	calls := 0
-	c := &muster.Client{
-		MaxBatchSize: 1,
-		BatchMaker: func() muster.Batch {
-			calls++
-			if calls == 1 {
-				panic("maker")
+	for _, viaWork := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			calls := 0
+			var refused []error
+			c := &muster.Client{
+				MaxBatchSize: 1,
+				BatchMaker: func() muster.Batch {
+					calls++
+					if calls == 1 {
+						panic("maker")
+					}
+					return &listBatch{}
+				},
+				Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
+					if info.Err != nil {
+						refused = append(refused, info.Err)
+					}
+				}},
 			}
-			return &listBatch{}
-		},
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	func() {
-		defer func() { _ = recover() }()
-		_ = c.Add(context.Background(), "x")
-	}()
-	done := make(chan struct{})
-	go func() { _ = c.Add(context.Background(), "y"); close(done) }()
-	select {
-	case <-done:
-		_ = c.Stop()
-	case <-time.After(time.Second):
-		t.Skip("CONFIRMED: Add blocked after a BatchMaker panic: mu was left locked (goroutines leak)")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if viaWork {
+				c.Work <- "x"
+				c.Work <- "y"
+			} else {
+				if err := c.Add(ctx, "x"); !errors.Is(err, muster.ErrPanic) {
+					t.Fatalf("Add with a panicking BatchMaker: %v, want ErrPanic", err)
+				}
+				if err := c.Add(ctx, "y"); err != nil { // the lock was released
+					t.Fatalf("next Add: %v", err)
+				}
+			}
+			if err := c.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if s := c.Stats(); s.Refused != 1 || s.Added != 1 || s.Fired != 1 {
+				t.Fatalf("viaWork=%v: stats %+v", viaWork, s)
+			}
+			if len(refused) != 1 || !errors.Is(refused[0], muster.ErrPanic) {
+				t.Fatalf("viaWork=%v: refusals %v", viaWork, refused)
+			}
+		})
 	}
 }
 
