@@ -18,8 +18,8 @@
 //
 // Most callers should use [Batcher]: it takes items of their own type, and a
 // [FireFunc] (a func(ctx, []T) error) instead of a Batch type. Its Add is a
-// lock and an append, several times cheaper than the seed's channel
-// hand-off. Use [Client] when you have code written for facebookgo/muster, or
+// lock and an append, 2-20x cheaper than the seed's channel hand-off
+// (measured: see BENCHMARKS.md in the repository). Use [Client] when you have code written for facebookgo/muster, or
 // a Batch that must see items one at a time as they arrive.
 //
 // # Per-key batching
