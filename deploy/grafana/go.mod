@@ -1,6 +1,6 @@
 module github.com/musterhq/muster/deploy/grafana
 
-go 1.26.8
+go 1.26.7
 
 replace github.com/musterhq/muster => ../..
 
