@@ -3,20 +3,23 @@ package muster
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
 // FireFunc processes one batch of items and reports its outcome. It runs on
 // the batch's own goroutine. ctx is the batch's context: it carries what the
-// Fired hooks put there (the batch span, with tracing) and is canceled when a
-// Shutdown deadline passes.
+// Fired hooks put there (the batch span, with tracing) and is canceled when
+// a Shutdown deadline passes.
 //
-// items is only valid until FireFunc returns: the Batcher reuses its backing
-// array for a later batch. Copy it to keep it (as with io.Writer's p).
+// items is only valid until FireFunc returns: the batcher reuses its
+// backing array for a later batch. Copy it to keep it (as with io.Writer's
+// p).
 type FireFunc[T any] func(ctx context.Context, items []T) error
 
 // Middleware wraps a FireFunc with behaviour: retries, rate limits,
-// timeouts. It is endpoint.Middleware from go-kit with FireFunc for Endpoint.
+// timeouts. It is endpoint.Middleware from go-kit with FireFunc for
+// Endpoint. The same Middleware serves a Batcher, a Keyed and a Client.
 type Middleware[T any] func(next FireFunc[T]) FireFunc[T]
 
 // Chain composes middlewares into one. Batches traverse them in the order
@@ -30,42 +33,44 @@ func Chain[T any](outer Middleware[T], others ...Middleware[T]) Middleware[T] {
 	}
 }
 
-// Batcher batches typed items for a FireFunc. It behaves as Client does, with
-// the same fields and triggers, but Add takes a T, costs a lock and an append
-// (no channel hand-off, no allocation per item), and the batch is a slice
-// handed to Fire: no Batch type to write.
+// Batcher batches typed items for a FireFunc. It behaves as Client does,
+// with the same fields and triggers, but Add takes a T and costs a lock and
+// an append (no channel hand-off, no allocation per item), and a batch is a
+// slice handed to Fire: no Batch type to write. A Batcher is a Keyed with
+// one key.
 //
 // Configure the fields, call Start, then Add from any number of goroutines,
 // and Stop or Shutdown at the end. Fields must not change after Start. A
 // Batcher must not be copied after Start.
 type Batcher[T any] struct {
-	// MaxBatchSize fires a batch when it holds this many items. Zero: no size
-	// trigger. It is an error for both this and BatchTimeout to be zero.
+	// MaxBatchSize fires a batch when it holds this many items. Zero: no
+	// size trigger. It is an error for this, BatchTimeout and MaxBatchBytes
+	// all to be zero.
 	MaxBatchSize uint
 
 	// BatchTimeout fires a batch this long after its first item arrived.
-	// Zero: no time trigger.
+	// Zero: no time trigger. Negative: an error.
 	BatchTimeout time.Duration
 
 	// MaxConcurrentBatches caps the batches in flight (fired, Fire not yet
-	// returned). A batch closed at the cap waits for a slot. Zero: no cap.
+	// returned). A batch closed at the cap waits for a slot, with no
+	// goroutine. Zero: no cap.
 	MaxConcurrentBatches uint
 
 	// PendingWorkCapacity is how many items Add accepts behind a batch that
-	// waits for an in-flight slot before Add blocks. Zero: Add blocks as soon
-	// as a batch waits.
+	// waits for an in-flight slot before the Overflow policy applies (by
+	// default Add blocks). Zero: as soon as a batch waits.
 	PendingWorkCapacity uint
 
 	// MaxBatchBytes fires a batch before the next item would take it past
 	// this many bytes (or when it reaches them), as measured by Sizer. An
 	// item larger than this on its own is refused with ErrTooLarge. Zero: no
-	// bytes trigger. Requires Sizer.
+	// bytes trigger. It requires Sizer, and Sizer requires it.
 	MaxBatchBytes uint
 
 	// Sizer returns an item's size for MaxBatchBytes. It is called once per
-	// item, on the producer's goroutine, outside the client's lock (and, under
-	// OverflowDropOldest, again for a dropped item, under it): it must be
-	// cheap, free of side effects, and must not panic.
+	// item, on the producer's goroutine, outside the client's lock. A
+	// negative size or a panic refuses the item (ErrTooLarge, *PanicError).
 	Sizer func(item T) int
 
 	// Overflow says what Add does when the pending capacity is used up:
@@ -80,116 +85,232 @@ type Batcher[T any] struct {
 	// muster.batcher.name attribute). Keep it low-cardinality. Optional.
 	Name string
 
-	// Hooks observe the batcher (see Hooks). Optional; nil costs nothing.
-	Hooks *Hooks
+	// Hooks observe the batcher: a *Hooks, or an Observer that gives each
+	// client hooks of its own. Optional; nil costs nothing.
+	Hooks Observer
 
 	// BaseContext returns the context batches fire with. If nil,
 	// context.Background() is used. It is called once, by Start.
 	BaseContext func() context.Context
 
-	e *engine[T]
+	k Keyed[struct{}, T]
 }
 
 // Start checks the configuration and makes the Batcher ready for Add. It
 // starts no goroutine: batches get theirs as they fire.
 func (b *Batcher[T]) Start() error {
-	if b.MaxBatchSize == 0 && b.BatchTimeout == 0 && b.MaxBatchBytes == 0 {
-		return ErrZeroBoth
+	b.k = Keyed[struct{}, T]{
+		MaxBatchSize: b.MaxBatchSize, BatchTimeout: b.BatchTimeout, MaxConcurrentBatches: b.MaxConcurrentBatches,
+		PendingWorkCapacity: b.PendingWorkCapacity, MaxBatchBytes: b.MaxBatchBytes, Sizer: b.Sizer,
+		Overflow: b.Overflow, Fire: b.Fire, Name: b.Name, Hooks: b.Hooks, BaseContext: b.BaseContext, e: b.k.e,
 	}
-	if b.Fire == nil {
-		return fmt.Errorf("%w: Fire is nil", ErrInvalidConfig)
-	}
-	if (b.MaxBatchBytes > 0) != (b.Sizer != nil) {
-		return fmt.Errorf("%w: MaxBatchBytes and Sizer go together", ErrInvalidConfig)
-	}
-	if b.Overflow > OverflowDropOldest {
-		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, b.Overflow)
-	}
-	if b.e != nil {
-		return ErrAlreadyStarted
-	}
-	e := newEngine[T](engineConfig{
-		name:        b.Name,
-		max:         b.MaxBatchSize,
-		timeout:     b.BatchTimeout,
-		limit:       b.MaxConcurrentBatches,
-		capacity:    b.PendingWorkCapacity,
-		hooks:       b.Hooks,
-		baseContext: b.BaseContext,
-		overflow:    b.Overflow,
-	})
-	e.fire = b.Fire
-	if b.MaxBatchBytes > 0 {
-		e.maxBytes = clampInt(b.MaxBatchBytes)
-		e.sizer = b.Sizer
-	}
-	e.plain = e.maxBytes == 0 && !e.keepCtxs && !e.keepTimes
-	b.e = e
-	e.started()
-	return nil
+	return b.k.start(false)
 }
 
-// Add adds an item to the current batch; the call that fills the batch
-// fires it. Under backpressure (MaxConcurrentBatches in flight and
+// Add adds an item to the open batch; the call that fills the batch fires
+// it. Under backpressure (MaxConcurrentBatches in flight and
 // PendingWorkCapacity items queued) it blocks until there is room or ctx
-// ends; then it returns ctx's error and the item is not taken. Once Stop or
-// Shutdown has begun it returns ErrStopped. ctx reaches hooks (tracing links
-// the batch to it); it is not the context the batch fires with. Add does not
-// check ctx when there is room.
-func (b *Batcher[T]) Add(ctx context.Context, item T) error {
-	if b.e == nil {
-		return ErrNotStarted
-	}
-	if b.e.plain {
-		return b.e.addPlain(ctx, item)
-	}
-	return b.e.add(ctx, item, false, nil)
-}
+// ends, then returns ctx's error and the item is not taken; Overflow can
+// make it fail or drop instead. Once Stop or Shutdown has begun it returns
+// ErrStopped. ctx reaches hooks (tracing links the batch to it); it is not
+// the context the batch fires with, and is not checked when there is room.
+func (b *Batcher[T]) Add(ctx context.Context, item T) error { return b.k.Add(ctx, item) }
 
 // AddResult adds an item as Add does and returns its Result, which is done
 // when the item's batch is done (after the retries of a retry middleware):
 // for a producer that must know its item was written, to acknowledge a
 // message or answer a request. A refused item gets an error and no Result.
-// It costs two allocations more than Add; Add stays as cheap as it was.
-func (b *Batcher[T]) AddResult(ctx context.Context, item T) (*Result, error) {
-	if b.e == nil {
-		return nil, ErrNotStarted
-	}
-	return addResult(b.e, ctx, item)
+// The Results of a batch share one allocation.
+func (b *Batcher[T]) AddResult(ctx context.Context, item T) (Result, error) {
+	return b.k.AddResult(ctx, item)
 }
 
-// Flush fires the pending partial batch now and waits until every batch
-// closed before the call is done, or ctx ends. It returns ErrStopped once
-// stopping, and ErrIncomplete if a Shutdown deadline abandoned one of those
-// batches. Batch errors are not returned: hooks see them.
-func (b *Batcher[T]) Flush(ctx context.Context) error {
-	if b.e == nil {
-		return ErrNotStarted
-	}
-	return b.e.flush(ctx)
-}
+// Flush fires the open batch now and waits until every batch closed before
+// the call is done, or ctx ends. It returns ErrStopped once stopping, and
+// ErrIncomplete if a Shutdown deadline abandoned one of those batches.
+// Batch errors are not returned: hooks and Results see them.
+func (b *Batcher[T]) Flush(ctx context.Context) error { return b.k.Flush(ctx) }
 
 // Stop fires the partial batch and returns when every batch is done. Add
-// returns ErrStopped from the moment Stop begins. Calling it again waits the
-// same way and returns nil.
-func (b *Batcher[T]) Stop() error { return b.Shutdown(context.Background()) }
+// returns ErrStopped from the moment Stop begins. Calling it again waits
+// the same way and returns nil.
+func (b *Batcher[T]) Stop() error { return b.k.Stop() }
 
 // Shutdown stops as Stop does but gives up when ctx ends; see
 // Client.Shutdown for what happens to batches then.
-func (b *Batcher[T]) Shutdown(ctx context.Context) error {
-	if b.e == nil {
-		return ErrNotStarted
-	}
-	if b.e.beginStop() {
-		b.e.closeLast()
-	}
-	return b.e.wait(ctx)
-}
+func (b *Batcher[T]) Shutdown(ctx context.Context) error { return b.k.Shutdown(ctx) }
 
 // Stats returns the batcher's counters. It is zero before Start.
-func (b *Batcher[T]) Stats() Stats {
-	if b.e == nil {
+func (b *Batcher[T]) Stats() Stats { return b.k.Stats() }
+
+// DefaultMaxKeys is the live-key bound of a Keyed whose MaxKeys is zero.
+const DefaultMaxKeys = 1024
+
+// Keyed batches typed items per key: a Key function routes each item to the
+// batch of its key (tenant, destination, credentials), so that a batch
+// never mixes keys. Each key has its own open batch, with its own size,
+// bytes and time triggers; closed batches of all keys queue, oldest first,
+// for one set of MaxConcurrentBatches in-flight slots, and
+// PendingWorkCapacity bounds the items queued across all keys (backpressure
+// is shared: what telemetry reports as capacity is what producers meet).
+//
+// Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
+// Key(items[0]), and FireInfo.Key for hooks.
+//
+// Keys are created by the first Add that names them. A key holding nothing
+// (no open batch, no batch waiting or in flight) is evicted after
+// KeyIdleTimeout, or at once, least recently used first, when a new key
+// needs room under MaxKeys; when every live key holds something, the new
+// key's Add returns [ErrTooManyKeys]. A live key costs about 100 bytes plus
+// its open batch.
+//
+// Configure the fields, call Start, then Add from any number of goroutines,
+// and Stop or Shutdown at the end. Fields must not change after Start. A
+// Keyed must not be copied after Start.
+type Keyed[K comparable, T any] struct {
+	// Key returns an item's key. It is called once per item, on the
+	// producer's goroutine: it must be cheap and free of side effects. A
+	// key not equal to itself (a NaN) is refused with ErrInvalidKey.
+	// Required.
+	Key func(item T) K
+
+	// MaxBatchSize, BatchTimeout, MaxBatchBytes and Sizer are per key, as
+	// a Batcher's are for its one batch.
+	MaxBatchSize  uint
+	BatchTimeout  time.Duration
+	MaxBatchBytes uint
+	Sizer         func(item T) int
+
+	// MaxConcurrentBatches caps the batches in flight across all keys: never
+	// more than this many between Fired and Done. Zero: no cap.
+	MaxConcurrentBatches uint
+
+	// PendingWorkCapacity bounds the items queued, across all keys, behind
+	// the oldest batch waiting for a slot, before Overflow applies.
+	PendingWorkCapacity uint
+
+	// Overflow says what Add does when the pending capacity is used up.
+	Overflow Overflow
+
+	// MaxKeys bounds the live keys. Zero: DefaultMaxKeys.
+	MaxKeys int
+
+	// KeyIdleTimeout is how long a key holding nothing stays live. Zero:
+	// 10×BatchTimeout, and at least a minute.
+	KeyIdleTimeout time.Duration
+
+	// Fire processes each batch of one key. Required.
+	Fire FireFunc[T]
+
+	// Name identifies the client to hooks and telemetry. Keep it
+	// low-cardinality: the key goes to FireInfo.Key, not here.
+	Name string
+
+	// Hooks observe the client (see Batcher.Hooks).
+	Hooks Observer
+
+	// BaseContext returns the context batches fire with. If nil,
+	// context.Background() is used. It is called once, by Start.
+	BaseContext func() context.Context
+
+	e *engine[K, T]
+}
+
+// Start checks the configuration and makes the client ready for Add. It
+// starts no goroutine.
+func (k *Keyed[K, T]) Start() error {
+	if k.Key == nil {
+		return fmt.Errorf("%w: Key is nil", ErrInvalidConfig)
+	}
+	return k.start(true)
+}
+
+func (k *Keyed[K, T]) start(keyed bool) error {
+	if k.MaxBatchSize == 0 && k.BatchTimeout == 0 && k.MaxBatchBytes == 0 {
+		return ErrZeroBoth
+	}
+	switch {
+	case k.Fire == nil:
+		return fmt.Errorf("%w: Fire is nil", ErrInvalidConfig)
+	case (k.MaxBatchBytes > 0) != (k.Sizer != nil):
+		return fmt.Errorf("%w: MaxBatchBytes and Sizer go together", ErrInvalidConfig)
+	case k.Overflow > OverflowDropOldest:
+		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, k.Overflow)
+	case k.BatchTimeout < 0 || k.MaxKeys < 0 || k.KeyIdleTimeout < 0:
+		return fmt.Errorf("%w: negative BatchTimeout, MaxKeys or KeyIdleTimeout", ErrInvalidConfig)
+	case k.e != nil:
+		return ErrAlreadyStarted
+	}
+	fire := k.Fire
+	c := config[K, T]{
+		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
+		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
+		sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
+		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
+	}
+	if keyed {
+		c.keyFn = k.Key
+		if c.maxKeys == 0 {
+			c.maxKeys = DefaultMaxKeys
+		}
+		if c.idle == 0 {
+			c.idle = max(10*k.BatchTimeout, time.Minute)
+		}
+	}
+	k.e = newEngine(c)
+	k.e.observe()
+	return nil
+}
+
+// clamp converts a uint setting to an int, saturating.
+func clamp(u uint) int { return int(min(u, math.MaxInt)) }
+
+// Add adds an item to its key's open batch; see Batcher.Add. A new key
+// beyond MaxKeys, when no key can be evicted, gets ErrTooManyKeys.
+func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
+	if k.e == nil {
+		return ErrNotStarted
+	}
+	_, err := k.e.add(ctx, item, false)
+	return err
+}
+
+// AddResult adds an item as Add does and returns its Result; see
+// Batcher.AddResult.
+func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
+	if k.e == nil {
+		return Result{}, ErrNotStarted
+	}
+	return k.e.add(ctx, item, true)
+}
+
+// Flush fires every key's open batch now and waits until every batch
+// closed before the call is done, or ctx ends; see Batcher.Flush.
+func (k *Keyed[K, T]) Flush(ctx context.Context) error {
+	if k.e == nil {
+		return ErrNotStarted
+	}
+	return k.e.flush(ctx)
+}
+
+// Stop fires every key's partial batch and returns when every batch is
+// done; see Batcher.Stop.
+func (k *Keyed[K, T]) Stop() error { return k.Shutdown(context.Background()) }
+
+// Shutdown stops as Stop does but gives up when ctx ends; see
+// Client.Shutdown.
+func (k *Keyed[K, T]) Shutdown(ctx context.Context) error {
+	if k.e == nil {
+		return ErrNotStarted
+	}
+	k.e.beginStop()
+	return k.e.wait(ctx)
+}
+
+// Stats returns the client's counters. It is zero before Start.
+func (k *Keyed[K, T]) Stats() Stats {
+	if k.e == nil {
 		return Stats{}
 	}
-	return b.e.snapshot()
+	return k.e.snapshot()
 }

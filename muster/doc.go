@@ -5,102 +5,97 @@
 //
 // It keeps facebookgo/muster's API and behaviour to the letter ([Client],
 // [Batch], [Notifier]): a program written for that package works after
-// changing only its import path. It adds typed items ([Batcher]), contexts,
-// errors, [Client.Flush], [Client.Shutdown] with a deadline, and [Hooks]
-// around add, fire and done that cost nothing when unused. It imports only the
-// standard library.
+// changing only its import path. It adds typed items ([Batcher]), per-key
+// batching ([Keyed]), contexts, errors, per-item results, overflow
+// policies, [Client.Flush], [Client.Shutdown] with a deadline, middleware
+// around every batch, and hooks around add, fire and done that cost nothing
+// when unused. It imports only the standard library.
 //
 // As with facebookgo/muster, the intended use is in a hidden fashion: keep
-// your muster.Client or muster.Batcher, and your Batch implementation,
-// private to a typed client of your own (see the package example).
+// your client private to a typed client of your own (see the package
+// example).
 //
 // # Which to use
 //
-// Most callers should use [Batcher]: it takes items of their own type, and a
-// [FireFunc] (a func(ctx, []T) error) instead of a Batch type. Its Add is a
-// lock and an append, 2-20x cheaper than the seed's channel hand-off
-// (measured: see BENCHMARKS.md in the repository). Use [Client] when you have code written for facebookgo/muster, or
-// a Batch that must see items one at a time as they arrive.
+// Most callers should use [Batcher]: it takes items of their own type and a
+// [FireFunc] (a func(ctx, []T) error) instead of a Batch type; its Add is a
+// lock and an append, several times cheaper than the seed's channel
+// hand-off (BENCHMARKS.md in the repository). [Keyed] batches per key
+// (tenant, destination): a batch never mixes keys. Use [Client] for code
+// written for facebookgo/muster, or a Batch that must see items one at a
+// time as they arrive.
 //
-// # Per-key batching
+// # One engine
 //
-// [Keyed] batches per key (tenant, destination, credentials): a Key function
-// routes each item to its key's batch, so that a batch never mixes keys, and
-// Fire receives the key. Each key has its own size, bytes and time triggers
-// and its own pending capacity; MaxConcurrentBatches is shared by all keys.
-// Keys are created on first use and evicted after KeyIdleTimeout with
-// nothing pending or in flight; at most MaxKeys are live, and a new key
-// beyond that evicts the least recently used empty key or, when every key
-// holds items, is refused with [ErrTooManyKeys]. Hooks see the key in
-// FireInfo.Key (and a tracing layer thereby on the batch span); Stats sum
-// the keys, and Stats.Keys counts the live ones.
+// The three are one engine: a Batcher is a Keyed with one key, and a Client
+// a Batcher whose batches are the user's Batch values. Each key has an open
+// batch that items join. A closed batch queues, oldest first, for one set of
+// MaxConcurrentBatches in-flight slots shared by all keys; it is in flight
+// (its Fired hook has run, its Fire runs) only once it holds a slot, and no
+// goroutine exists for it before that. When PendingWorkCapacity items are
+// queued behind the oldest waiting batch, Add applies the Overflow policy:
+// it blocks until its context ends ([OverflowBlock], the seed's behaviour),
+// fails with [ErrFull], drops the incoming item, or drops the oldest queued
+// one ([OverflowFail], [OverflowDropNewest], [OverflowDropOldest]). Sending
+// on a Client's Work always blocks, as in the seed.
 //
-// # Backpressure, bytes and results
-//
-// When PendingWorkCapacity items are queued behind a batch waiting for an
-// in-flight slot, Add blocks until its context ends ([OverflowBlock], the
-// seed's behaviour), or, as the [Batcher.Overflow] field says, fails at once
-// with [ErrFull], drops the incoming item, or drops the oldest queued one
-// ([OverflowFail], [OverflowDropNewest], [OverflowDropOldest]); every drop is
-// counted in [Stats] and reported to the Added hook with [ErrDropped].
-// [Batcher.MaxBatchBytes] with a [Batcher.Sizer] fires a batch before the
-// next item would pass a byte limit ([TriggerBytes]); an item too large on
-// its own is refused with [ErrTooLarge]. [Batcher.AddResult] returns a
-// [Result] to wait on for the outcome of the item's batch; a FireFunc that
-// returns an [*ItemErrors] fails only the items it names.
-//
-// # Errors and what happens to items
+// # What happens to items
 //
 //   - Invalid configuration: Start returns [ErrZeroBoth] or an error matching
 //     [ErrInvalidConfig]; nothing runs.
 //   - Add before Start returns [ErrNotStarted]; after Stop or Shutdown has
 //     begun, [ErrStopped]; when its context ends while it waits for room, the
-//     context's error. In each case the item was not taken. Sending on
+//     context's error; at full capacity under OverflowFail, [ErrFull]; an item
+//     whose size passes MaxBatchBytes, [ErrTooLarge]; a Keyed's item whose key
+//     is a NaN, [ErrInvalidKey]; a new key when MaxKeys keys hold work,
+//     [ErrTooManyKeys]. In each case the item was not taken. Sending on
 //     Client.Work after Stop panics, as sending on any closed channel does.
-//   - A Fire (or FireFunc) that panics: the panic is recovered, the batch is
-//     done with a [*PanicError] (matching [ErrPanic], carrying the stack),
-//     hooks see it, and its in-flight slot is released. Its items count as
-//     failed.
+//   - Under OverflowDropNewest or OverflowDropOldest an item is dropped: Add
+//     returns nil, and the Refused hook and the item's [Result] see
+//     [ErrDropped].
+//   - A Fire (or FireFunc, BatchMaker, Batch.Add, Key, Sizer) that panics:
+//     the panic is recovered as a [*PanicError] (matching [ErrPanic], with
+//     the stack); a batch is done with it and releases its slot, an item is
+//     refused with it.
 //   - A batch reports failure with [DoneWith] (or [ErrorNotifier]); a FireFunc
-//     by returning an error. The items are not retried by the core: wrap the
-//     FireFunc with a retry [Middleware].
-//   - Add at full capacity under OverflowFail: [ErrFull], the item not taken;
-//     under OverflowDropNewest or OverflowDropOldest an item is dropped, and
-//     hooks and its Result see [ErrDropped]. An item larger than
-//     MaxBatchBytes: [ErrTooLarge], not taken.
+//     by returning an error, or an [*ItemErrors] to fail only some items.
+//     The core does not retry: wrap Fire with a retry [Middleware].
 //   - Done called twice: the second call is ignored.
-//   - Stop and Shutdown fire the partial batch and wait; called twice, the
+//   - Stop and Shutdown fire the partial batches and wait; called twice, the
 //     second waits for the same end. When Shutdown's context ends first,
-//     batches still waiting for a slot are abandoned (never fired; Done hooks
-//     see [ErrIncomplete]), in-flight batches have their context canceled,
-//     and a [*ShutdownError] says how many batches and items were not done.
+//     batches that have not fired are abandoned (never fired; Done hooks and
+//     Results see [ErrIncomplete], Stats.Abandoned counts their items), items
+//     still in Work are refused with ErrIncomplete, in-flight batches have
+//     their context canceled, and a [*ShutdownError] counts what was not done.
 //
 // # Hooks
 //
-// A [Hooks] value is a set of optional functions called when a client
-// starts, for every item offered, when a batch fires, when it is done, and
-// when a layer around Fire reports a wait or a retry ([ReportWait],
-// [ReportRetry]). The events carry what an observer cannot see from outside:
-// batch id, size, trigger, age of the first item, time spent waiting for an
-// in-flight slot, in-flight count, queue depth, each item's context and
-// enqueue time (on request), duration and error. A Fired hook returns the
+// An [Observer] is told of each client as it starts and returns the [Hooks]
+// that observe that client: functions called for every item taken
+// (Added) or refused (Refused), when a batch fires and is done, when a
+// producer or a batch waits, when an attempt is retried, and once when the
+// client has stopped. Events carry what an observer cannot see from
+// outside: batch id, key, size, trigger, age of the first item, time spent
+// waiting for an in-flight slot, in-flight count, queue depth, the contexts
+// an Added hook chose to keep, duration and error. A Fired hook returns the
 // context Fire runs with: this is how a tracing layer puts the batch span
-// there. Several Hooks combine with [Compose]. The middleware package builds
-// tracing and metrics on them.
+// there. Several observers combine with [Compose]; the middleware packages
+// build tracing and metrics on them.
 //
 // # Middleware
 //
 // Behaviour that changes the outcome (retries, rate limits) wraps the
 // [FireFunc]: a [Middleware] is func(FireFunc) FireFunc and [Chain] composes
-// them, the first outermost.
+// them, the first outermost. The same middleware wraps a Batcher's or a
+// Keyed's Fire, and a Client's Batch through Client.Middleware.
 //
 // # Concurrency
 //
-// Client and Batcher are safe for concurrent use once started. Each batch's
-// Fire runs on a goroutine of its own; Batch.Add is called with the client's
-// lock held, one item at a time, so a Batch needs no locking of its own (and
-// must not call back into the client). Hooks run synchronously, on the
-// goroutines their docs name, and must not block.
+// Clients are safe for concurrent use once started. Each batch's Fire runs
+// on a goroutine other than the producers'; Batch.Add is called with the
+// client's lock held, one item at a time, so a Batch needs no locking of its
+// own (and must not call back into the client). Hooks run synchronously, on
+// the goroutines their docs name, and must not block.
 //
 // # Migrating from facebookgo/muster
 //
@@ -108,7 +103,8 @@
 // which returns [ErrStopped] instead of panicking after Stop and honours a
 // context; replace Stop with Shutdown to bound the wait; implement
 // [FireContexter] to receive the batch's context; call [DoneWith] to report
-// errors. Differences from the seed: a Fire that panics no longer crashes the
-// program; a second Stop no longer panics; a Done called twice no longer
-// corrupts the in-flight count.
+// errors. Differences from the seed: a Fire that panics no longer crashes
+// the program; a second Stop no longer panics; a Done called twice no longer
+// corrupts the in-flight count; a negative BatchTimeout is refused by Start
+// (the seed fired every item at once).
 package muster

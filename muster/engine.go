@@ -2,52 +2,69 @@ package muster
 
 import (
 	"context"
-	"math"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// The engine behind Client and Batcher. Two locks keep producers and
-// finishing batches out of each other's way:
+// The one engine under Client, Batcher and Keyed.
 //
-//   - mu, the add lock, guards the batch being filled. Add takes it, appends,
-//     and the producer whose item completes a batch closes it.
-//   - fmu, the flight lock, guards closed batches: the in-flight count, the
-//     queue of batches waiting for a slot, Flush barriers, the stop state.
-//     A producer takes it once per batch, to admit the batch it closed; a
-//     batch takes it once, when done, to hand its slot to the oldest waiting
-//     batch. Lock order: mu before fmu.
+// Every key has at most one open batch, the one items join. Open batches
+// form a FIFO in the order they opened, which is the order of their
+// deadlines: one timer, on the oldest, closes them at BatchTimeout. A closed
+// batch joins the ready queue; it is admitted (takes an in-flight slot, and
+// only then Fires) while fewer than MaxConcurrentBatches are in flight. No
+// goroutine exists for a batch in the ready queue: the goroutine of a batch
+// that is done runs the next admitted batch itself.
 //
-// Goroutines are launched after both locks are released. Producers look at
-// the waiting queue through an atomic counter, so the common Add never
-// touches fmu. A reused time.AfterFunc timer closes a batch BatchTimeout
-// after its first item. There is no worker goroutine for Add; Client's Work
-// channel has one, which feeds the same path (the seed's design).
+// One mutex guards it all. A producer takes it once per item; a batch once
+// when it is done. Hooks and Fire run outside it, except Added, which runs
+// under it so that it precedes its batch's Fired.
 
-type state uint8
+// phase is a client's lifecycle.
+type phase uint8
 
 const (
-	stateRunning  state = iota
-	stateStopping       // no new items; draining
+	running  phase = iota
+	stopping       // Stop or Shutdown began: no new items; what is open closes and drains
+	aborted        // Shutdown's deadline passed: what had not fired was abandoned
+	stopped        // every batch is done or abandoned: the Stopped hook runs
 )
 
-// batch is one batch in the making or in flight.
-type batch[T any] struct {
-	id       uint64
-	n        int
-	items    []T   // FireFunc path
-	user     Batch // Batch path (Client)
-	ctxs     []context.Context
-	times    []time.Time
-	results  []*Result // per-item results, index-aligned; nil when no item asked for one
-	bytes    int       // sum of the items' sizes (with a Sizer)
-	first    time.Time // first item's arrival (when a timeout or hooks need it)
-	ready    time.Time // when it was closed (when hooks need it)
-	trigger  Trigger
-	inflight int // in flight at launch, this one included (hooks only)
-	queued   int // items queued at launch (hooks only)
+// batch is one batch: open (items join it), ready (closed, waiting for a
+// slot), or in flight.
+type batch[K comparable, T any] struct {
+	ks    *keyState[K, T]
+	id    uint64
+	n     int   // items
+	items []T   // a Batcher's or Keyed's items; a Client's with Middleware
+	sizes []int // each item's size, with a Sizer (to drop without calling it again)
+	user  Batch // a Client's Batch
+	ctxs  []context.Context
+	bytes int
+	res   *outcome // AddResult's outcomes, from the first such item
+	// joined counts the items that ever joined: an item's outcome slot is
+	// its rank among them. Items leave only from the front (dropped), so
+	// the k-th item present has slot joined-n+k.
+	joined  int32
+	first   time.Time
+	closed  time.Time
+	trigger Trigger
+	// At admission, for FireInfo.
+	inflight, queued int
+
+	prev, next *batch[K, T] // the open FIFO
+}
+
+// keyState is one key's share of the engine. A key costs this struct, a map
+// entry and, while it holds items, an open batch.
+type keyState[K comparable, T any] struct {
+	key        K
+	cur        *batch[K, T] // the open batch, or nil
+	busy       int          // closed batches not done
+	idleSince  time.Time
+	prev, next *keyState[K, T] // the idle list, least recently used first
+	idle       bool
 }
 
 type barrier struct {
@@ -57,553 +74,393 @@ type barrier struct {
 	ch        chan struct{}
 }
 
-type engine[T any] struct {
-	// Set before start, then read-only.
-	id        uint64
-	name      string
-	max       int
-	timeout   time.Duration
-	limit     int
-	capacity  int
-	fire      FireFunc[T]
-	maker     func() Batch
-	maxBytes  int
-	sizer     func(T) int
-	plain     bool // no Batch, no bytes trigger, no kept contexts or times: Add's fast path
-	overflow  Overflow
-	hooks     *Hooks
-	keepCtxs  bool
-	keepTimes bool
-	base      context.Context
-	cancel    context.CancelCauseFunc
-	workLen   func() int // len(Work) for Client, nil for Batcher
-	key       any        // the batch key of a Keyed client's per-key engine; nil otherwise
-
-	mu         sync.Mutex // the add lock
-	state      state
-	cur        *batch[T]
-	spare      *batch[T] // a recycled batch for the next cur
-	nextID     uint64
-	timer      *time.Timer // nil when there is no BatchTimeout
-	timerArmed bool
-	added      uint64
-	refused    uint64
-	dropped    uint64
-
-	fmu           sync.Mutex  // the flight lock
-	waiting       []*batch[T] // closed batches waiting for an in-flight slot, oldest first
-	nwaiting      atomic.Int32
-	waitingItems  int
-	inflight      int
-	inflightItems int
-	space         chan struct{} // closed when producers may look again; nil when nobody waits
-	barriers      []*barrier
-	free          []*batch[T]
-	stopping      bool
-	lastClosed    bool // the final batch has been closed: nothing more will join
-	isDrained     bool // the last batch is done; drained closes after the Stopped hook
-	aborting      bool // abort is running the abandoned batches' hooks: not drained yet
-	drained       chan struct{}
-	fired         uint64
-	done          uint64
-	failed        uint64
-	abandoned     uint64
-
-	_       [cacheLine]byte
-	aborted atomic.Bool
+// config is what a Client, Batcher or Keyed hands to the engine.
+type config[K comparable, T any] struct {
+	name     string
+	max      int
+	maxBytes int
+	timeout  time.Duration
+	limit    int
+	capacity int
+	overflow Overflow
+	sizer    func(T) int
+	keyFn    func(T) K // nil: one key
+	maxKeys  int
+	idle     time.Duration
+	keepAll  bool // keep items even with a Batch (Client with Middleware)
+	fire     func(ctx context.Context, b *batch[K, T]) error
+	maker    func() Batch
+	observer Observer
+	base     func() context.Context
 }
 
-// cacheLine is a cache line and its adjacent-line prefetch pair on amd64.
-const cacheLine = 128
+type engine[K comparable, T any] struct {
+	config[K, T]
+	id     uint64
+	hooks  *Hooks
+	base   context.Context
+	cancel context.CancelCauseFunc
+	workQ  func() int    // len(Work) for a Client
+	fed    chan struct{} // closed when a Client's worker has exited
+
+	mu          sync.Mutex
+	phase       phase
+	feeding     bool // a Client's worker may still add items
+	single      *keyState[K, T]
+	keys        map[K]*keyState[K, T]
+	idleHead    *keyState[K, T]
+	idleTail    *keyState[K, T]
+	janitor     *time.Timer
+	janitorSet  bool
+	openHead    *batch[K, T]
+	openTail    *batch[K, T]
+	timer       *time.Timer
+	timerSet    bool
+	ready       []*batch[K, T] // closed, waiting for a slot, oldest first
+	inflight    int
+	flightItems int
+	pending     int // items taken and not fired: open and ready batches
+	abandoning  int // batches abandoned whose Done hooks are running
+	space       chan struct{}
+	barriers    []*barrier
+	free        []*batch[K, T]
+	nextID      uint64
+	late        int // Work items refused after a deadline
+	stats       Stats
+	drained     chan struct{}
+}
 
 // clientIDs numbers clients, for ClientInfo.ID.
 var clientIDs atomic.Uint64
 
-type engineConfig struct {
-	name        string
-	max         uint
-	timeout     time.Duration
-	limit       uint
-	capacity    uint
-	hooks       *Hooks
-	baseContext func() context.Context
-	overflow    Overflow
-	key         any // FireInfo.Key (Keyed)
-}
+// maxFree bounds the batches kept for reuse; maxKeepCap the capacity of an
+// items array worth keeping.
+const (
+	maxFree    = 64
+	maxKeepCap = 4096
+	initialCap = 128
+)
 
-func clampInt(u uint) int {
-	if u > math.MaxInt32 {
-		return math.MaxInt32
-	}
-	return int(u)
-}
-
-func newEngine[T any](c engineConfig) *engine[T] {
-	e := &engine[T]{
-		id:       clientIDs.Add(1),
-		name:     c.name,
-		max:      clampInt(c.max),
-		timeout:  c.timeout,
-		limit:    clampInt(c.limit),
-		capacity: clampInt(c.capacity),
-		hooks:    c.hooks,
-		overflow: c.overflow,
-		key:      c.key,
-		drained:  make(chan struct{}),
-	}
-	if e.hooks != nil {
-		e.keepCtxs = e.hooks.KeepItemContexts
-		e.keepTimes = e.hooks.KeepItemTimes
-	}
+func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
+	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{})}
 	base := context.Background()
-	if c.baseContext != nil {
-		if b := c.baseContext(); b != nil {
+	if c.base != nil {
+		if b := c.base(); b != nil {
 			base = b
 		}
 	}
 	e.base, e.cancel = context.WithCancelCause(base)
-	if e.timeout > 0 {
+	if c.keyFn == nil {
+		e.single = &keyState[K, T]{}
+	} else {
+		e.keys = make(map[K]*keyState[K, T])
+	}
+	if c.timeout > 0 {
 		e.timer = time.AfterFunc(time.Hour, e.onTimer)
 		e.timer.Stop()
+	}
+	if c.keyFn != nil {
+		e.janitor = time.AfterFunc(time.Hour, e.onJanitor)
+		e.janitor.Stop()
 	}
 	return e
 }
 
-func (e *engine[T]) clientInfo() ClientInfo {
-	return ClientInfo{
-		Name:                 e.name,
-		MaxBatchSize:         e.max,
-		BatchTimeout:         e.timeout,
-		MaxConcurrentBatches: e.limit,
-		PendingWorkCapacity:  e.capacity,
-		ID:                   e.id,
-		Stats:                e.snapshot,
+func (e *engine[K, T]) info() ClientInfo {
+	mk := 0
+	if e.keyFn != nil {
+		mk = e.maxKeys
+	}
+	return ClientInfo{ID: e.id, Name: e.name, MaxBatchSize: e.max, BatchTimeout: e.timeout,
+		MaxConcurrentBatches: e.limit, PendingWorkCapacity: e.capacity, MaxKeys: mk, Stats: e.snapshot}
+}
+
+// observe asks the observer for this client's hooks; Start calls it before
+// the client takes any item.
+func (e *engine[K, T]) observe() {
+	if e.observer != nil {
+		func() {
+			defer func() { _ = recover() }()
+			e.hooks = e.observer.Observe(e.info())
+		}()
 	}
 }
 
-func (e *engine[T]) started() {
-	if e.hooks != nil && e.hooks.Started != nil {
-		e.hooks.Started(e.clientInfo())
-	}
-}
-
-// addPlain is Batcher.Add's path for plain items (see engine.plain): a lock,
-// an append and, once per batch, a close. Anything else (a stopping client,
-// a batch waiting for a slot) goes to add.
-func (e *engine[T]) addPlain(ctx context.Context, item T) error {
-	e.mu.Lock()
-	b := e.cur
-	if e.state != stateRunning || e.nwaiting.Load() != 0 || b != nil && b.results != nil {
-		e.mu.Unlock()
-		return e.add(ctx, item, false, nil)
-	}
-	if b == nil {
-		b, _ = e.newBatchLocked() // typed batches: no error
-		e.cur = b
-	}
-	// joinedLocked's steps, without what a plain item never needs.
-	b.items = append(b.items, item)
-	b.n++
-	e.added++
-	if b.n == 1 {
-		e.openLocked(b)
-	}
-	var launch *batch[T]
-	if b.n == e.max {
-		launch = e.closeLocked(b, TriggerSize)
-	}
-	e.mu.Unlock()
-	if launch != nil {
-		go e.run(launch)
-	}
-	if h := e.hooks; h != nil && h.Added != nil {
-		h.Added(AddInfo{Name: e.name, Ctx: ctx})
-	}
-	return nil
-}
-
-// add offers one item. The Work channel's worker passes worker=true: it may
-// add while the client is stopping (it drains Work), and it waits for a slot
-// as soon as any batch waits, since the channel itself is its buffer.
-func (e *engine[T]) add(ctx context.Context, item T, worker bool, res *Result) error {
+// add offers one item: the path of Add and AddResult.
+func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result, error) {
+	var key K
 	size := 0
+	if e.keyFn != nil {
+		var err error
+		if key, err = keyOf(e.keyFn, item); err != nil {
+			return Result{}, e.refuse(ctx, err, 0)
+		}
+	}
 	if e.sizer != nil {
-		size = e.sizer(item) // user code: outside the lock
-		if size > e.maxBytes {
-			e.mu.Lock()
-			return e.refuseLocked(ctx, time.Time{}, ErrTooLarge, res)
+		var err error
+		if size, err = sizeOf(e.sizer, item); err == nil && (size < 0 || size > e.maxBytes) {
+			err = ErrTooLarge
+		}
+		if err != nil {
+			return Result{}, e.refuse(ctx, err, 0)
 		}
 	}
 	var since time.Time
-	var drop dropped
+	var drop *dropped
 	e.mu.Lock()
-	for {
-		if e.state != stateRunning && (!worker || e.aborted.Load()) {
-			err := ErrStopped
-			if worker {
-				err = ErrIncomplete
+	for e.phase == running && e.fullLocked() {
+		if e.overflow == OverflowDropOldest {
+			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
+				e.mu.Unlock()
+				return Result{}, e.refuse(ctx, ErrTooManyKeys, 0)
 			}
-			return e.refuseLocked(ctx, since, err, res)
-		}
-		if e.nwaiting.Load() == 0 {
-			break
-		}
-		e.fmu.Lock()
-		if !e.fullLocked(worker) {
-			e.fmu.Unlock()
-			break
-		}
-		if !worker && e.overflow != OverflowBlock {
-			if e.overflow == OverflowDropOldest {
-				if drop = e.dropOldestLocked(); drop.ok {
-					e.fmu.Unlock()
-					break
-				}
+			if drop = e.dropOldestLocked(); drop != nil {
+				break
 			}
-			e.fmu.Unlock()
-			if e.overflow == OverflowFail {
-				return e.refuseLocked(ctx, since, ErrFull, res)
-			}
-			e.refuseLocked(ctx, since, ErrDropped, res) // drop the newest: this one
-			return nil
 		}
-		space := e.spaceLocked()
-		e.fmu.Unlock()
-		e.mu.Unlock()
+		switch e.overflow {
+		case OverflowFail:
+			e.mu.Unlock()
+			return Result{}, e.refuse(ctx, ErrFull, 0)
+		case OverflowDropNewest, OverflowDropOldest:
+			e.mu.Unlock()
+			e.refuse(ctx, ErrDropped, 0)
+			if wantResult {
+				return Result{o: droppedOutcome}, nil
+			}
+			return Result{}, nil
+		}
 		if since.IsZero() {
 			since = time.Now()
 		}
+		space := e.spaceLocked()
+		e.mu.Unlock()
 		select {
 		case <-space:
 		case <-ctx.Done():
-			e.mu.Lock()
-			return e.refuseLocked(ctx, since, ctx.Err(), res)
+			return Result{}, e.refuse(ctx, ctx.Err(), time.Since(since))
 		}
 		e.mu.Lock()
 	}
-	launch, launch2, err := e.appendLocked(ctx, item, res, size)
-	if err != nil {
+	if e.phase != running {
 		e.mu.Unlock()
-		e.launch(launch)
-		e.mu.Lock()
-		return e.refuseLocked(ctx, since, err, res)
+		return Result{}, e.refuse(ctx, ErrStopped, blockedFor(since))
+	}
+	ks, err := e.keyLocked(key)
+	var l launches[K, T]
+	var r Result
+	if err == nil {
+		err = e.appendLocked(ctx, ks, item, size, &l)
+		if err == nil && wantResult {
+			r = ks.curOrLast(l).result()
+		}
 	}
 	e.mu.Unlock()
-	e.launch(launch)
-	e.launch(launch2)
-	if drop.ok {
-		drop.res.complete(ErrDropped)
-		if h := e.hooks; h != nil && h.Added != nil {
-			h.Added(AddInfo{Name: e.name, Ctx: drop.ctx, Err: ErrDropped})
-		}
+	e.launch(l)
+	if drop != nil {
+		e.reportDrop(drop)
 	}
-	if h := e.hooks; h != nil && h.Added != nil {
-		var blocked time.Duration
-		if !since.IsZero() {
-			blocked = time.Since(since)
-		}
-		h.Added(AddInfo{Name: e.name, Ctx: ctx, Blocked: blocked})
+	if err != nil {
+		return Result{}, e.refuse(ctx, err, blockedFor(since))
 	}
-	return nil
+	if !since.IsZero() && e.hooks != nil && e.hooks.Waited != nil {
+		h := e.hooks
+		safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since)}) })
+	}
+	return r, nil
 }
 
-// dropped is an item dropped under OverflowDropOldest, to report once the
-// locks are released.
-type dropped struct {
-	ok  bool
-	ctx context.Context
-	res *Result
+// curOrLast returns the batch the last item joined: the key's open batch,
+// or the one it just closed.
+func (ks *keyState[K, T]) curOrLast(l launches[K, T]) *batch[K, T] {
+	if ks.cur != nil {
+		return ks.cur
+	}
+	return l.last
 }
 
-// dropOldestLocked (mu and fmu held) drops the oldest item queued behind the
-// batch waiting for a slot: the first of the next waiting batch, or of the
-// current batch. It reports false when there is none (PendingWorkCapacity 0).
-func (e *engine[T]) dropOldestLocked() dropped {
-	var b *batch[T]
-	waitingIdx := -1
-	switch {
-	case len(e.waiting) > 1:
-		b, waitingIdx = e.waiting[1], 1
-	case e.cur != nil && e.cur.n > 0 && e.cur.user == nil:
-		b = e.cur
-	default:
-		return dropped{}
+func blockedFor(since time.Time) time.Duration {
+	if since.IsZero() {
+		return 0
 	}
-	d := dropped{ok: true, ctx: context.Background()}
-	if e.sizer != nil {
-		b.bytes -= e.sizer(b.items[0])
-	}
-	b.items = removeFirst(b.items)
-	if b.ctxs != nil {
-		d.ctx = b.ctxs[0]
-		b.ctxs = removeFirst(b.ctxs)
-	}
-	if b.times != nil {
-		b.times = removeFirst(b.times)
-	}
-	if b.results != nil {
-		d.res = b.results[0]
-		b.results = removeFirst(b.results)
-	}
-	b.n--
-	e.dropped++
-	if waitingIdx >= 0 {
-		e.waitingItems--
-		if b.n == 0 { // nothing left to fire: it is done as it stands
-			e.waiting = append(e.waiting[:waitingIdx], e.waiting[waitingIdx+1:]...)
-			e.nwaiting.Store(int32(len(e.waiting)))
-			e.releaseLocked(b.id, nil)
-		}
-	}
-	return d
+	return time.Since(since)
 }
 
-func removeFirst[S ~[]E, E any](s S) S {
-	n := copy(s, s[1:])
-	var zero E
-	s[n] = zero
-	return s[:n]
-}
-
-// appendLocked (mu held) puts an item into the current batch and closes the
-// batches that its arrival completes; the caller launches them after
-// unlocking. An error (a Batch.Add that panicked) means the item was not
-// taken.
-func (e *engine[T]) appendLocked(ctx context.Context, item T, res *Result, size int) (launch, launch2 *batch[T], err error) {
-	b := e.cur
-	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
-		launch = e.closeLocked(b, TriggerBytes) // the next item would pass the byte limit
-		b = nil
-	}
-	if b == nil {
-		var err error
-		if b, err = e.newBatchLocked(); err != nil {
-			return launch, nil, err
-		}
-		e.cur = b
-	}
-	if b.user != nil {
-		if err := safeAdd(b.user, item); err != nil {
-			return launch, nil, err
-		}
-	} else {
-		b.items = append(b.items, item)
-	}
-	if res != nil && b.results == nil {
-		b.results = make([]*Result, b.n, max(e.max, b.n+1))
-	}
-	if b.results != nil {
-		b.results = append(b.results, res)
-	}
-	b.bytes += size
-	launch2 = e.joinedLocked(ctx, b)
-	if e.cur == b && e.maxBytes > 0 && b.bytes >= e.maxBytes {
-		launch2 = e.closeLocked(b, TriggerBytes)
-	}
-	return launch, launch2, nil
-}
-
-// addRun is the Work worker's add: it takes item and then, under the same
-// lock, whatever else Work holds at the moment, so that a busy worker pays
-// for the lock once per run of items rather than once per item. It leaves
-// to add (one item at a time) whatever needs more than an append: a batch
-// waiting for a slot, a deadline that passed. It reports whether Work is
-// still open.
-func addRun(e *engine[any], item any, work chan interface{}) (open bool) {
-	r := workRun{e: e, item: item, have: true, open: true}
+// refuse counts an item not taken and reports it.
+func (e *engine[K, T]) refuse(ctx context.Context, err error, blocked time.Duration) error {
 	e.mu.Lock()
-	r.takeLocked(work)
+	e.stats.Refused++
 	e.mu.Unlock()
-	e.afterRun(r.launches[:r.nl], r.added, r.refused)
-	if r.have {
-		_ = e.add(context.Background(), r.item, true, nil)
+	if h := e.hooks; h != nil && h.Refused != nil {
+		safely(func() { h.Refused(ctx, AddInfo{Blocked: blocked, Err: err}) })
 	}
-	return r.open
+	return err
 }
 
-// workRun is the state of one addRun.
-type workRun struct {
-	e        *engine[any]
-	item     any // in hand, when have
-	have     bool
-	open     bool
-	launches [8]*batch[any]
-	nl       int
-	added    int
-	refused  error
-}
-
-// takeLocked (mu held) appends items while nothing stands in the way. One
-// deferred recover covers the run: a Batch.Add that panics refuses its item
-// (as safeAdd does on the one-at-a-time path) without a defer per item.
-func (r *workRun) takeLocked(work chan interface{}) {
-	const maxRun = 256
-	e := r.e
+func keyOf[K comparable, T any](f func(T) K, item T) (k K, err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			e.refused++
-			r.refused, r.have = newPanicError(p), false
+		if r := recover(); r != nil {
+			err = newPanicError(r) // the Key function panicked
 		}
 	}()
-	ctx := context.Background()
-	// Only a close under mu (ours, while we hold it) can queue a batch, and
-	// only an abort under mu can start: one look before the run suffices.
-	if e.aborted.Load() || e.nwaiting.Load() != 0 {
-		return // the slow path decides for the item in hand
+	k = f(item)
+	if !selfEqual(k) { // a NaN, never found again in a map; or uncomparable
+		return k, ErrInvalidKey
 	}
-	for run := 0; run < maxRun && r.nl < len(r.launches); run++ {
-		launch, closed, err := e.appendUserLocked(ctx, r.item)
-		if err != nil { // BatchMaker panicked: the item is refused
-			e.refused++
-			r.refused, r.have = err, false
-			return
-		}
-		if launch != nil {
-			r.launches[r.nl] = launch
-			r.nl++
-		}
-		r.added++
-		r.have = false
-		if closed && launch == nil {
-			return // the batch waits for a slot: as in the seed, leave Work alone
-		}
-		select {
-		case next, ok := <-work:
-			if !ok {
-				r.open = false
-				return
-			}
-			r.item, r.have = next, true
-		default:
-			return
-		}
-	}
+	return k, nil
 }
 
-// appendUserLocked (mu held) adds an item from Work to a Batch: Client's
-// path, without bytes, results or a recover of its own (takeLocked has one).
-func (e *engine[T]) appendUserLocked(ctx context.Context, item any) (launch *batch[T], closed bool, err error) {
-	b := e.cur
-	if b == nil {
-		if b, err = e.newBatchLocked(); err != nil {
-			return nil, false, err
+// selfEqual reports whether k == k; comparing an uncomparable value held in
+// an interface panics, and such a key is not equal to itself either.
+func selfEqual[K comparable](k K) (eq bool) {
+	defer func() {
+		if recover() != nil {
+			eq = false
 		}
-		e.cur = b
-	}
-	b.user.Add(item)
-	if b.results != nil { // keep results index-aligned with the Batch's items
-		b.results = append(b.results, nil)
-	}
-	launch = e.joinedLocked(ctx, b)
-	return launch, e.cur != b, nil
+	}()
+	return k == k
 }
 
-// joinedLocked (mu held) accounts for an item just put into b (the current
-// batch) and closes b when it is full. It returns the batch to launch, if
-// it may fire now. addPlain inlines the same steps for plain items.
-func (e *engine[T]) joinedLocked(ctx context.Context, b *batch[T]) *batch[T] {
-	b.n++
-	if e.keepCtxs {
-		b.ctxs = append(b.ctxs, ctx)
-	}
-	if e.keepTimes {
-		b.times = append(b.times, time.Now())
-	}
-	e.added++
-	if b.n == 1 {
-		e.openLocked(b)
-	}
-	if b.n == e.max {
-		return e.closeLocked(b, TriggerSize)
-	}
-	return nil
+func sizeOf[T any](f func(T) int, item T) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	return f(item), nil
 }
 
-// afterRun launches what a run of Work items closed and reports them.
-func (e *engine[T]) afterRun(launches []*batch[T], added int, refused error) {
-	for _, l := range launches {
-		e.launch(l)
-	}
-	if h := e.hooks; h != nil && h.Added != nil {
-		for range added {
-			h.Added(AddInfo{Name: e.name, Ctx: context.Background()})
-		}
-		if refused != nil {
-			h.Added(AddInfo{Name: e.name, Ctx: context.Background(), Err: refused})
-		}
-	}
+// fullLocked reports whether the pending capacity is used up: a closed
+// batch waits for a slot and PendingWorkCapacity items are queued behind it.
+func (e *engine[K, T]) fullLocked() bool {
+	return len(e.ready) > 0 && e.queuedLocked() >= e.capacity
 }
 
-// spaceLocked returns the channel closed when producers should look again.
-func (e *engine[T]) spaceLocked() chan struct{} {
+// queuedLocked counts the items behind the oldest batch waiting for a slot:
+// those PendingWorkCapacity bounds.
+func (e *engine[K, T]) queuedLocked() int {
+	if len(e.ready) == 0 {
+		return 0
+	}
+	return e.pending - e.ready[0].n
+}
+
+func (e *engine[K, T]) spaceLocked() chan struct{} {
 	if e.space == nil {
 		e.space = make(chan struct{})
 	}
 	return e.space
 }
 
-// workerWait holds the Work worker while a closed batch waits for an
-// in-flight slot, so that, as in the seed, nothing drains Work meanwhile and
-// producers block once PendingWorkCapacity items are in it.
-func (e *engine[T]) workerWait() {
-	if e.nwaiting.Load() == 0 {
+// wakeLocked lets every waiting producer (and a Client's worker) look again.
+func (e *engine[K, T]) wakeLocked() {
+	if e.space != nil {
+		close(e.space)
+		e.space = nil
+	}
+}
+
+// keyFitsLocked reports whether keyLocked would find or make key's state.
+func (e *engine[K, T]) keyFitsLocked(key K) bool {
+	if e.single != nil || e.idleHead != nil || len(e.keys) < e.maxKeys {
+		return true
+	}
+	_, ok := e.keys[key]
+	return ok
+}
+
+// keyLocked finds or makes the state of key.
+func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
+	if e.single != nil {
+		return e.single, nil
+	}
+	if ks := e.keys[key]; ks != nil {
+		if ks.idle {
+			e.unidleLocked(ks)
+		}
+		return ks, nil
+	}
+	if len(e.keys) >= e.maxKeys {
+		if e.idleHead == nil {
+			return nil, ErrTooManyKeys
+		}
+		e.evictLocked(e.idleHead)
+	}
+	ks := &keyState[K, T]{key: key}
+	e.keys[key] = ks
+	return ks, nil
+}
+
+// appendLocked puts an item into its key's open batch, closing the batches
+// its arrival completes. It is the one way an item joins a batch. An error
+// (a BatchMaker or Batch.Add that panicked) means the item was not taken.
+func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, l *launches[K, T]) error {
+	b := ks.cur
+	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
+		e.closeLocked(b, TriggerBytes, l)
+		b = nil
+	}
+	if b == nil {
+		var err error
+		if b, err = e.newBatchLocked(ks); err != nil {
+			e.idleIfEmptyLocked(ks)
+			return err
+		}
+	}
+	if b.user != nil {
+		if err := safeAdd(b.user, item); err != nil {
+			if b.n == 0 {
+				e.discardLocked(b)
+			}
+			return err
+		}
+	}
+	if b.user == nil || e.keepAll {
+		b.items = append(b.items, item)
+	}
+	if e.sizer != nil {
+		b.sizes = append(b.sizes, size)
+		b.bytes += size
+	}
+	b.n++
+	b.joined++
+	e.pending++
+	e.stats.Added++
+	if h := e.hooks; h != nil && h.Added != nil {
+		e.keepLocked(b, callAdded(h.Added, ctx))
+	}
+	if b.n == 1 && b.first.IsZero() {
+		e.openLocked(b)
+	}
+	switch {
+	case b.n == e.max:
+		e.closeLocked(b, TriggerSize, l)
+	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
+		e.closeLocked(b, TriggerBytes, l)
+	}
+	return nil
+}
+
+// keepLocked keeps the context the Added hook returned for b's last item.
+func (e *engine[K, T]) keepLocked(b *batch[K, T], kept context.Context) {
+	if kept == nil && len(b.ctxs) == 0 {
 		return
 	}
-	e.fmu.Lock()
-	for len(e.waiting) > 0 && !e.aborted.Load() {
-		space := e.spaceLocked()
-		e.fmu.Unlock()
-		<-space
-		e.fmu.Lock()
+	for len(b.ctxs) < b.n-1 {
+		b.ctxs = append(b.ctxs, nil)
 	}
-	e.fmu.Unlock()
+	b.ctxs = append(b.ctxs, kept)
 }
 
-// refuseLocked counts a refused item, unlocks mu and reports it.
-func (e *engine[T]) refuseLocked(ctx context.Context, since time.Time, err error, res *Result) error {
-	e.refused++
-	e.mu.Unlock()
-	res.complete(err)
-	if h := e.hooks; h != nil && h.Added != nil {
-		var blocked time.Duration
-		if !since.IsZero() {
-			blocked = time.Since(since)
-		}
-		h.Added(AddInfo{Name: e.name, Ctx: ctx, Blocked: blocked, Err: err})
-	}
-	return err
-}
-
-// fullLocked (mu and fmu held) reports whether a producer must wait: a
-// closed batch is waiting for a slot and PendingWorkCapacity items are
-// already queued behind it.
-func (e *engine[T]) fullLocked(worker bool) bool {
-	if len(e.waiting) == 0 {
-		return false
-	}
-	return worker || e.behindLocked() >= e.capacity
-}
-
-// behindLocked (mu and fmu held) counts the items queued behind the oldest
-// waiting batch.
-func (e *engine[T]) behindLocked() int {
-	if len(e.waiting) == 0 {
-		return 0
-	}
-	n := e.waitingItems - e.waiting[0].n
-	if e.cur != nil {
-		n += e.cur.n
-	}
-	return n
-}
-
-func safeMake(maker func() Batch) (b Batch, err error) {
+// callAdded calls an Added hook, recovering a panic (nothing kept): it runs
+// under the lock, on a producer's goroutine or a Client's worker.
+func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Context) (kept context.Context) {
 	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
+		if recover() != nil {
+			kept = nil
 		}
 	}()
-	return maker(), nil
+	return f(ctx, AddInfo{})
 }
 
 func safeAdd(b Batch, item any) (err error) {
@@ -616,236 +473,228 @@ func safeAdd(b Batch, item any) (err error) {
 	return nil
 }
 
-func (e *engine[T]) newBatchLocked() (*batch[T], error) {
+// newBatchLocked makes ks's open batch.
+func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
+	var b *batch[K, T]
+	if n := len(e.free); n > 0 {
+		b, e.free[n-1] = e.free[n-1], nil
+		e.free = e.free[:n-1]
+	} else {
+		b = &batch[K, T]{}
+		if e.maker == nil || e.keepAll {
+			b.items = make([]T, 0, min(max(e.max, 1), initialCap))
+		}
+	}
 	if e.maker != nil {
-		user, err := safeMake(e.maker) // user code under mu: a panic must not keep the lock
+		u, err := safeMake(e.maker)
 		if err != nil {
+			e.recycleLocked(b)
 			return nil, err
 		}
-		return &batch[T]{user: user}, nil
+		b.user = u
 	}
-	if b := e.spare; b != nil {
-		e.spare = nil
-		return b, nil
-	}
-	b := &batch[T]{}
-	if e.max > 0 {
-		b.items = make([]T, 0, e.max)
-		if e.keepCtxs {
-			b.ctxs = make([]context.Context, 0, e.max)
-		}
-		if e.keepTimes {
-			b.times = make([]time.Time, 0, e.max)
-		}
-	}
+	b.ks = ks
+	ks.cur = b
 	return b, nil
 }
 
-// openLocked starts the age of a batch that just got its first item.
-//
-// The timer is not reset for every batch: Reset and Stop cost about a
-// microsecond each here, more than a whole batch of Adds. It is armed when a
-// batch opens and no timer is pending; when it goes off, it closes the
-// current batch if that is old enough, and otherwise re-arms itself for the
-// current batch's own deadline. Size-triggered batches thus cost the timer
-// nothing, and no batch fires late or early.
-func (e *engine[T]) openLocked(b *batch[T]) {
-	if e.timeout <= 0 && e.hooks == nil {
-		return
-	}
-	b.first = time.Now()
-	if e.timeout > 0 && !e.timerArmed {
-		e.timerArmed = true
-		e.timer.Reset(e.timeout)
-	}
-}
-
-// onTimer closes the current batch when its first item is BatchTimeout old,
-// or re-arms the timer for when it will be.
-func (e *engine[T]) onTimer() {
-	var launch *batch[T]
-	e.mu.Lock()
-	e.timerArmed = false
-	if b := e.cur; b != nil && b.n > 0 {
-		if age := time.Since(b.first); age >= e.timeout {
-			launch = e.closeLocked(b, TriggerTimeout)
-		} else {
-			e.timerArmed = true
-			e.timer.Reset(e.timeout - age)
-		}
-	}
-	e.mu.Unlock()
-	if launch != nil {
-		e.run(launch) // the timer's goroutine is the batch's own
-	}
-}
-
-// closeLocked (mu held) ends the current batch. It returns the batch when it
-// may fire now, for the caller to launch once it has unlocked; otherwise the
-// batch queues for a slot.
-func (e *engine[T]) closeLocked(b *batch[T], t Trigger) *batch[T] {
-	e.cur = nil
-	b.trigger = t
-	e.nextID++
-	b.id = e.nextID
-	if e.hooks != nil {
-		b.ready = time.Now()
-	}
-	e.fmu.Lock()
-	defer e.fmu.Unlock()
-	if n := len(e.free); n > 0 && e.spare == nil {
-		e.spare = e.free[n-1]
-		e.free[n-1] = nil
-		e.free = e.free[:n-1]
-	}
-	if e.limit == 0 || e.inflight < e.limit {
-		e.admitLocked(b)
-		return b
-	}
-	e.waiting = append(e.waiting, b)
-	e.nwaiting.Store(int32(len(e.waiting)))
-	e.waitingItems += b.n
-	return nil
-}
-
-// admitLocked (fmu held) gives a batch an in-flight slot.
-func (e *engine[T]) admitLocked(b *batch[T]) {
-	e.inflight++
-	e.inflightItems += b.n
-	e.fired++
-	if e.hooks != nil {
-		b.inflight = e.inflight
-		b.queued = e.waitingItems
-		if e.workLen != nil {
-			b.queued += e.workLen()
-		}
-	}
-}
-
-// flushLocked (mu held) closes the current batch, if it holds anything, and
-// returns it when it may fire now.
-func (e *engine[T]) flushLocked(t Trigger) *batch[T] {
-	if b := e.cur; b != nil && b.n > 0 {
-		return e.closeLocked(b, t)
-	}
-	return nil
-}
-
-func (e *engine[T]) launch(b *batch[T]) {
-	if b != nil {
-		go e.run(b)
-	}
-}
-
-func (e *engine[T]) snapshot() Stats {
-	e.mu.Lock()
-	e.fmu.Lock()
-	s := Stats{
-		Added:     e.added,
-		Refused:   e.refused,
-		Dropped:   e.dropped,
-		Fired:     e.fired,
-		Done:      e.done,
-		Failed:    e.failed,
-		Abandoned: e.abandoned,
-		InFlight:  e.inflight,
-		Pending:   e.waitingItems,
-		Queued:    e.behindLocked(),
-	}
-	if e.cur != nil {
-		s.Pending += e.cur.n
-	}
-	e.fmu.Unlock()
-	e.mu.Unlock()
-	if e.workLen != nil {
-		s.Queued += e.workLen()
-	}
-	return s
-}
-
-func (e *engine[T]) fireInfo(b *batch[T], now time.Time) FireInfo {
-	info := FireInfo{
-		Name:                 e.name,
-		BatchID:              b.id,
-		Size:                 b.n,
-		MaxBatchSize:         e.max,
-		MaxConcurrentBatches: e.limit,
-		Trigger:              b.trigger,
-		InFlight:             b.inflight,
-		Queued:               b.queued,
-		Start:                now,
-		Contexts:             b.ctxs,
-		Enqueued:             b.times,
-		Key:                  e.key,
-	}
-	if !b.first.IsZero() {
-		info.Age = now.Sub(b.first)
-	}
-	if !b.ready.IsZero() {
-		info.SlotWait = now.Sub(b.ready)
-	}
-	return info
-}
-
-// run is a batch's own goroutine. Without hooks it keeps its frames small:
-// a new goroutine has a 2 KiB stack, and growing it costs more than firing.
-func (e *engine[T]) run(b *batch[T]) {
-	if e.hooks != nil {
-		e.runHooked(b)
-		return
-	}
-	if b.user != nil {
-		e.fireUser(e.base, b, nil)
-		return
-	}
-	e.finish(e.base, b, nil, callFire(e.fire, e.base, b.items))
-}
-
-//go:noinline
-func (e *engine[T]) runHooked(b *batch[T]) {
-	h := e.hooks
-	info := new(FireInfo)
-	*info = e.fireInfo(b, time.Now())
-	ctx := e.base
-	if h.Waited != nil || h.Retried != nil {
-		ctx = context.WithValue(ctx, reporterKey{}, &reporter{hooks: h, name: e.name, id: b.id})
-	}
-	var err error
-	if h.Fired != nil {
-		ctx, err = callFired(h.Fired, ctx, *info)
-	}
-	switch {
-	case err != nil:
-	case b.user != nil:
-		e.fireUser(ctx, b, info)
-		return
-	default:
-		err = callFire(e.fire, ctx, b.items)
-	}
-	e.finish(ctx, b, info, err)
-}
-
-// fireUser calls a Batch's Fire (or FireContext) with a Notifier.
-func (e *engine[T]) fireUser(ctx context.Context, b *batch[T], info *FireInfo) {
-	n := &notifier[T]{e: e, b: b, ctx: ctx, info: info}
-	if err := n.fire(); err != nil {
-		n.finish(err)
-	}
-}
-
-func callFired(f func(context.Context, FireInfo) context.Context, ctx context.Context, info FireInfo) (out context.Context, err error) {
-	out = ctx
+func safeMake(maker func() Batch) (b Batch, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = newPanicError(r)
 		}
 	}()
-	if c := f(ctx, info); c != nil {
-		out = c
+	if b = maker(); b == nil {
+		panic("BatchMaker returned nil")
 	}
-	return out, nil
+	return b, nil
 }
 
+// openLocked starts a batch's age and puts it at the end of the open FIFO.
+//
+// The timer is armed only when none is pending; when it goes off it closes
+// the batches whose deadline passed and re-arms for the oldest of the
+// others. Size-triggered batches thus cost the timer nothing (Reset and Stop
+// cost about a microsecond each here, more than a batch of Adds).
+func (e *engine[K, T]) openLocked(b *batch[K, T]) {
+	b.first = time.Now()
+	b.prev = e.openTail
+	if e.openTail != nil {
+		e.openTail.next = b
+	} else {
+		e.openHead = b
+	}
+	e.openTail = b
+	if e.timer != nil && !e.timerSet {
+		e.timerSet = true
+		e.timer.Reset(e.timeout)
+	}
+}
+
+func (e *engine[K, T]) unlinkOpenLocked(b *batch[K, T]) {
+	if b.first.IsZero() {
+		return // never opened
+	}
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else {
+		e.openHead = b.next
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		e.openTail = b.prev
+	}
+	b.prev, b.next = nil, nil
+}
+
+func (e *engine[K, T]) onTimer() {
+	var l launches[K, T]
+	e.mu.Lock()
+	e.timerSet = false
+	now := time.Now()
+	for b := e.openHead; b != nil && e.phase != aborted; b = e.openHead {
+		if age := now.Sub(b.first); age < e.timeout {
+			e.timerSet = true
+			e.timer.Reset(e.timeout - age)
+			break
+		}
+		if b.n == 0 {
+			e.discardLocked(b) // emptied by drops: nothing to fire
+			continue
+		}
+		e.closeLocked(b, TriggerTimeout, &l)
+	}
+	e.mu.Unlock()
+	e.launch(l)
+}
+
+// discardLocked drops an open batch that holds nothing.
+func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
+	e.unlinkOpenLocked(b)
+	ks := b.ks
+	ks.cur = nil
+	b.complete(nil) // only dropped items' results
+	e.recycleLocked(b)
+	e.idleIfEmptyLocked(ks)
+}
+
+// launches are the batches admitted under the lock, to start after it.
+type launches[K comparable, T any] struct {
+	one  *batch[K, T]
+	more []*batch[K, T]
+	last *batch[K, T] // the last batch closed
+}
+
+func (l *launches[K, T]) add(b *batch[K, T]) {
+	if l.one == nil {
+		l.one = b
+		return
+	}
+	l.more = append(l.more, b)
+}
+
+// launch starts a goroutine for each admitted batch.
+func (e *engine[K, T]) launch(l launches[K, T]) {
+	if l.one != nil {
+		go e.run(l.one)
+	}
+	for _, b := range l.more {
+		go e.run(b)
+	}
+}
+
+// closeLocked closes an open batch: it joins the ready queue, and every
+// batch that may now take a slot is added to l.
+func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T]) {
+	e.unlinkOpenLocked(b)
+	b.ks.cur = nil
+	b.ks.busy++
+	b.trigger = t
+	e.nextID++
+	b.id = e.nextID
+	if e.hooks != nil {
+		b.closed = time.Now()
+	}
+	e.ready = append(e.ready, b)
+	l.last = b
+	e.admitLocked(l)
+}
+
+// admitLocked gives waiting batches free slots, oldest first.
+func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
+	for len(e.ready) > 0 && (e.limit == 0 || e.inflight < e.limit) {
+		b := e.ready[0]
+		n := copy(e.ready, e.ready[1:])
+		e.ready[n] = nil
+		e.ready = e.ready[:n]
+		e.pending -= b.n
+		e.inflight++
+		e.flightItems += b.n
+		e.stats.Fired++
+		if e.hooks != nil {
+			b.inflight = e.inflight
+			b.queued = e.queuedLocked()
+			if e.workQ != nil {
+				b.queued += e.workQ()
+			}
+		}
+		l.add(b)
+		e.wakeLocked()
+	}
+}
+
+// run is the goroutine of an admitted batch. When the batch is done it runs
+// the next batch the freed slot admitted, so that a saturated client starts
+// no goroutine per batch.
+func (e *engine[K, T]) run(b *batch[K, T]) {
+	for b != nil {
+		if e.hooks == nil {
+			b = e.finish(e.base, b, nil, e.fire(e.base, b))
+		} else {
+			b = e.runHooked(b)
+		}
+	}
+}
+
+//go:noinline
+func (e *engine[K, T]) runHooked(b *batch[K, T]) *batch[K, T] {
+	h := e.hooks
+	info := e.fireInfo(b, time.Now())
+	ctx := e.base
+	if h.Waited != nil || h.Retried != nil {
+		ctx = context.WithValue(ctx, reporterKey{}, &reporter{hooks: h, id: b.id})
+	}
+	if h.Fired != nil {
+		func() {
+			defer func() { _ = recover() }()
+			if c := h.Fired(ctx, info); c != nil {
+				ctx = c
+			}
+		}()
+	}
+	return e.finish(ctx, b, &info, e.fire(ctx, b))
+}
+
+func (e *engine[K, T]) fireInfo(b *batch[K, T], now time.Time) FireInfo {
+	info := FireInfo{BatchID: b.id, Size: b.n, Trigger: b.trigger, InFlight: b.inflight,
+		Queued: b.queued, Start: now, Age: now.Sub(b.first)}
+	if len(b.ctxs) > 0 {
+		for len(b.ctxs) < b.n {
+			b.ctxs = append(b.ctxs, nil)
+		}
+		info.Contexts = b.ctxs
+	}
+	if e.keyFn != nil {
+		info.Key = b.ks.key
+	}
+	if !b.closed.IsZero() {
+		info.SlotWait = now.Sub(b.closed)
+	}
+	return info
+}
+
+// callFire calls a FireFunc, recovering a panic as the batch's error.
 func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -855,84 +704,194 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 	return f(ctx, items)
 }
 
-// finish marks a batch done: hooks, slot, waiting batches, barriers.
-func (e *engine[T]) finish(ctx context.Context, b *batch[T], info *FireInfo, err error) {
+// finish marks a batch done and returns the next batch its slot admitted,
+// for the caller's goroutine to run.
+func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInfo, err error) *batch[K, T] {
 	if info != nil && e.hooks.Done != nil {
-		e.doneHook(ctx, info, err)
+		done := DoneInfo{FireInfo: *info, Duration: time.Since(info.Start), Err: err}
+		safely(func() { e.hooks.Done(ctx, done) })
 	}
-	if b.results != nil {
-		completeAll(b.results, err)
-	}
-	var next *batch[T]
-	e.fmu.Lock()
+	b.complete(err)
+	var l launches[K, T]
+	e.mu.Lock()
 	e.inflight--
-	e.inflightItems -= b.n
-	e.done++
+	e.flightItems -= b.n
+	e.stats.Done++
 	if err != nil {
-		e.failed++
+		e.stats.Failed++
 	}
 	e.releaseLocked(b.id, nil)
-	if len(e.waiting) > 0 && (e.limit == 0 || e.inflight < e.limit) {
-		next = e.waiting[0]
-		n := copy(e.waiting, e.waiting[1:]) // few wait: a copy keeps the array for reuse
-		e.waiting[n] = nil
-		e.waiting = e.waiting[:n]
-		e.nwaiting.Store(int32(len(e.waiting)))
-		e.waitingItems -= next.n
-		e.admitLocked(next)
-		e.wakeLocked()
+	e.batchGoneLocked(b)
+	if e.phase != aborted {
+		e.admitLocked(&l)
 	}
-	e.recycleLocked(b)
-	drained := e.checkDrainedLocked()
-	e.fmu.Unlock()
-	e.launch(next)
+	drained := e.drainedLocked()
+	e.mu.Unlock()
+	if l.more != nil { // only Flush and Stop close several at once
+		e.launch(launches[K, T]{more: l.more})
+	}
 	if drained {
 		e.stopped()
 	}
+	return l.one
 }
 
-//go:noinline
-func (e *engine[T]) doneHook(ctx context.Context, info *FireInfo, err error) {
-	callDone(e.hooks.Done, ctx, DoneInfo{FireInfo: *info, Duration: time.Since(info.Start), Err: err})
+// batchGoneLocked forgets a batch that is done or abandoned.
+func (e *engine[K, T]) batchGoneLocked(b *batch[K, T]) {
+	ks := b.ks
+	ks.busy--
+	e.recycleLocked(b)
+	e.idleIfEmptyLocked(ks)
 }
 
-func callDone(f func(context.Context, DoneInfo), ctx context.Context, info DoneInfo) {
-	defer func() { _ = recover() }() // a panicking hook must not keep the slot
-	f(ctx, info)
-}
-
-func (e *engine[T]) recycleLocked(b *batch[T]) {
-	if b.user != nil || len(e.free) >= maxFree {
+func (e *engine[K, T]) recycleLocked(b *batch[K, T]) {
+	if len(e.free) >= maxFree || b.user != nil && !e.keepAll || cap(b.items) > maxKeepCap {
 		return
 	}
 	clear(b.items)
 	clear(b.ctxs)
-	*b = batch[T]{items: b.items[:0], ctxs: b.ctxs[:0], times: b.times[:0]} // results are not reused
+	*b = batch[K, T]{items: b.items[:0], ctxs: b.ctxs[:0], sizes: b.sizes[:0]}
 	e.free = append(e.free, b)
 }
 
-// wakeLocked (fmu held) lets every waiting producer look again.
-func (e *engine[T]) wakeLocked() {
-	if e.space != nil {
-		close(e.space)
-		e.space = nil
+// idleIfEmptyLocked puts a key that holds nothing at the end of the idle
+// list, from which the janitor and MaxKeys evict.
+func (e *engine[K, T]) idleIfEmptyLocked(ks *keyState[K, T]) {
+	if e.single != nil || ks.idle || ks.cur != nil || ks.busy > 0 || e.keys[ks.key] != ks {
+		return
+	}
+	ks.idle = true
+	ks.idleSince = time.Now()
+	ks.prev = e.idleTail
+	if e.idleTail != nil {
+		e.idleTail.next = ks
+	} else {
+		e.idleHead = ks
+	}
+	e.idleTail = ks
+	if !e.janitorSet && e.phase == running {
+		e.janitorSet = true
+		e.janitor.Reset(e.idle)
 	}
 }
 
-// releaseLocked (fmu held) counts a finished batch against the Flush
-// barriers it belongs to.
-func (e *engine[T]) releaseLocked(id uint64, err error) {
-	if len(e.barriers) == 0 {
-		return
+func (e *engine[K, T]) unidleLocked(ks *keyState[K, T]) {
+	if ks.prev != nil {
+		ks.prev.next = ks.next
+	} else {
+		e.idleHead = ks.next
 	}
+	if ks.next != nil {
+		ks.next.prev = ks.prev
+	} else {
+		e.idleTail = ks.prev
+	}
+	ks.prev, ks.next, ks.idle = nil, nil, false
+}
+
+func (e *engine[K, T]) evictLocked(ks *keyState[K, T]) {
+	e.unidleLocked(ks)
+	delete(e.keys, ks.key)
+}
+
+// onJanitor evicts the keys idle for KeyIdleTimeout, oldest first.
+func (e *engine[K, T]) onJanitor() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.janitorSet = false
+	now := time.Now()
+	for ks := e.idleHead; ks != nil; ks = e.idleHead {
+		if wait := e.idle - now.Sub(ks.idleSince); wait > 0 {
+			if e.phase == running {
+				e.janitorSet = true
+				e.janitor.Reset(wait)
+			}
+			return
+		}
+		e.evictLocked(ks)
+	}
+}
+
+// dropped is an item dropped under OverflowDropOldest, reported once the
+// lock is released.
+type dropped struct{ ctx context.Context }
+
+// dropOldestLocked drops the oldest queued item: the first of the second
+// ready batch, or of the oldest open batch holding one. It returns nil when
+// nothing is queued.
+func (e *engine[K, T]) dropOldestLocked() *dropped {
+	var b *batch[K, T]
+	if len(e.ready) > 1 {
+		b = e.ready[1]
+	} else {
+		for b = e.openHead; b != nil && b.n == 0; b = b.next {
+		}
+		if b == nil {
+			return nil
+		}
+	}
+	d := &dropped{ctx: context.Background()}
+	if len(b.ctxs) > 0 && b.ctxs[0] != nil {
+		d.ctx = b.ctxs[0]
+	}
+	if b.res != nil {
+		b.res.setSlot(b.slot(0), ErrDropped, b.joined)
+	}
+	if b.sizes != nil {
+		b.bytes -= b.sizes[0]
+		b.sizes = removeFirst(b.sizes)
+	}
+	b.items = removeFirst(b.items)
+	b.ctxs = removeFirst(b.ctxs)
+	b.n--
+	e.pending--
+	e.stats.Dropped++
+	if b.n == 0 && len(e.ready) > 1 && b == e.ready[1] { // a ready batch with nothing left to fire
+		e.ready = append(e.ready[:1], e.ready[2:]...)
+		b.complete(nil)
+		e.releaseLocked(b.id, nil)
+		e.batchGoneLocked(b)
+	}
+	return d
+}
+
+func removeFirst[S ~[]E, E any](s S) S {
+	if len(s) == 0 {
+		return s
+	}
+	n := copy(s, s[1:])
+	var zero E
+	s[n] = zero
+	return s[:n]
+}
+
+func (e *engine[K, T]) reportDrop(d *dropped) {
+	if h := e.hooks; h != nil && h.Refused != nil {
+		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped}) })
+	}
+}
+
+// closeAllLocked closes every open batch (emptied ones are discarded).
+func (e *engine[K, T]) closeAllLocked(t Trigger, l *launches[K, T]) {
+	for b := e.openHead; b != nil; b = e.openHead {
+		if b.n == 0 {
+			e.discardLocked(b)
+		} else {
+			e.closeLocked(b, t, l)
+		}
+	}
+}
+
+// releaseLocked counts a finished batch against the Flush barriers it
+// belongs to.
+func (e *engine[K, T]) releaseLocked(id uint64, err error) {
 	kept := e.barriers[:0]
 	for _, bar := range e.barriers {
 		if id <= bar.maxID {
 			if err != nil {
 				bar.err = err
 			}
-			bar.remaining--
-			if bar.remaining == 0 {
+			if bar.remaining--; bar.remaining == 0 {
 				close(bar.ch)
 				continue
 			}
@@ -943,24 +902,23 @@ func (e *engine[T]) releaseLocked(id uint64, err error) {
 	e.barriers = kept
 }
 
-// flush closes the current batch and waits until every batch closed before
+// flush closes the open batches and waits until every batch closed before
 // it returned is done.
-func (e *engine[T]) flush(ctx context.Context) error {
+func (e *engine[K, T]) flush(ctx context.Context) error {
+	var l launches[K, T]
 	e.mu.Lock()
-	if e.state != stateRunning {
+	if e.phase != running {
 		e.mu.Unlock()
 		return ErrStopped
 	}
-	launch := e.flushLocked(TriggerFlush)
-	e.fmu.Lock()
+	e.closeAllLocked(TriggerFlush, &l)
 	var bar *barrier
-	if outstanding := len(e.waiting) + e.inflight; outstanding > 0 {
-		bar = &barrier{maxID: e.nextID, remaining: outstanding, ch: make(chan struct{})}
+	if n := len(e.ready) + e.inflight; n > 0 {
+		bar = &barrier{maxID: e.nextID, remaining: n, ch: make(chan struct{})}
 		e.barriers = append(e.barriers, bar)
 	}
-	e.fmu.Unlock()
 	e.mu.Unlock()
-	e.launch(launch)
+	e.launch(l)
 	if bar == nil {
 		return nil
 	}
@@ -968,89 +926,70 @@ func (e *engine[T]) flush(ctx context.Context) error {
 	case <-bar.ch:
 		return bar.err
 	case <-ctx.Done():
-		e.fmu.Lock()
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		for i, x := range e.barriers {
 			if x == bar {
 				e.barriers = append(e.barriers[:i], e.barriers[i+1:]...)
-				break
+				return ctx.Err()
 			}
 		}
-		e.fmu.Unlock()
-		return ctx.Err()
+		return bar.err // done meanwhile
 	}
 }
 
-// checkDrainedLocked (fmu held) notes, once, that the client is stopping,
-// its last batch is closed and every batch is done. It reports whether it
-// did, so the caller runs stopped after unlocking.
-func (e *engine[T]) checkDrainedLocked() bool {
-	if e.isDrained || e.aborting || !e.stopping || !e.lastClosed || e.inflight > 0 || len(e.waiting) > 0 {
+// beginStop refuses new items from now on, wakes the producers waiting for
+// room (they get ErrStopped) and, unless a Client's worker still feeds
+// items, closes the open batches. It reports whether this call began it.
+func (e *engine[K, T]) beginStop() bool {
+	var l launches[K, T]
+	e.mu.Lock()
+	if e.phase != running {
+		e.mu.Unlock()
 		return false
 	}
-	e.isDrained = true
+	e.phase = stopping
+	e.wakeLocked()
+	if !e.feeding {
+		e.closeAllLocked(TriggerShutdown, &l)
+	}
+	drained := e.drainedLocked()
+	e.mu.Unlock()
+	e.launch(l)
+	if drained {
+		e.stopped()
+	}
+	return true
+}
+
+// drainedLocked reports, once, that the client stopped and every batch is
+// done; the caller then runs stopped, after unlocking.
+func (e *engine[K, T]) drainedLocked() bool {
+	if e.phase == running || e.phase == stopped || e.feeding || e.openHead != nil || len(e.ready) > 0 || e.inflight > 0 || e.abandoning > 0 {
+		return false
+	}
+	e.phase = stopped
 	e.cancel(ErrStopped)
 	if e.timer != nil {
 		e.timer.Stop()
 	}
+	if e.janitor != nil {
+		e.janitor.Stop()
+	}
 	return true
 }
 
-// stopped runs the Stopped hook, then lets Stop and Shutdown return: when
-// they do, every hook has run.
-func (e *engine[T]) stopped() {
+// stopped runs the Stopped hook, then lets Stop and Shutdown return.
+func (e *engine[K, T]) stopped() {
 	defer close(e.drained)
-	if e.hooks != nil && e.hooks.Stopped != nil {
-		func() {
-			defer func() { _ = recover() }() // a panicking hook must not hang Stop
-			e.hooks.Stopped(e.clientInfo())
-		}()
+	if h := e.hooks; h != nil && h.Stopped != nil {
+		safely(func() { h.Stopped(e.base, e.info()) })
 	}
 }
 
-// closeLast closes the final batch (unless a deadline abandoned it) and
-// marks that nothing more will join. Stop does this for a Batcher; for a
-// Client the Work worker does, once Work is drained.
-func (e *engine[T]) closeLast() {
-	e.mu.Lock()
-	var launch *batch[T]
-	if !e.aborted.Load() {
-		launch = e.flushLocked(TriggerShutdown)
-	}
-	e.fmu.Lock()
-	e.lastClosed = true
-	drained := e.checkDrainedLocked()
-	e.fmu.Unlock()
-	e.mu.Unlock()
-	e.launch(launch)
-	if drained {
-		e.stopped()
-	}
-}
-
-// beginStop refuses new items from now on and wakes producers waiting for
-// room (they get ErrStopped). It reports whether this call began the stop.
-func (e *engine[T]) beginStop() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.state != stateRunning {
-		return false
-	}
-	e.state = stateStopping
-	e.fmu.Lock()
-	e.stopping = true
-	e.wakeLocked()
-	e.fmu.Unlock()
-	return true
-}
-
-// wait blocks until the engine is drained or ctx ends; then it gives up on
+// wait blocks until the client has drained or ctx ends; then it abandons
 // what is left (see abort).
-func (e *engine[T]) wait(ctx context.Context) error {
-	select {
-	case <-e.drained:
-		return nil
-	default:
-	}
+func (e *engine[K, T]) wait(ctx context.Context) error {
 	select {
 	case <-e.drained:
 		return nil
@@ -1059,122 +998,114 @@ func (e *engine[T]) wait(ctx context.Context) error {
 	}
 }
 
-// abort gives up at a shutdown deadline: batches that have not fired are
-// abandoned (their Done hook sees ErrIncomplete), in-flight batches see their
-// context canceled, and the error counts what did not finish.
-func (e *engine[T]) abort(ctx context.Context) error {
-	var abandoned []*batch[T]
-	first := false
+// abort gives up at a Shutdown deadline: batches that have not fired are
+// abandoned (their Done hooks see ErrIncomplete), in-flight batches see
+// their context canceled, a Client's worker refuses what Work still holds,
+// and the error counts what was not done.
+func (e *engine[K, T]) abort(ctx context.Context) error {
 	e.mu.Lock()
-	e.fmu.Lock()
-	if e.isDrained {
-		e.fmu.Unlock()
+	if e.phase == stopped { // drained meanwhile
 		e.mu.Unlock()
-		<-e.drained // the Stopped hook is running
+		<-e.drained
 		return nil
 	}
-	if !e.aborted.Swap(true) {
-		first = true
-		e.aborting = true // the Stopped hook waits for the Done hooks below
+	// What is in flight at the deadline is not done: count it before the
+	// cancellation lets those batches finish.
+	flightBatches, flightItems := e.inflight, e.flightItems
+	var abandoned []*batch[K, T]
+	aborting := e.phase != aborted // this call gives up; a later one waits for what is still in flight
+	if aborting {
+		e.phase = aborted
 		e.cancel(ErrIncomplete)
-		if b := e.cur; b != nil && b.n > 0 {
+		for b := e.openHead; b != nil; b = e.openHead {
+			if b.n == 0 {
+				e.discardLocked(b)
+				continue
+			}
+			e.unlinkOpenLocked(b)
+			b.ks.cur = nil
+			b.ks.busy++
+			b.trigger = TriggerShutdown
 			e.nextID++
 			b.id = e.nextID
-			b.trigger = TriggerShutdown
 			abandoned = append(abandoned, b)
 		}
-		e.cur = nil
-		abandoned = append(abandoned, e.waiting...)
-		clear(e.waiting)
-		e.waiting = e.waiting[:0]
-		e.nwaiting.Store(0)
-		e.waitingItems = 0
+		abandoned = append(abandoned, e.ready...)
+		clear(e.ready)
+		e.ready = e.ready[:0]
+		e.pending = 0
+		e.abandoning += len(abandoned)
 		e.wakeLocked()
-		for _, b := range abandoned {
-			e.abandoned += uint64(b.n)
-			e.releaseLocked(b.id, ErrIncomplete)
-		}
 	}
-	se := &ShutdownError{Batches: e.inflight + len(abandoned), Items: e.inflightItems, Cause: context.Cause(ctx)}
+	feeding := e.feeding
+	e.mu.Unlock()
+	if feeding {
+		<-e.fed // the worker refuses what Work holds, then closes fed
+	}
+	now := time.Now()
+	for _, b := range abandoned {
+		if h := e.hooks; h != nil && h.Done != nil {
+			done := DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete}
+			safely(func() { h.Done(e.base, done) })
+		}
+		b.complete(ErrIncomplete)
+	}
+	e.mu.Lock()
+	se := &ShutdownError{Batches: flightBatches + len(abandoned), Items: flightItems, Cause: context.Cause(ctx)}
+	if aborting {
+		se.Items += e.late // refused from Work by the worker, which fed has let finish
+	}
 	for _, b := range abandoned {
 		se.Items += b.n
+		e.stats.Abandoned += uint64(b.n)
+		e.releaseLocked(b.id, ErrIncomplete)
+		e.batchGoneLocked(b)
 	}
-	drained := e.checkDrainedLocked()
-	e.fmu.Unlock()
+	e.abandoning -= len(abandoned)
+	drained := e.drainedLocked()
 	e.mu.Unlock()
-	if e.workLen != nil {
-		se.Items += e.workLen()
-	}
-	for _, b := range abandoned {
-		completeAll(b.results, ErrIncomplete)
-	}
-	if h := e.hooks; h != nil && h.Done != nil {
-		now := time.Now()
-		for _, b := range abandoned {
-			callDone(h.Done, e.base, DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete})
-		}
-	}
-	if first {
-		e.fmu.Lock()
-		e.aborting = false
-		drained = e.checkDrainedLocked()
-		e.fmu.Unlock()
-	}
 	if drained {
 		e.stopped()
 	}
 	if se.Batches == 0 && se.Items == 0 {
-		// Nothing is left but closing the last batch (the Work worker's
-		// closeLast, or a concurrent Stop's), which is under way: return
-		// when it is done and the Stopped hook has run.
 		<-e.drained
 		return nil
 	}
 	return se
 }
 
-// notifier is the Notifier a Batch's Fire receives.
-type notifier[T any] struct {
-	e    *engine[T]
-	b    *batch[T]
-	ctx  context.Context
-	info *FireInfo // nil without hooks
-	once atomic.Bool
-}
-
-var _ ErrorNotifier = (*notifier[any])(nil)
-
-// Done marks the batch done. Calls after the first are ignored.
-func (n *notifier[T]) Done() { n.finish(nil) }
-
-// DoneError marks the batch done with an error (nil means success). Calls
-// after the first are ignored.
-func (n *notifier[T]) DoneError(err error) { n.finish(err) }
-
-func (n *notifier[T]) finish(err error) {
-	if n.once.CompareAndSwap(false, true) {
-		n.e.finish(n.ctx, n.b, n.info, err)
+func (e *engine[K, T]) snapshot() Stats {
+	e.mu.Lock()
+	s := e.stats
+	s.InFlight = e.inflight
+	s.Waiting = len(e.ready)
+	s.Pending = e.pending + e.flightItems
+	s.Queued = e.queuedLocked()
+	s.Keys = len(e.keys)
+	e.mu.Unlock()
+	if e.workQ != nil {
+		s.Queued += e.workQ()
 	}
+	return s
 }
 
-func (n *notifier[T]) fire() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	if fc, ok := n.b.user.(FireContexter); ok {
-		fc.FireContext(n.ctx, n)
-	} else {
-		n.b.user.Fire(n)
-	}
-	return nil
+// Stats are a client's counters, read with its Stats method or through
+// ClientInfo.Stats.
+type Stats struct {
+	Added     uint64 // items taken
+	Refused   uint64 // items not taken (stopped, context ended, full, dropped as newest, too large, bad key, too many keys, a panic)
+	Dropped   uint64 // items taken, then dropped under OverflowDropOldest
+	Fired     uint64 // batches that took an in-flight slot and fired
+	Done      uint64 // batches fired and done, failed ones included (abandoned ones are not: see Abandoned)
+	Failed    uint64 // batches done with an error
+	Abandoned uint64 // items in batches abandoned at a Shutdown deadline, never fired
+	InFlight  int    // batches between Fired and Done: never above MaxConcurrentBatches
+	Waiting   int    // closed batches waiting for an in-flight slot
+	// Pending counts the items taken and not yet done: in open, waiting
+	// and in-flight batches. A crash now would lose them.
+	Pending int
+	// Queued counts the items PendingWorkCapacity bounds: those behind the
+	// oldest batch waiting for a slot, plus, for a Client, those in Work.
+	Queued int
+	Keys   int // live keys of a Keyed; 0 otherwise
 }
-
-func newPanicError(r any) *PanicError {
-	return &PanicError{Value: r, Stack: debug.Stack()}
-}
-
-// maxFree bounds the recycled batches kept for reuse: enough for the batches
-// a fast producer closes while earlier ones are still being scheduled.
-const maxFree = 64

@@ -32,7 +32,7 @@ func ExampleBatcher_AddResult() {
 	}
 	_ = b.Start()
 	ctx := context.Background()
-	var results []*muster.Result
+	var results []muster.Result
 	for _, row := range []string{"ok-1", "bad-2", "ok-3"} {
 		r, err := b.AddResult(ctx, row)
 		if err != nil {

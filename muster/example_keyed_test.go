@@ -22,7 +22,8 @@ func ExampleKeyed() {
 		MaxBatchSize:         2,
 		MaxConcurrentBatches: 4, // for all tenants together
 		MaxKeys:              100,
-		Fire: func(ctx context.Context, tenant string, events []event) error {
+		Fire: func(ctx context.Context, events []event) error {
+			tenant := events[0].tenant // a batch never mixes keys
 			bodies := make([]string, len(events))
 			for i, e := range events {
 				bodies[i] = e.body

@@ -17,7 +17,7 @@ import (
 // delays, some panicking; a Flush now and then; then Stop, or Shutdown with
 // a deadline that may cut work off. It checks the batching invariants.
 type invariantRun struct {
-	path      int // 0: Batcher.Add, 1: Client.Work, 2: Client.Add
+	path      int // 0: Batcher.Add, 1: Client.Work, 2: Client.Add, 3: Keyed.Add (7 keys)
 	max       uint
 	timeout   time.Duration
 	limit     uint
@@ -43,7 +43,38 @@ type tally struct {
 	inflight    int
 	maxInflight int
 	maxBytes    int
+	keyed       bool
+	between     int // batches between the Fired and Done hooks
 	errs        []string
+}
+
+// keyOf is the key of an item of a Keyed run.
+func keyOf(v int) int { return v % 7 }
+
+// hooks count the batches between Fired and Done: never above the limit.
+func (ta *tally) hooks(limit uint) *muster.Hooks {
+	return &muster.Hooks{
+		Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+			ta.mu.Lock()
+			defer ta.mu.Unlock()
+			ta.between++
+			if limit > 0 && (ta.between > int(limit) || info.InFlight > int(limit)) {
+				ta.errs = append(ta.errs, fmt.Sprintf("%d batches between Fired and Done (InFlight %d), above %d", ta.between, info.InFlight, limit))
+			}
+			if info.Size == 0 {
+				ta.errs = append(ta.errs, "Fired for an empty batch")
+			}
+			return nil
+		},
+		Done: func(ctx context.Context, info muster.DoneInfo) {
+			if info.InFlight == 0 { // abandoned at a deadline: never fired
+				return
+			}
+			ta.mu.Lock()
+			defer ta.mu.Unlock()
+			ta.between--
+		},
+	}
 }
 
 func weight(v int) int { return v%7 + 1 }
@@ -69,6 +100,9 @@ func (ta *tally) fire(items []int, limit, max uint) {
 	}
 	for _, v := range items {
 		ta.seen[v]++
+		if ta.keyed && keyOf(v) != keyOf(items[0]) {
+			ta.errs = append(ta.errs, fmt.Sprintf("item %d in a batch of key %d", v, keyOf(items[0])))
+		}
 	}
 	ta.inflight++
 	ta.maxInflight = max2(ta.maxInflight, ta.inflight)
@@ -119,40 +153,59 @@ func (b *intBatch) Fire(n muster.Notifier) {
 
 func (r invariantRun) check(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ta := &tally{seen: map[int]int{}, maxBytes: int(r.maxBytes)}
+		ta := &tally{seen: map[int]int{}, maxBytes: int(r.maxBytes), keyed: r.path == 3}
+		var stats func() muster.Stats
+		// fire is a Batcher's or Keyed's FireFunc.
+		fire := func(ctx context.Context, items []int) error {
+			ta.fire(items, r.limit, r.max)
+			defer ta.done()
+			if s := stats(); r.limit > 0 && s.InFlight > int(r.limit) {
+				ta.mu.Lock()
+				ta.errs = append(ta.errs, fmt.Sprintf("Stats.InFlight %d, above %d", s.InFlight, r.limit))
+				ta.mu.Unlock()
+			}
+			if items[0]%13 == 5 {
+				panic("a downstream bug")
+			}
+			select {
+			case <-time.After(r.fireDelay(items[0])):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		ctx := context.Background()
 		var add func(ctx context.Context, v int) error
 		var flush func(ctx context.Context) error
 		var stop func() error
 		var shutdown func(ctx context.Context) error
-		var stats func() muster.Stats
 		switch r.path {
 		case 0:
 			b := &muster.Batcher[int]{MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit, PendingWorkCapacity: r.capacity,
-				Overflow: r.policy, MaxBatchBytes: r.maxBytes,
-				Fire: func(ctx context.Context, items []int) error {
-					ta.fire(items, r.limit, r.max)
-					defer ta.done()
-					if items[0]%13 == 5 {
-						panic("a downstream bug")
-					}
-					select {
-					case <-time.After(r.fireDelay(items[0])):
-						return nil
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}}
+				Overflow: r.policy, MaxBatchBytes: r.maxBytes, Hooks: ta.hooks(r.limit), Fire: fire}
 			if r.maxBytes > 0 {
 				b.Sizer = weight
 			}
+			stats = b.Stats
 			if err := b.Start(); err != nil {
 				t.Fatal(err)
 			}
-			add, flush, stop, shutdown, stats = b.Add, b.Flush, b.Stop, b.Shutdown, b.Stats
+			add, flush, stop, shutdown = b.Add, b.Flush, b.Stop, b.Shutdown
+		case 3:
+			k := &muster.Keyed[int, int]{Key: keyOf, MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit,
+				PendingWorkCapacity: r.capacity, Overflow: r.policy, MaxBatchBytes: r.maxBytes, KeyIdleTimeout: 2 * time.Millisecond,
+				Hooks: ta.hooks(r.limit), Fire: fire}
+			if r.maxBytes > 0 {
+				k.Sizer = weight
+			}
+			stats = k.Stats
+			if err := k.Start(); err != nil {
+				t.Fatal(err)
+			}
+			add, flush, stop, shutdown = k.Add, k.Flush, k.Stop, k.Shutdown
 		default:
 			c := &muster.Client{MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit, PendingWorkCapacity: r.capacity,
-				Overflow:   min(r.policy, muster.OverflowDropNewest),
+				Overflow: min(r.policy, muster.OverflowDropNewest), Hooks: ta.hooks(r.limit),
 				BatchMaker: func() muster.Batch { return &intBatch{r: r, ta: ta} }}
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
@@ -227,8 +280,9 @@ func (r invariantRun) check(t *testing.T) {
 		if r.deadline == 0 && s.Abandoned != 0 {
 			t.Errorf("Stop abandoned %d items", s.Abandoned)
 		}
-		if s.InFlight != 0 || s.Pending != 0 || ta.inflight != 0 || s.Fired != s.Done || int(s.Fired) != ta.batches {
-			t.Errorf("after stop: stats %+v, tally in flight %d, batches %d", s, ta.inflight, ta.batches)
+		if s.InFlight != 0 || s.Waiting != 0 || s.Pending != 0 || s.Queued != 0 || ta.inflight != 0 || ta.between != 0 ||
+			s.Fired != s.Done || int(s.Fired) != ta.batches {
+			t.Errorf("after stop: stats %+v, tally in flight %d, between hooks %d, batches %d", s, ta.inflight, ta.between, ta.batches)
 		}
 	})
 }
@@ -243,9 +297,11 @@ func FuzzInvariants(f *testing.F) {
 	f.Add(uint8(2), uint8(5), uint8(0), uint8(1), uint8(2), uint8(8), uint16(700), uint8(25), uint8(0), uint8(4), uint8(2))
 	f.Add(uint8(0), uint8(5), uint8(3), uint8(1), uint8(4), uint8(8), uint16(900), uint8(25), uint8(9), uint8(6), uint8(131))
 	f.Add(uint8(0), uint8(0), uint8(7), uint8(2), uint8(1), uint8(3), uint16(500), uint8(15), uint8(0), uint8(0), uint8(200))
+	f.Add(uint8(3), uint8(4), uint8(3), uint8(2), uint8(3), uint8(8), uint16(800), uint8(12), uint8(19), uint8(0), uint8(1))
+	f.Add(uint8(3), uint8(6), uint8(2), uint8(1), uint8(2), uint8(6), uint16(600), uint8(20), uint8(0), uint8(7), uint8(131))
 	f.Fuzz(func(t *testing.T, path, max, timeoutMs, limit, capacity, producers uint8, items uint16, delayMs, flushAt, deadlineMs, policy uint8) {
 		r := invariantRun{
-			path:      int(path % 3),
+			path:      int(path % 4),
 			max:       uint(max % 25),
 			timeout:   time.Duration(timeoutMs%20) * time.Millisecond,
 			limit:     uint(limit % 5),
@@ -257,7 +313,7 @@ func FuzzInvariants(f *testing.F) {
 			deadline:  time.Duration(deadlineMs%10) * time.Millisecond,
 			policy:    muster.Overflow(policy % 4),
 		}
-		if r.path == 0 && policy >= 128 {
+		if (r.path == 0 || r.path == 3) && policy >= 128 {
 			r.maxBytes = uint(policy%32) + 7
 		}
 		if r.max == 0 && r.timeout == 0 {
@@ -266,7 +322,7 @@ func FuzzInvariants(f *testing.F) {
 		if r.path == 1 {
 			r.flushAt = 0 // Flush does not cover items still in Work
 		}
-		if r.path != 0 && r.policy == muster.OverflowDropOldest {
+		if (r.path == 1 || r.path == 2) && r.policy == muster.OverflowDropOldest {
 			r.policy = muster.OverflowDropNewest // a Client's Batch holds its items
 		}
 		t.Log(r)
@@ -277,7 +333,7 @@ func FuzzInvariants(f *testing.F) {
 // TestInvariantsTable runs a spread of scenarios on every `go test`, beyond
 // the fuzz corpus.
 func TestInvariantsTable(t *testing.T) {
-	for path := range 3 {
+	for path := range 4 {
 		for i, r := range []invariantRun{
 			{max: 10, producers: 8, items: 2000},
 			{max: 10, limit: 1, producers: 8, items: 800, delay: 5 * time.Millisecond},
@@ -294,7 +350,7 @@ func TestInvariantsTable(t *testing.T) {
 			if path == 1 {
 				r.flushAt = 0
 			}
-			if path != 0 {
+			if path == 1 || path == 2 {
 				r.maxBytes = 0
 				if r.policy == muster.OverflowDropOldest {
 					continue // a Client's Batch holds its items: no DropOldest

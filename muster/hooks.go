@@ -5,10 +5,173 @@ import (
 	"time"
 )
 
-// Trigger says why a batch fired.
+// Observer watches clients. A client's Start calls Observe once, before it
+// takes any item, and the Hooks it returns observe that client alone, until
+// its Stopped hook: an observer keeps whatever it needs per client (its
+// name's attributes, its gauges) in the closures of the Hooks it returns, as
+// gRPC's stats.Handler does with TagConn. Observe returns nil to watch
+// nothing. One Observer may watch many clients, from many goroutines.
+//
+// A *Hooks is an Observer that returns itself for every client.
+type Observer interface {
+	Observe(c ClientInfo) *Hooks
+}
+
+// Hooks is a set of functions a client calls at stages of an item's and a
+// batch's life, in the manner of net/http/httptrace.ClientTrace. Any field
+// may be nil: a client pays for the hooks it has and nothing for the others.
+//
+// Every hook takes a context first: the item's (Added, Refused, a producer's
+// Waited), the batch's (Fired, Done, a batch's Waited, Retried) or the
+// client's base context (Stopped). For one client they run in this order: an
+// item's Added before its batch's Fired; a batch's Fired, then any Waited and
+// Retried, then its Done; Stopped after every other hook. Hooks run
+// synchronously on the goroutine named in each field's doc and must not
+// block or call back into the client. A hook that panics is recovered and
+// ignored: observing never changes what happens to an item.
+//
+// The info values, and the slices inside them, are valid only during the
+// call.
+type Hooks struct {
+	// Added is called for each item the client takes, with the client's add
+	// lock held (so that it runs before the item's batch can fire): keep it
+	// short. ctx is the one passed to Add (context.Background for items sent
+	// on Work). The context it returns is kept with the item and handed back
+	// in FireInfo.Contexts; nil keeps none, which costs nothing. A tracing
+	// layer keeps the contexts of sampled requests, to link them.
+	Added func(ctx context.Context, info AddInfo) context.Context
+
+	// Refused is called on the producer's goroutine for each item not taken
+	// (info.Err says why: ErrStopped, the context's error, ErrFull,
+	// ErrDropped, ErrTooLarge, ErrTooManyKeys, ErrInvalidKey, a *PanicError
+	// from Batch.Add), and, after the lock is released, for each item taken
+	// and then dropped under OverflowDropOldest (info.Err is ErrDropped; ctx
+	// is the context Added kept for it, or context.Background).
+	Refused func(ctx context.Context, info AddInfo)
+
+	// Waited is called when something waited: a producer held by
+	// backpressure (WaitBackpressure, on its goroutine, ctx the item's, once
+	// the wait ends), or a batch waiting for a rate limiter, reported by a
+	// layer around Fire with [ReportWait] (on that layer's goroutine, ctx
+	// the batch's).
+	Waited func(ctx context.Context, info WaitInfo)
+
+	// Fired is called on the batch's goroutine once the batch holds an
+	// in-flight slot, just before its Fire. The context it returns (derived
+	// from ctx) is the one Fire receives (through a FireFunc or
+	// FireContexter) and the one Done gets; nil keeps ctx.
+	Fired func(ctx context.Context, info FireInfo) context.Context
+
+	// Retried is called when a layer around Fire reports, with
+	// [ReportRetry], that an attempt failed and will be retried.
+	Retried func(ctx context.Context, info RetryInfo)
+
+	// Done is called once per batch that Fired: on the batch's goroutine
+	// when its Fire has finished, while it still holds its slot; and once
+	// per batch abandoned at a Shutdown deadline without firing, on
+	// Shutdown's goroutine, with info.Err ErrIncomplete and ctx the client's
+	// base context.
+	Done func(ctx context.Context, info DoneInfo)
+
+	// Stopped is called once, last, when the client has stopped: every
+	// batch is done or abandoned. It runs on the goroutine that saw the last
+	// batch done (or on Stop's or Shutdown's).
+	Stopped func(ctx context.Context, info ClientInfo)
+}
+
+// Observe returns h: a *Hooks observes every client the same way.
+func (h *Hooks) Observe(ClientInfo) *Hooks { return h }
+
+// ClientInfo describes a client to Observe and Stopped.
+type ClientInfo struct {
+	ID                   uint64        // unique per client in this process, from 1
+	Name                 string        // the client's Name
+	MaxBatchSize         int           // 0: no size trigger
+	BatchTimeout         time.Duration // 0: no time trigger
+	MaxConcurrentBatches int           // 0: no limit
+	PendingWorkCapacity  int
+	MaxKeys              int          // the live-key bound of a Keyed; 0 for a Client or Batcher
+	Stats                func() Stats // reads the client's counters; safe from any goroutine
+}
+
+// AddInfo describes one item offered to a client.
+type AddInfo struct {
+	// Blocked is how long backpressure held the producer; 0 if it did not.
+	Blocked time.Duration
+	// Err says why the item was not taken, or that it was dropped (Refused
+	// only; nil for Added).
+	Err error
+}
+
+// FireInfo describes a batch as it fires.
+type FireInfo struct {
+	BatchID uint64  // 1, 2, 3... per client, in the order batches closed
+	Key     any     // the batch's key, for a Keyed; nil otherwise
+	Size    int     // items in the batch
+	Trigger Trigger // why it closed
+	// Age is how long the batch's first item had waited when it fired.
+	Age time.Duration
+	// SlotWait is how long the closed batch waited for an in-flight slot.
+	SlotWait time.Duration
+	InFlight int       // batches in flight, this one included
+	Queued   int       // Stats.Queued when the batch fired
+	Start    time.Time // when it fired
+	// Contexts holds, index-aligned with the items, the contexts the Added
+	// hook kept (nil where it kept none); nil when it kept none at all.
+	Contexts []context.Context
+}
+
+// DoneInfo describes a batch that is done.
+type DoneInfo struct {
+	FireInfo
+	Duration time.Duration // from fire to done, waits and retries included
+	Err      error         // the outcome: nil, the error reported, a *PanicError, or ErrIncomplete
+}
+
+// WaitReason says what was waited for.
+type WaitReason uint8
+
+// The reasons for a wait.
+const (
+	// WaitBackpressure: a producer was held in Add (or a send on Work) while
+	// the pending capacity was used up.
+	WaitBackpressure WaitReason = iota + 1
+	// WaitRateLimit: a batch waited for a rate limiter's tokens.
+	WaitRateLimit
+)
+
+// String returns "backpressure" or "ratelimit", the value telemetry uses.
+func (r WaitReason) String() string {
+	switch r {
+	case WaitBackpressure:
+		return "backpressure"
+	case WaitRateLimit:
+		return "ratelimit"
+	}
+	return "unknown"
+}
+
+// WaitInfo describes a wait.
+type WaitInfo struct {
+	Reason   WaitReason
+	BatchID  uint64        // the batch that waited; 0 for a producer
+	Tokens   int           // tokens asked for, for WaitRateLimit
+	Duration time.Duration // how long it waited
+	Err      error         // non-nil when the wait was cut short
+}
+
+// RetryInfo describes a failed attempt that will be retried.
+type RetryInfo struct {
+	BatchID uint64        // the batch being retried
+	Attempt int           // the attempt that failed: 1 for the first
+	Err     error         // its error
+	Backoff time.Duration // the wait before the next attempt
+}
+
+// Trigger says why a batch closed.
 type Trigger uint8
 
-// The reasons a batch fires.
+// The reasons a batch closes.
 const (
 	// TriggerSize: the batch reached MaxBatchSize items.
 	TriggerSize Trigger = iota + 1
@@ -16,15 +179,15 @@ const (
 	TriggerTimeout
 	// TriggerFlush: Flush was called.
 	TriggerFlush
-	// TriggerShutdown: Stop or Shutdown fired the last, partial batch.
+	// TriggerShutdown: Stop or Shutdown closed the last, partial batch.
 	TriggerShutdown
-	// TriggerBytes: the next item would have passed MaxBatchBytes (or the
-	// batch reached it).
+	// TriggerBytes: the next item would have passed MaxBatchBytes, or the
+	// batch reached it.
 	TriggerBytes
 )
 
 // String returns the trigger's lowercase name ("size", "timeout", "flush",
-// "shutdown", "bytes"), the value telemetry uses for the muster.batch.trigger attribute.
+// "shutdown", "bytes"), the muster.batch.trigger attribute's value.
 func (t Trigger) String() string {
 	switch t {
 	case TriggerSize:
@@ -41,149 +204,34 @@ func (t Trigger) String() string {
 	return "unknown"
 }
 
-// Hooks is a set of functions the client calls at stages of an item's and a
-// batch's life, in the manner of net/http/httptrace.ClientTrace. Any field may
-// be nil. A client with no Hooks pays nothing for them: every call site is a
-// nil check.
-//
-// Hooks run synchronously on the goroutine named in each field's doc, and must
-// not block: a slow hook delays producers (Added) or holds an in-flight slot
-// (Fired, Done). They must not call back into the client that called them,
-// except Stats from Started's info. Several Hooks combine with [Compose].
-//
-// The info values, and the slices inside them, are valid only during the call.
-type Hooks struct {
-	// Started is called once by Start, on Start's goroutine, after the client
-	// is ready. info.Stats reads the client's live counters; a metrics layer
-	// uses it for observable instruments (queue size, in-flight).
-	Started func(info ClientInfo)
-
-	// Added is called for every item offered through Add or the Work channel,
-	// after the client's lock is released, on the producer's goroutine (the
-	// Work channel's worker for items sent on Work). info.Err is nil when the
-	// item was taken and says why when it was not.
-	Added func(info AddInfo)
-
-	// Fired is called on the batch's own goroutine just before the batch's
-	// Fire. The context it returns (derived from ctx) is the one Fire
-	// receives (through FireContexter or a FireFunc) and the one Done gets.
-	// Returning nil keeps ctx.
-	Fired func(ctx context.Context, info FireInfo) context.Context
-
-	// Done is called once per batch when it is done: on the goroutine that
-	// called the Notifier's Done (the batch's goroutine for a FireFunc), or on
-	// Shutdown's goroutine for a batch abandoned at the deadline, which never
-	// fired (info.Err is then ErrIncomplete). ctx is the context Fired
-	// returned. The batch still holds its in-flight slot during the call.
-	Done func(ctx context.Context, info DoneInfo)
-
-	// Waited is called when a layer around Fire reports, with [ReportWait],
-	// time the batch spent waiting (a rate limiter), on that layer's goroutine.
-	Waited func(ctx context.Context, info WaitInfo)
-
-	// Retried is called when a layer around Fire reports, with [ReportRetry],
-	// that an attempt failed and will be retried.
-	Retried func(ctx context.Context, info RetryInfo)
-
-	// Stopped is called once when the client has stopped: every batch is
-	// done, or Shutdown's deadline passed. It runs on the goroutine that saw
-	// it happen.
-	Stopped func(info ClientInfo)
-
-	// KeepItemContexts asks the client to keep the context each item was added
-	// with (context.Background for items sent on Work), for FireInfo.Contexts.
-	// It costs one pointer store per item.
-	KeepItemContexts bool
-
-	// KeepItemTimes asks the client to keep the time each item was added, for
-	// FireInfo.Enqueued. It costs a clock read per item (about 50 ns here).
-	KeepItemTimes bool
+// Compose returns an Observer that asks each of obs (nil entries skipped)
+// for a client's Hooks and calls them in turn. Added and Fired run in order,
+// each receiving the context the previous one returned (Added keeps the last
+// non-nil one); Done runs in reverse order (the first observer wraps the
+// others, as deferred calls unwind); every other hook runs in order. Compose
+// returns nil when there is nothing to observe.
+func Compose(obs ...Observer) Observer {
+	var list []Observer
+	for _, o := range obs {
+		if o != nil && o != (*Hooks)(nil) {
+			list = append(list, o)
+		}
+	}
+	switch len(list) {
+	case 0:
+		return nil
+	case 1:
+		return list[0]
+	}
+	return composed(list)
 }
 
-// ClientInfo describes a client to Started and Stopped.
-type ClientInfo struct {
-	ID                   uint64        // unique per client in this process, from 1
-	Name                 string        // the client's Name
-	MaxBatchSize         int           // 0: no size trigger
-	BatchTimeout         time.Duration // 0: no time trigger
-	MaxConcurrentBatches int           // 0: no limit
-	PendingWorkCapacity  int
-	Stats                func() Stats // reads the client's counters; safe from any goroutine
-}
+type composed []Observer
 
-// AddInfo describes one item offered to the client.
-type AddInfo struct {
-	Name    string          // the client's Name
-	Ctx     context.Context // the context passed to Add (context.Background for Work)
-	Blocked time.Duration   // time the producer was held by backpressure; 0 if it was not
-	// Err is nil when the item was taken. Otherwise it says why not:
-	// ErrStopped, ctx's error, ErrFull, ErrDropped, ErrTooLarge, or a
-	// *PanicError from Batch.Add. An item taken and later dropped under
-	// OverflowDropOldest is reported a second time, with ErrDropped.
-	Err error
-}
-
-// FireInfo describes a batch as it fires.
-type FireInfo struct {
-	Name                 string  // the client's Name
-	BatchID              uint64  // 1, 2, 3... in the order batches were closed, per client
-	Size                 int     // items in the batch
-	MaxBatchSize         int     // the client's MaxBatchSize (0: no size trigger)
-	MaxConcurrentBatches int     // the client's limit (0: no limit)
-	Trigger              Trigger // why it fired
-	// Age is how long the first item had waited when the batch fired.
-	Age time.Duration
-	// SlotWait is how long the full batch waited for an in-flight slot.
-	SlotWait time.Duration
-	InFlight int       // batches in flight, this one included
-	Queued   int       // Stats.Queued when the batch fired
-	Start    time.Time // when it fired
-	// Contexts holds each item's context, in order, when KeepItemContexts is set.
-	Contexts []context.Context
-	// Enqueued holds each item's enqueue time, in order, when KeepItemTimes is set.
-	Enqueued []time.Time
-	// Key is the batch's key, for a [Keyed] client; nil otherwise. With a
-	// Keyed client BatchID numbers batches per key: Key and BatchID together
-	// identify a batch.
-	Key any
-}
-
-// DoneInfo describes a batch that is done.
-type DoneInfo struct {
-	FireInfo
-	Duration time.Duration // from fire to done, waits and retries included
-	Err      error         // the batch's outcome: nil, the error reported, a *PanicError, or ErrIncomplete
-}
-
-// WaitInfo describes a wait reported by a layer around Fire.
-type WaitInfo struct {
-	Name     string        // the client's Name
-	BatchID  uint64        // the batch that waited
-	Reason   string        // what it waited for, e.g. "ratelimit"
-	Tokens   int           // tokens asked for, when waiting for a rate limiter
-	Duration time.Duration // how long it waited
-	Err      error         // non-nil when the wait was cut short
-}
-
-// RetryInfo describes a failed attempt that will be retried.
-type RetryInfo struct {
-	Name    string        // the client's Name
-	BatchID uint64        // the batch being retried
-	Attempt int           // the attempt that failed: 1 for the first
-	Err     error         // its error
-	Backoff time.Duration // the wait before the next attempt
-}
-
-// Compose returns Hooks that call each of hooks in turn; nil entries are
-// skipped. Fired hooks run in order, each receiving the context the previous
-// one returned; Done hooks run in reverse order (the first hook wraps the
-// others, as deferred calls unwind); every other hook runs in order. The
-// Keep fields are the union of the inputs'. Compose returns nil when there is
-// nothing to call.
-func Compose(hooks ...*Hooks) *Hooks {
+func (c composed) Observe(info ClientInfo) *Hooks {
 	var hs []*Hooks
-	for _, h := range hooks {
-		if h != nil {
+	for _, o := range c {
+		if h := o.Observe(info); h != nil {
 			hs = append(hs, h)
 		}
 	}
@@ -194,89 +242,53 @@ func Compose(hooks ...*Hooks) *Hooks {
 		return hs[0]
 	}
 	out := &Hooks{}
-	var (
-		started, stopped []func(ClientInfo)
-		added            []func(AddInfo)
-		fired            []func(context.Context, FireInfo) context.Context
-		done             []func(context.Context, DoneInfo)
-		waited           []func(context.Context, WaitInfo)
-		retried          []func(context.Context, RetryInfo)
-	)
 	for _, h := range hs {
-		out.KeepItemContexts = out.KeepItemContexts || h.KeepItemContexts
-		out.KeepItemTimes = out.KeepItemTimes || h.KeepItemTimes
-		if h.Started != nil {
-			started = append(started, h.Started)
-		}
-		if h.Stopped != nil {
-			stopped = append(stopped, h.Stopped)
-		}
-		if h.Added != nil {
-			added = append(added, h.Added)
-		}
-		if h.Fired != nil {
-			fired = append(fired, h.Fired)
-		}
-		if h.Done != nil {
-			done = append(done, h.Done)
-		}
-		if h.Waited != nil {
-			waited = append(waited, h.Waited)
-		}
-		if h.Retried != nil {
-			retried = append(retried, h.Retried)
-		}
+		out.Added = chainCtx(out.Added, h.Added)
+		out.Fired = chainCtx(out.Fired, h.Fired)
+		out.Refused = both(out.Refused, h.Refused)
+		out.Waited = both(out.Waited, h.Waited)
+		out.Retried = both(out.Retried, h.Retried)
+		out.Stopped = both(out.Stopped, h.Stopped)
+		out.Done = both(h.Done, out.Done) // reverse order
 	}
-	out.Started = fanOut(started)
-	out.Stopped = fanOut(stopped)
-	out.Added = fanOut(added)
-	if len(fired) > 0 {
-		out.Fired = func(ctx context.Context, info FireInfo) context.Context {
-			for _, f := range fired {
-				if c := f(ctx, info); c != nil {
-					ctx = c
-				}
-			}
-			return ctx
-		}
-	}
-	if len(done) > 0 {
-		out.Done = func(ctx context.Context, info DoneInfo) {
-			for i := len(done) - 1; i >= 0; i-- {
-				done[i](ctx, info)
-			}
-		}
-	}
-	out.Waited = fanOut2(waited)
-	out.Retried = fanOut2(retried)
 	return out
 }
 
-func fanOut[I any](fs []func(I)) func(I) {
-	switch len(fs) {
-	case 0:
-		return nil
-	case 1:
-		return fs[0] // Added runs per item: no loop around a single hook
-	}
-	return func(info I) {
-		for _, f := range fs {
-			f(info)
+// both returns a hook calling f then g (either may be nil), each recovered
+// on its own: one observer's panic does not cost another its event.
+func both[I any](f, g func(context.Context, I)) func(context.Context, I) {
+	if f == nil || g == nil {
+		if f == nil {
+			return g
 		}
+		return f
+	}
+	return func(ctx context.Context, info I) {
+		safely(func() { f(ctx, info) })
+		safely(func() { g(ctx, info) })
 	}
 }
 
-func fanOut2[I any](fs []func(context.Context, I)) func(context.Context, I) {
-	switch len(fs) {
-	case 0:
-		return nil
-	case 1:
-		return fs[0]
-	}
-	return func(ctx context.Context, info I) {
-		for _, f := range fs {
-			f(ctx, info)
+// chainCtx returns a hook calling f then g, g receiving the context f
+// returned (or ctx when f returned nil), and returning g's result or, when
+// it is nil, f's.
+func chainCtx[I any](f, g func(context.Context, I) context.Context) func(context.Context, I) context.Context {
+	if f == nil || g == nil {
+		if f == nil {
+			return g
 		}
+		return f
+	}
+	return func(ctx context.Context, info I) context.Context {
+		var kept, c context.Context
+		safely(func() { kept = f(ctx, info) })
+		if kept != nil {
+			ctx = kept
+		}
+		if safely(func() { c = g(ctx, info) }); c != nil {
+			return c
+		}
+		return kept
 	}
 }
 
@@ -284,30 +296,35 @@ func fanOut2[I any](fs []func(context.Context, I)) func(context.Context, I) {
 // stored, so that layers around Fire can report waits and retries.
 type reporterKey struct{}
 
-// reporter is what ReportWait and ReportRetry find in a batch's context.
 type reporter struct {
 	hooks *Hooks
-	name  string
 	id    uint64
 }
 
 // ReportWait tells the hooks of the client whose batch ctx belongs to that
-// the batch waited (for a rate limiter, say). Name and BatchID are filled in.
-// It does nothing when ctx is not a batch's context or no hook listens. Layers
-// around Fire (middleware) call it; users rarely need to.
+// the batch waited (for a rate limiter, say); BatchID is filled in. It does
+// nothing when ctx is not a batch's context or no hook listens. Layers
+// around Fire call it; users rarely need to.
 func ReportWait(ctx context.Context, info WaitInfo) {
 	if r, ok := ctx.Value(reporterKey{}).(*reporter); ok && r.hooks.Waited != nil {
-		info.Name, info.BatchID = r.name, r.id
-		r.hooks.Waited(ctx, info)
+		info.BatchID = r.id
+		safely(func() { r.hooks.Waited(ctx, info) })
 	}
 }
 
-// ReportRetry tells the hooks of the client whose batch ctx belongs to that an
-// attempt failed and will be retried. Name and BatchID are filled in. It does
+// ReportRetry tells the hooks of the client whose batch ctx belongs to that
+// an attempt failed and will be retried; BatchID is filled in. It does
 // nothing when ctx is not a batch's context or no hook listens.
 func ReportRetry(ctx context.Context, info RetryInfo) {
 	if r, ok := ctx.Value(reporterKey{}).(*reporter); ok && r.hooks.Retried != nil {
-		info.Name, info.BatchID = r.name, r.id
-		r.hooks.Retried(ctx, info)
+		info.BatchID = r.id
+		safely(func() { r.hooks.Retried(ctx, info) })
 	}
+}
+
+// safely calls a hook, recovering a panic: observation never changes an
+// item's fate.
+func safely(f func()) {
+	defer func() { _ = recover() }()
+	f()
 }

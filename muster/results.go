@@ -3,169 +3,111 @@ package muster
 import (
 	"context"
 	"errors"
-	"fmt"
 )
 
-// More errors returned by the package. Compare with errors.Is.
-var (
-	// ErrFull is returned by Add under OverflowFail when the pending
-	// capacity is used up. The item was not taken.
-	ErrFull = errors.New("muster: pending work capacity full")
-
-	// ErrDropped is the outcome of an item dropped to make room: the
-	// incoming one under OverflowDropNewest (Add returns nil; hooks and its
-	// Result see ErrDropped), or the oldest queued one under
-	// OverflowDropOldest (hooks and its Result see ErrDropped).
-	ErrDropped = errors.New("muster: item dropped to make room")
-
-	// ErrTooLarge is returned by Add when an item's size alone passes
-	// MaxBatchBytes. The item was not taken.
-	ErrTooLarge = errors.New("muster: item larger than MaxBatchBytes")
-)
-
-// Overflow says what Add does when the pending capacity is used up: a batch
-// waits for an in-flight slot and PendingWorkCapacity items are queued
-// behind it. It does not apply to the Work channel, which keeps the seed's
-// blocking semantics.
-type Overflow uint8
-
-// The overflow policies.
-const (
-	// OverflowBlock (the default) blocks Add until there is room or its
-	// context ends.
-	OverflowBlock Overflow = iota
-	// OverflowFail makes Add return ErrFull at once; the item is not taken.
-	OverflowFail
-	// OverflowDropNewest drops the incoming item: Add returns nil, the
-	// item counts in Stats.Refused, and the Added hook sees ErrDropped.
-	OverflowDropNewest
-	// OverflowDropOldest takes the incoming item and drops the oldest
-	// queued one (the first item behind the batch waiting for a slot); it
-	// counts in Stats.Dropped, the Added hook is called for it again with
-	// ErrDropped, and its Result sees ErrDropped. With PendingWorkCapacity
-	// 0 nothing is queued, and the incoming item is dropped instead. A batch
-	// keeps its age when its first item is dropped, so its BatchTimeout still
-	// counts from that item's arrival. Not available to a Client's Batch,
-	// which already holds its items.
-	OverflowDropOldest
-)
-
-// String returns the policy's name: block, fail, drop-newest, drop-oldest.
-func (o Overflow) String() string {
-	switch o {
-	case OverflowBlock:
-		return "block"
-	case OverflowFail:
-		return "fail"
-	case OverflowDropNewest:
-		return "drop-newest"
-	case OverflowDropOldest:
-		return "drop-oldest"
-	}
-	return fmt.Sprintf("Overflow(%d)", uint8(o))
-}
-
-// Result is the outcome of one item added with AddResult: it is done when
+// Result is the outcome of one item added with AddResult. It is done when
 // the item's batch is done (after retries, when a retry middleware wraps
-// Fire), when the item is dropped, or at once when it was refused.
+// Fire), or when the batch it was dropped from is; an item dropped as the
+// newest is done at once. Results of one batch share one allocation, made
+// when its first such item joins. A Result is a small value: copy it freely.
+// The zero Result is done, with no error.
 type Result struct {
-	done chan struct{}
-	err  error
+	o *outcome
+	i int32 // the item's slot in its batch's outcome
 }
 
-func newResult() *Result { return &Result{done: make(chan struct{})} }
+// outcome is a batch's results.
+type outcome struct {
+	done chan struct{}
+	err  error   // the batch's error
+	errs []error // per slot, once an item was dropped or failed alone
+}
+
+var (
+	closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+	// droppedOutcome is the Result of an item dropped as the newest.
+	droppedOutcome = &outcome{done: closedChan, err: ErrDropped}
+)
 
 // Done is closed when the outcome is known.
-func (r *Result) Done() <-chan struct{} { return r.done }
+func (r Result) Done() <-chan struct{} {
+	if r.o == nil {
+		return closedChan
+	}
+	return r.o.done
+}
 
 // Err returns the item's outcome once Done is closed: nil when its batch
 // succeeded, the batch's error, the item's own error from an *ItemErrors,
-// ErrDropped, or the refusal's error. Before that it returns nil.
-func (r *Result) Err() error {
+// ErrDropped, or ErrIncomplete. Before that it returns nil.
+func (r Result) Err() error {
+	if r.o == nil {
+		return nil
+	}
 	select {
-	case <-r.done:
-		return r.err
+	case <-r.o.done:
+		if r.o.errs != nil {
+			return r.o.errs[r.i]
+		}
+		return r.o.err
 	default:
 		return nil
 	}
 }
 
-// Wait blocks until the outcome is known, and returns it, or until ctx ends,
+// Wait blocks until the outcome is known and returns it, or until ctx ends
 // and returns ctx's error (the item stays in its batch).
-func (r *Result) Wait(ctx context.Context) error {
+func (r Result) Wait(ctx context.Context) error {
 	select {
-	case <-r.done:
-		return r.err
+	case <-r.Done():
+		return r.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// complete sets the outcome; nil r is ignored.
-func (r *Result) complete(err error) {
-	if r == nil {
-		return
+// result returns the Result of the item that just joined b, as its last.
+func (b *batch[K, T]) result() Result {
+	if b.res == nil {
+		b.res = &outcome{done: make(chan struct{})}
 	}
-	r.err = err
-	close(r.done)
+	return Result{o: b.res, i: b.joined - 1}
 }
 
-// completeAll completes a batch's results with its outcome; an *ItemErrors
-// gives each item its own.
-func completeAll(results []*Result, err error) {
+// slot returns the outcome slot of b's k-th item: items leave a batch only
+// from its front, so the k-th item present joined joined-n+k-th.
+func (b *batch[K, T]) slot(k int) int32 {
+	return b.joined - int32(b.n) + int32(k)
+}
+
+// setSlot records err for slot s.
+func (o *outcome) setSlot(s int32, err error, slots int32) {
+	if o.errs == nil {
+		o.errs = make([]error, slots)
+	}
+	for int32(len(o.errs)) < slots {
+		o.errs = append(o.errs, nil)
+	}
+	o.errs[s] = err
+}
+
+// complete sets the outcome of b's items: err, or each item's own from an
+// *ItemErrors as long as the batch.
+func (b *batch[K, T]) complete(err error) {
+	o := b.res
+	if o == nil {
+		return
+	}
 	var ie *ItemErrors
-	if errors.As(err, &ie) && len(ie.Errs) == len(results) {
-		for i, r := range results {
-			r.complete(ie.Errs[i])
+	if errors.As(err, &ie) && len(ie.Errs) == b.n {
+		for k := range b.n {
+			o.setSlot(b.slot(k), ie.Errs[k], b.joined)
 		}
-		return
-	}
-	for _, r := range results {
-		r.complete(err)
-	}
-}
-
-// ItemErrors reports that only some items of a batch failed, for a bulk API
-// that rejects 3 items of 100: a FireFunc returns it (a Batch passes it to
-// DoneWith) with Errs index-aligned with the batch's items, nil where the
-// item succeeded. Results see each item's own error. The batch counts as
-// failed; telemetry counts only the failed items as such.
-type ItemErrors struct {
-	Errs []error
-}
-
-// Error summarises the failures.
-func (e *ItemErrors) Error() string {
-	n, first := 0, error(nil)
-	for _, err := range e.Errs {
-		if err != nil {
-			if first == nil {
-				first = err
-			}
-			n++
+	} else if o.errs != nil {
+		for k := range b.n {
+			o.setSlot(b.slot(k), err, b.joined)
 		}
 	}
-	return fmt.Sprintf("muster: %d of %d items failed: %v", n, len(e.Errs), first)
-}
-
-// Unwrap returns the non-nil item errors.
-func (e *ItemErrors) Unwrap() []error {
-	var out []error
-	for _, err := range e.Errs {
-		if err != nil {
-			out = append(out, err)
-		}
-	}
-	return out
-}
-
-// Failed counts the items that failed.
-func (e *ItemErrors) Failed() int {
-	n := 0
-	for _, err := range e.Errs {
-		if err != nil {
-			n++
-		}
-	}
-	return n
+	o.err = err
+	close(o.done)
 }

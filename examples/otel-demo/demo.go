@@ -239,10 +239,10 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		BatchTimeout:         cfg.batchTimeout,
 		MaxConcurrentBatches: uint(cfg.maxInflight),
 		PendingWorkCapacity:  uint(cfg.capacity),
-		Hooks:                muster.Compose(otelHooks, d.tally.hooks()),
+		Hooks:                muster.Compose(otelHooks, d.tally),
 		// The region is the batch span's muster.batch.key; the insert
 		// (a child span) runs in its context.
-		Fire: func(ctx context.Context, _ string, orders []Order) error { return fire(ctx, orders) },
+		Fire: fire,
 	}
 	if err := d.batcher.Start(); err != nil {
 		return nil, err

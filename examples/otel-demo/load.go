@@ -150,7 +150,7 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 	defer span.End()
 	customer := fmt.Sprintf("cust-%04d", rng.IntN(5000))
 	added := 0
-	var results []*muster.Result
+	var results []muster.Result
 	for range k {
 		o := Order{
 			ID:         p.ids.Add(1),
@@ -166,7 +166,7 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 		}
 		var err error
 		if ack {
-			var r *muster.Result
+			var r muster.Result
 			if r, err = p.batcher.AddResult(ctx, o); err == nil {
 				results = append(results, r)
 			}
@@ -190,7 +190,7 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 // the request added with AddResult, and records the outcomes in the tally.
 // An order whose outcome is not known by then stays in its batch: the
 // request answers "accepted, not yet confirmed" (202) instead of "written".
-func (p *producer) await(ctx context.Context, span trace.Span, results []*muster.Result) {
+func (p *producer) await(ctx context.Context, span trace.Span, results []muster.Result) {
 	var a acks
 	for _, r := range results {
 		_ = r.Wait(ctx)
@@ -218,7 +218,7 @@ var (
 )
 
 // isDone reports whether r's outcome is known.
-func isDone(r *muster.Result) bool {
+func isDone(r muster.Result) bool {
 	select {
 	case <-r.Done():
 		return true

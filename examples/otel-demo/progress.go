@@ -74,16 +74,19 @@ func newTally() *tally {
 // failed batch from one abandoned at the shutdown deadline (never fired).
 type firedKey struct{}
 
-func (t *tally) hooks() *muster.Hooks {
+// Observe makes the tally a muster.Observer of the demo's batcher.
+func (t *tally) Observe(c muster.ClientInfo) *muster.Hooks {
 	return &muster.Hooks{
-		Added: func(info muster.AddInfo) {
+		Added: func(context.Context, muster.AddInfo) context.Context {
 			t.mu.Lock()
 			defer t.mu.Unlock()
-			if info.Err == nil {
-				t.cur.added++
-				t.tot.added++
-				return
-			}
+			t.cur.added++
+			t.tot.added++
+			return nil
+		},
+		Refused: func(_ context.Context, info muster.AddInfo) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
 			t.cur.refused++
 			t.tot.refused++
 			t.tot.refusedBy[otelmuster.ErrorType(info.Err)]++
@@ -92,8 +95,8 @@ func (t *tally) hooks() *muster.Hooks {
 			t.mu.Lock()
 			defer t.mu.Unlock()
 			t.cur.batches++
-			if info.MaxBatchSize > 0 {
-				t.cur.fill += float64(info.Size) / float64(info.MaxBatchSize)
+			if c.MaxBatchSize > 0 {
+				t.cur.fill += float64(info.Size) / float64(c.MaxBatchSize)
 			}
 			t.cur.ages = append(t.cur.ages, info.Age)
 			t.tot.batches++

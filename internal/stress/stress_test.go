@@ -160,11 +160,11 @@ type ledger struct {
 
 	// Per item, as the producers saw it.
 	offered map[int]item
-	addErr  map[int]error          // Add/AddResult returned an error
-	results map[int]*muster.Result // AddResult's Result
+	addErr  map[int]error         // Add/AddResult returned an error
+	results map[int]muster.Result // AddResult's Result
 	// Per item, as the hooks saw it.
-	addedOK  map[int]int     // Added hooks with a nil Err
-	addedErr map[int][]error // Added hooks with an error
+	addedOK  map[int]int     // Added hooks (the item was taken)
+	addedErr map[int][]error // Refused hooks (not taken, or dropped)
 	final    map[int]error   // the item's outcome from its batch's Done hook
 	inDone   map[int]int     // Done hooks whose batch held the item
 	// Per item, as the downstream saw it.
@@ -175,7 +175,9 @@ type ledger struct {
 	batchItems     int // items in them
 	abandonedItems int
 	fired          int // Fired hooks
-	started        int // Started hooks
+	between        int // batches between their Fired and Done hooks
+	maxBetween     int
+	started        int // Observe calls
 	stopped        int // Stopped hooks
 	cutInFlight    int // fired batches failed by a Shutdown deadline
 	violations     []string
@@ -185,7 +187,7 @@ func newLedger() *ledger {
 	return &ledger{
 		offered:   make(map[int]item),
 		addErr:    make(map[int]error),
-		results:   make(map[int]*muster.Result),
+		results:   make(map[int]muster.Result),
 		addedOK:   make(map[int]int),
 		addedErr:  make(map[int][]error),
 		final:     make(map[int]error),
@@ -209,39 +211,76 @@ func (l *ledger) violateLocked(format string, args ...any) {
 
 type firedMark struct{}
 
-// hooks are the test's counting hooks: they name every item through its
-// context (KeepItemContexts) and record each batch's outcome per item.
+// observerFunc adapts a function to muster.Observer.
+type observerFunc func(muster.ClientInfo) *muster.Hooks
+
+func (f observerFunc) Observe(c muster.ClientInfo) *muster.Hooks { return f(c) }
+
+// observer gives the test's counting hooks: they name every item through
+// its context (Added keeps it, so that FireInfo.Contexts and the Refused
+// hook of a dropped item carry it) and record each batch's outcome per item.
+func (l *ledger) observer(c config) muster.Observer {
+	return observerFunc(func(info muster.ClientInfo) *muster.Hooks {
+		l.mu.Lock()
+		l.started++
+		if info.Name != "stress" || info.MaxBatchSize != int(c.maxSize) || info.MaxConcurrentBatches != int(c.maxConc) ||
+			c.keyed && info.MaxKeys != c.maxKeys || !c.keyed && info.MaxKeys != 0 {
+			l.violateLocked("Observe: ClientInfo %+v for %v", info, c)
+		}
+		l.mu.Unlock()
+		return l.hooks(c)
+	})
+}
+
 func (l *ledger) hooks(c config) *muster.Hooks {
 	return &muster.Hooks{
-		KeepItemContexts: true,
-		Started: func(muster.ClientInfo) {
-			l.mu.Lock()
-			l.started++
-			l.mu.Unlock()
-		},
-		Stopped: func(muster.ClientInfo) {
+		Stopped: func(ctx context.Context, info muster.ClientInfo) {
 			l.mu.Lock()
 			l.stopped++
+			if l.between != 0 {
+				l.violateLocked("Stopped with %d batches between Fired and Done", l.between)
+			}
 			l.mu.Unlock()
 		},
-		Added: func(info muster.AddInfo) {
-			id, ok := idOf(info.Ctx)
+		Added: func(ctx context.Context, info muster.AddInfo) context.Context {
+			id, ok := idOf(ctx)
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			if !ok {
-				l.violateLocked("Added hook with a context that names no item (err %v)", info.Err)
+				l.violateLocked("Added hook with a context that names no item")
+				return nil
+			}
+			if info.Err != nil || info.Blocked != 0 {
+				l.violateLocked("item %d: Added with %+v", id, info)
+			}
+			l.addedOK[id]++
+			return ctx
+		},
+		Refused: func(ctx context.Context, info muster.AddInfo) {
+			id, ok := idOf(ctx)
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if !ok {
+				l.violateLocked("Refused hook with a context that names no item (err %v)", info.Err)
 				return
 			}
 			if info.Err == nil {
-				l.addedOK[id]++
-			} else {
-				l.addedErr[id] = append(l.addedErr[id], info.Err)
+				l.violateLocked("item %d: Refused with no error", id)
 			}
+			l.addedErr[id] = append(l.addedErr[id], info.Err)
 		},
 		Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
 			l.mu.Lock()
+			defer l.mu.Unlock()
 			l.fired++
-			l.mu.Unlock()
+			l.between++
+			l.maxBetween = max(l.maxBetween, l.between)
+			if c.maxConc > 0 && (l.between > int(c.maxConc) || info.InFlight > int(c.maxConc)) {
+				l.violateLocked("%d batches between Fired and Done (InFlight %d), MaxConcurrentBatches %d", l.between, info.InFlight, c.maxConc)
+			}
+			if len(info.Contexts) != info.Size {
+				l.violateLocked("Fired: %d contexts for %d items: an Added hook had not run", len(info.Contexts), info.Size)
+			}
 			return context.WithValue(ctx, firedMark{}, true)
 		},
 		Done: func(ctx context.Context, info muster.DoneInfo) {
@@ -249,6 +288,9 @@ func (l *ledger) hooks(c config) *muster.Hooks {
 			defer l.mu.Unlock()
 			l.batches++
 			l.batchItems += info.Size
+			if ctx.Value(firedMark{}) != nil {
+				l.between--
+			}
 			if ctx.Value(firedMark{}) == nil {
 				if !errors.Is(info.Err, muster.ErrIncomplete) {
 					l.violateLocked("batch done without firing, with %v (not ErrIncomplete)", info.Err)
@@ -330,15 +372,11 @@ func (d *downstream) fire(ctx context.Context, items []item) error {
 	n := d.n
 	d.mu.Unlock()
 
-	// Only a call whose items the downstream never saw may panic: a panic
-	// after some of the batch's items were delivered by an earlier partial
-	// attempt turns them into failures (see TestBugRetryPanicAfterPartial).
-	fresh := true
+	// A call may panic whether or not an earlier attempt delivered some of
+	// the batch's items: retry charges a panic to that attempt's items only
+	// (see TestRetryPanicAfterPartial).
 	d.l.mu.Lock()
 	for _, it := range items {
-		if d.l.seen[it.id] {
-			fresh = false
-		}
 		d.l.seen[it.id] = true
 	}
 	d.l.mu.Unlock()
@@ -383,11 +421,8 @@ func (d *downstream) fire(ctx context.Context, items []item) error {
 			err = fmt.Errorf("bulk: %w", err)
 		}
 		return err
-	case fresh:
-		panic(fmt.Sprintf("downstream panic %d", n))
 	default:
-		d.deliver(items, nil)
-		return nil
+		panic(fmt.Sprintf("downstream panic %d", n))
 	}
 }
 
@@ -407,7 +442,7 @@ func (d *downstream) deliver(items []item, errs []error) {
 // client is what the producers see of a Batcher or a Keyed.
 type client interface {
 	Add(context.Context, item) error
-	AddResult(context.Context, item) (*muster.Result, error)
+	AddResult(context.Context, item) (muster.Result, error)
 	Flush(context.Context) error
 	Stop() error
 	Shutdown(context.Context) error
@@ -500,7 +535,7 @@ func runRound(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks := muster.Compose(metricsHooks, l.hooks(c))
+	hooks := muster.Compose(metricsHooks, l.observer(c))
 
 	ds := &downstream{c: c, l: l, rng: rand.New(rand.NewPCG(seed, 0xd0))}
 	fire := muster.FireFunc[item](ds.fire)
@@ -524,10 +559,10 @@ func runRound(t *testing.T, seed uint64) {
 	if c.keyed {
 		k := &muster.Keyed[int, item]{
 			Key: func(it item) int { return it.key },
-			Fire: func(ctx context.Context, key int, items []item) error {
+			Fire: func(ctx context.Context, items []item) error {
 				for _, it := range items {
-					if it.key != key {
-						l.violate("Fire for key %d got item %d of key %d", key, it.id, it.key)
+					if it.key != items[0].key {
+						l.violate("Fire for key %d got item %d of key %d", items[0].key, it.id, it.key)
 					}
 				}
 				return fire(ctx, items)
@@ -590,7 +625,7 @@ func runRound(t *testing.T, seed uint64) {
 				l.mu.Lock()
 				l.offered[id] = it
 				l.mu.Unlock()
-				var res *muster.Result
+				var res muster.Result
 				var err error
 				if useResult {
 					res, err = cl.AddResult(ctx, it)
@@ -601,11 +636,11 @@ func runRound(t *testing.T, seed uint64) {
 				l.mu.Lock()
 				if err != nil {
 					l.addErr[id] = err
-					if res != nil {
+					if res != (muster.Result{}) {
 						l.violateLocked("item %d: AddResult returned a Result and error %v", id, err)
 					}
 				} else if useResult {
-					if res == nil {
+					if res == (muster.Result{}) {
 						l.violateLocked("item %d: AddResult returned neither Result nor error", id)
 					} else {
 						l.results[id] = res
@@ -705,9 +740,9 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 		aerr, hasAddErr := l.addErr[id]
 		ok := l.addedOK[id]
 		errs := l.addedErr[id]
-		res := l.results[id]
+		res, hasRes := l.results[id]
 		var resErr error
-		if res != nil {
+		if hasRes {
 			select {
 			case <-res.Done():
 				resErr = res.Err()
@@ -721,7 +756,12 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 		case hasAddErr:
 			o = refused
 			if ok != 0 || len(errs) != 1 || !sameErr(errs[0], aerr) {
-				bad("item %d: Add returned %v; Added hooks: %d ok, errors %v", id, aerr, ok, errs)
+				bad("item %d: Add returned %v; Added hooks: %d, Refused hooks: %v", id, aerr, ok, errs)
+			}
+			// Every refusal has an error.type of its own, not a Go type
+			// shared with any errors.New error (ErrTooManyKeys had none).
+			if et := otelmuster.ErrorType(aerr); strings.ContainsAny(et, "*.") {
+				bad("item %d: refused with %v, error.type %q: no class of its own", id, aerr, et)
 			}
 			refusedN++
 			wantAdded[otelmuster.ErrorType(aerr)]++
@@ -729,11 +769,11 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 			// Refused without an error from Add: dropped as the newest.
 			o = refused
 			if len(errs) != 1 || !errors.Is(errs[0], muster.ErrDropped) {
-				bad("item %d: Add returned nil; Added hooks: 0 ok, errors %v", id, errs)
+				bad("item %d: Add returned nil; no Added hook, Refused hooks %v", id, errs)
 			} else if c.overflow != muster.OverflowDropNewest && c.overflow != muster.OverflowDropOldest {
 				bad("item %d: dropped under Overflow %v", id, c.overflow)
 			}
-			if res != nil && !errors.Is(resErr, muster.ErrDropped) {
+			if hasRes && !errors.Is(resErr, muster.ErrDropped) {
 				bad("item %d: dropped, its Result says %v", id, resErr)
 			}
 			refusedN++
@@ -743,12 +783,12 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 		case len(errs) > 0:
 			o = dropped
 			if len(errs) != 1 || !errors.Is(errs[0], muster.ErrDropped) || c.overflow != muster.OverflowDropOldest {
-				bad("item %d: taken, then Added hook errors %v (Overflow %v)", id, errs, c.overflow)
+				bad("item %d: taken, then Refused hooks %v (Overflow %v)", id, errs, c.overflow)
 			}
 			if l.inDone[id] != 0 {
 				bad("item %d: dropped, and in %d done batches", id, l.inDone[id])
 			}
-			if res != nil && !errors.Is(resErr, muster.ErrDropped) {
+			if hasRes && !errors.Is(resErr, muster.ErrDropped) {
 				bad("item %d: dropped, its Result says %v", id, resErr)
 			}
 			droppedN++
@@ -766,7 +806,7 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 			}
 			wantAdded[""]++
 			wantProc[otelmuster.ErrorType(err)]++
-			if res != nil && !sameErr(resErr, err) {
+			if hasRes && !sameErr(resErr, err) {
 				bad("item %d: its batch says %v, its Result %v", id, err, resErr)
 			}
 			if errors.Is(err, muster.ErrIncomplete) {
@@ -818,11 +858,17 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 	if st.Fired != uint64(l.fired) {
 		bad("Stats.Fired %d, Fired hooks %d", st.Fired, l.fired)
 	}
-	if st.InFlight != 0 || st.Pending != 0 || st.Queued != 0 {
+	if st.InFlight != 0 || st.Waiting != 0 || st.Pending != 0 || st.Queued != 0 || st.Fired != st.Done {
 		bad("after the end: Stats %+v", st)
 	}
 	if l.started != 1 || l.stopped != 1 {
-		bad("Started hook ran %d times, Stopped %d", l.started, l.stopped)
+		bad("Observe ran %d times, Stopped %d", l.started, l.stopped)
+	}
+	if l.between != 0 {
+		bad("%d batches Fired without Done", l.between)
+	}
+	if c.keyed && st.Keys > c.maxKeys || st.Keys < 0 {
+		bad("Stats.Keys %d, MaxKeys %d", st.Keys, c.maxKeys)
 	}
 	if c.shutdown == 0 && l.abandonedItems != 0 {
 		bad("Stop abandoned %d items", l.abandonedItems)
@@ -939,4 +985,53 @@ func histogram(rm metricdata.ResourceMetrics, name string) []metricdata.Histogra
 		}
 	}
 	return out
+}
+
+// A FireFunc wrapped by retry.New delivers item 0 and fails item 1 (a
+// *muster.ItemErrors), then panics on the retry of item 1. The panic used to
+// escape the middleware, so that the core failed the whole batch and item 0's
+// Result said it failed though it was delivered. retry recovers a panic per
+// attempt and charges it to that attempt's items only. TestStress's
+// downstream panics on retries too; this is the smallest case.
+func TestRetryPanicAfterPartial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		calls := 0
+		fire := retry.New[int](retry.WithBackoff(retry.Backoff{Initial: time.Millisecond}))(
+			func(ctx context.Context, items []int) error {
+				calls++
+				if calls == 1 {
+					return &muster.ItemErrors{Errs: []error{nil, errors.New("busy")}}
+				}
+				panic("downstream panic")
+			})
+		b := &muster.Batcher[int]{MaxBatchSize: 2, Fire: fire}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r0, _ := b.AddResult(context.Background(), 0)
+		r1, _ := b.AddResult(context.Background(), 1)
+		if err := b.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r0.Err(); err != nil {
+			t.Errorf("item 0 was delivered by the first attempt; its Result says %v", err)
+		}
+		if err := r1.Err(); !errors.Is(err, muster.ErrPanic) {
+			t.Errorf("item 1: %v, want a panic", err)
+		}
+	})
+}
+
+// Every refusal muster reports has an error.type class of its own: none is
+// named by its Go type, which muster's sentinel errors share with any
+// errors.New error (ErrTooManyKeys once had none). TestStress checks the
+// refusals it meets; this checks them all.
+func TestErrorTypeOfRefusals(t *testing.T) {
+	for _, err := range []error{muster.ErrStopped, muster.ErrFull, muster.ErrDropped, muster.ErrTooLarge,
+		muster.ErrTooManyKeys, muster.ErrInvalidKey, muster.ErrNotStarted, muster.ErrIncomplete,
+		context.Canceled, context.DeadlineExceeded, &muster.PanicError{Value: "x"}} {
+		if et := otelmuster.ErrorType(err); et == "" || strings.ContainsAny(et, "*.") {
+			t.Errorf("ErrorType(%v) = %q, want a class of its own", err, et)
+		}
+	}
 }

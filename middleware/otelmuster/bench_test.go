@@ -26,12 +26,16 @@ import (
 //   - otel: NewHooks; items added with context.Background, so batch spans
 //     have no links.
 //   - otel-linked: NewHooks; each producer adds under a sampled span of its
-//     own, so a batch span links to up to 8 distinct spans.
+//     own, so each item gets a create span (the default), ended at the
+//     fire, and a batch span links to its 100 items' create spans.
+//   - otel-linked-noitems: the same with WithItemSpans(false): a batch span
+//     links to up to 8 distinct spans.
 //   - otel-1pct: NewHooks with a 1% sampler (ParentBased(TraceIDRatioBased)),
 //     what a busy service runs: 99% of batch spans are not recorded.
 //   - tracing, metrics: NewTracing or NewMetrics alone; core-hooks: hooks
-//     that do nothing (an Added, a Fired, a Done, KeepItemContexts), the
-//     core's own cost of running hooks. The breakdown of otel.
+//     that do nothing but keep every item's context (an Added returning it,
+//     a Fired, a Done), the core's own cost of running hooks. The breakdown
+//     of otel.
 //
 // Besides ns/item (wall time), cpu-ns/item is the process's CPU time per item
 // (every goroutine: producers, batches, the span processor, the GC), which
@@ -44,11 +48,13 @@ func BenchmarkInstrumented(b *testing.B) {
 		name             string
 		tracing, metrics bool
 		linked           bool
+		noItemSpans      bool
 		sampler          sdktrace.Sampler
 	}{
 		{name: "bare"},
 		{name: "otel", tracing: true, metrics: true},
 		{name: "otel-linked", tracing: true, metrics: true, linked: true},
+		{name: "otel-linked-noitems", tracing: true, metrics: true, linked: true, noItemSpans: true},
 		{name: "otel-1pct", tracing: true, metrics: true, sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))},
 		{name: "tracing", tracing: true},
 		{name: "metrics", metrics: true},
@@ -66,8 +72,9 @@ func BenchmarkInstrumented(b *testing.B) {
 			defer tp.Shutdown(context.Background())
 			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 			defer mp.Shutdown(context.Background())
-			opts := []otelmuster.Option{otelmuster.WithTracerProvider(tp), otelmuster.WithMeterProvider(mp)}
-			var hooks *muster.Hooks
+			opts := []otelmuster.Option{otelmuster.WithTracerProvider(tp), otelmuster.WithMeterProvider(mp),
+				otelmuster.WithItemSpans(!bc.noItemSpans)}
+			var hooks muster.Observer
 			switch {
 			case bc.tracing && bc.metrics:
 				var err error
@@ -83,10 +90,9 @@ func BenchmarkInstrumented(b *testing.B) {
 				}
 			case bc.name == "core-hooks":
 				hooks = &muster.Hooks{
-					Added:            func(muster.AddInfo) {},
-					Fired:            func(ctx context.Context, _ muster.FireInfo) context.Context { return ctx },
-					Done:             func(context.Context, muster.DoneInfo) {},
-					KeepItemContexts: true,
+					Added: func(ctx context.Context, _ muster.AddInfo) context.Context { return ctx },
+					Fired: func(ctx context.Context, _ muster.FireInfo) context.Context { return ctx },
+					Done:  func(context.Context, muster.DoneInfo) {},
 				}
 			}
 			ctxs := make([]context.Context, producers)

@@ -76,7 +76,7 @@ type config struct {
 // later with otel.SetTracerProvider or otel.SetMeterProvider, so hooks built
 // before the SDK is set up still reach it.
 func newConfig(opts []Option) config {
-	c := config{maxLinks: DefaultMaxLinks, spanKind: trace.SpanKindInternal}
+	c := config{maxLinks: DefaultMaxLinks, spanKind: trace.SpanKindInternal, itemSpans: true}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
@@ -137,22 +137,17 @@ func WithSpanKind(kind trace.SpanKind) Option {
 	})
 }
 
-// WithItemSpans turns on a "create {name}" span (kind PRODUCER) per item, as
-// OpenTelemetry's messaging conventions recommend for batching APIs. Off by
-// default.
+// WithItemSpans says whether items added under a sampled span get a
+// "create {name}" span (kind PRODUCER): a child of the request's span, from
+// the moment the item was taken (in Add, under the client's lock) to the
+// moment its batch fired, ended with a link to the batch span, which links
+// back to it. From a slow request's trace, one click reaches the batch that
+// carried its item, its wait, its retries. Items added without a sampled
+// span (sent on Work, with context.Background, or an unsampled request) get
+// none. On by default.
 //
-// When the batch fires, each item added with a context that carries a valid
-// span context gets a create span: a child of that context, from the time
-// the item was added to the time its batch fired (so the request's trace
-// shows how long the item waited to be batched), ended with a link to the
-// batch span. The batch span then links to the create spans instead of the
-// callers' spans. Items added without a span (sent on Work, or with
-// context.Background) get none, so the option never starts a trace per item.
-//
-// The cost is a span per item: with the OpenTelemetry SDK about 1 µs and a
-// few allocations each, on the batch's goroutine, plus a clock read per item
-// in Add (KeepItemTimes), and one more span per item through the span
-// pipeline and the backend. Keep it off for high-volume batchers.
+// The cost is one span per sampled item (BENCHMARKS.md measures it); turn
+// it off when sampled requests add thousands of items each.
 func WithItemSpans(on bool) Option {
 	return optionFunc(func(c *config) { c.itemSpans = on })
 }

@@ -34,6 +34,9 @@ const (
 	ErrorTypeTooLarge = "too_large"
 	// ErrorTypeTooManyKeys: a Keyed refused an item of a new key; see muster.ErrTooManyKeys.
 	ErrorTypeTooManyKeys = "too_many_keys"
+	// ErrorTypeInvalidKey: a Keyed refused an item whose key is not equal
+	// to itself (a NaN) or cannot be compared; see muster.ErrInvalidKey.
+	ErrorTypeInvalidKey = "invalid_key"
 	// ErrorTypePartial: some items of the batch failed (a *muster.ItemErrors);
 	// item counts carry each item's own error.type.
 	ErrorTypePartial = "partial"
@@ -43,19 +46,20 @@ const (
 // attribute on spans and metrics, or "" for a nil err. The first rule that
 // matches decides:
 //
-//  1. errors.Is(err, muster.ErrPanic): "panic"; muster.ErrIncomplete:
+//  1. A *muster.ItemErrors (only some items failed): "partial".
+//  2. errors.Is(err, muster.ErrPanic): "panic"; muster.ErrIncomplete:
 //     "shutdown_incomplete". These say what happened to the batch, whatever
 //     the panic value or the in-flight error was.
-//  2. err, or an error in its chain, has a method ErrorType() string that
+//  3. err, or an error in its chain, has a method ErrorType() string that
 //     returns a non-empty value: that value (the convention of
 //     go.opentelemetry.io/otel/semconv's ErrorType). Give your errors this
 //     method to name them.
-//  0. A *muster.ItemErrors (only some items failed): "partial".
-//  3. muster.ErrStopped: "stopped"; muster.ErrFull: "full"; muster.ErrDropped:
+//  4. muster.ErrStopped: "stopped"; muster.ErrFull: "full"; muster.ErrDropped:
 //     "dropped"; muster.ErrTooLarge: "too_large"; muster.ErrTooManyKeys:
-//     "too_many_keys"; muster.ErrNotStarted: "not_started";
-//     context.DeadlineExceeded: "timeout"; context.Canceled: "canceled".
-//  4. Otherwise the Go type of err, after unwrapping fmt.Errorf wrappers, as
+//     "too_many_keys"; muster.ErrInvalidKey: "invalid_key";
+//     muster.ErrNotStarted: "not_started"; context.DeadlineExceeded:
+//     "timeout"; context.Canceled: "canceled".
+//  5. Otherwise the Go type of err, after unwrapping fmt.Errorf wrappers, as
 //     semconv's ErrorType names it: "package/path.Type" for a named type,
 //     its type string otherwise (for example "*net.OpError" or
 //     "*errors.errorString").
@@ -86,6 +90,8 @@ func ErrorType(err error) string {
 		return ErrorTypeTooLarge
 	case errors.Is(err, muster.ErrTooManyKeys):
 		return ErrorTypeTooManyKeys
+	case errors.Is(err, muster.ErrInvalidKey):
+		return ErrorTypeInvalidKey
 	case errors.Is(err, muster.ErrNotStarted):
 		return ErrorTypeNotStarted
 	case errors.Is(err, context.DeadlineExceeded):

@@ -38,6 +38,8 @@ func TestErrorType(t *testing.T) {
 		{muster.ErrFull, "full"},
 		{fmt.Errorf("x: %w", muster.ErrDropped), "dropped"},
 		{muster.ErrTooLarge, "too_large"},
+		{muster.ErrTooManyKeys, "too_many_keys"},
+		{fmt.Errorf("key: %w", muster.ErrInvalidKey), "invalid_key"},
 		{&muster.ItemErrors{Errs: []error{nil, quotaError{}}}, "partial"},
 		{context.DeadlineExceeded, "timeout"},
 		{fmt.Errorf("wait: %w", context.Canceled), "canceled"},
@@ -57,8 +59,11 @@ func TestErrorType(t *testing.T) {
 
 // The options ignore nil providers and an unspecified span kind.
 func TestOptionsNil(t *testing.T) {
-	h := otelmuster.NewTracing(otelmuster.WithTracerProvider(nil), otelmuster.WithSpanKind(0), nil)
-	if h == nil || h.Fired == nil {
+	o := otelmuster.NewTracing(otelmuster.WithTracerProvider(nil), otelmuster.WithSpanKind(0), nil)
+	if o == nil {
+		t.Fatal("no observer")
+	}
+	if h := o.Observe(muster.ClientInfo{Name: "x"}); h == nil || h.Fired == nil {
 		t.Fatal("no hooks")
 	}
 	if _, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(nil)); err != nil {

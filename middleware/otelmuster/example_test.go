@@ -17,8 +17,9 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
-// Each batch is a span linked to the requests whose items it carried; the
-// user's own spans inside Fire are its children.
+// Each batch is a span linked to the requests whose items it carried,
+// through a short "create" span per item in the request's trace; the user's
+// own spans inside Fire are children of the batch span.
 func ExampleNewTracing() {
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
@@ -41,8 +42,10 @@ func ExampleNewTracing() {
 	if err := b.Start(); err != nil {
 		panic(err)
 	}
+	requests := map[string]string{} // span id -> request
 	for _, req := range []string{"a", "b"} {
 		ctx, span := tracer.Start(context.Background(), "request "+req)
+		requests[span.SpanContext().SpanID().String()] = req
 		_ = b.Add(ctx, req+"1")
 		_ = b.Add(ctx, req+"2")
 		span.End()
@@ -57,6 +60,9 @@ func ExampleNewTracing() {
 	}
 	for _, s := range sr.Ended() {
 		switch {
+		case strings.HasPrefix(s.Name(), "create "):
+			fmt.Printf("%s: child of request %s, linked to a batch span %v\n",
+				s.Name(), requests[s.Parent().SpanID().String()], batchSpans[s.Links()[0].SpanContext.SpanID().String()])
 		case s.Name() == "INSERT orders":
 			fmt.Printf("%s: child of a batch span %v\n", s.Name(), batchSpans[s.Parent().SpanID().String()])
 		case strings.HasPrefix(s.Name(), "fire "):
@@ -72,8 +78,12 @@ func ExampleNewTracing() {
 		}
 	}
 	// Output:
+	// create orders: child of request a, linked to a batch span true
+	// create orders: child of request a, linked to a batch span true
+	// create orders: child of request b, linked to a batch span true
 	// INSERT orders: child of a batch span true
-	// fire orders: 3 items (size), 2 links, new root true, status Unset
+	// fire orders: 3 items (size), 3 links, new root true, status Unset
+	// create orders: child of request b, linked to a batch span true
 	// INSERT orders: child of a batch span true
 	// fire orders: 1 items (shutdown), 1 links, new root true, status Error "disk full", error.type *errors.errorString
 }

@@ -7,14 +7,10 @@ import "github.com/musterhq/muster/muster"
 // [NewMetrics]. Tracing comes first, so measurements made in Fired and Done
 // see the batch span in their context (exemplars) and the span ends after
 // them. Its error is NewMetrics's.
-func NewHooks(opts ...Option) (*muster.Hooks, error) {
+func NewHooks(opts ...Option) (muster.Observer, error) {
 	m, err := NewMetrics(opts...)
 	if err != nil {
 		return nil, err
 	}
-	h := muster.Compose(NewTracing(opts...), m)
-	// Added runs for every item, and only the metrics listen to it: call
-	// theirs directly rather than through Compose's loop over one function.
-	h.Added = m.Added
-	return h, nil
+	return muster.Compose(NewTracing(opts...), m), nil
 }

@@ -3,8 +3,8 @@ package otelmuster
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -14,19 +14,20 @@ import (
 	"github.com/musterhq/muster/telemetry/musterconv"
 )
 
-// NewMetrics returns hooks that record muster's metric instruments, each
-// created from its entry in the catalogue (package
+// NewMetrics returns an observer that records muster's metric instruments,
+// each created from its entry in the catalogue (package
 // github.com/musterhq/muster/telemetry/musterconv: name, unit, description,
 // bucket boundaries), on a meter of the provider [WithMeterProvider] gives.
-// Install them on a muster.Client or muster.Batcher (Hooks field), alone or
+// Install it on a muster.Client, Batcher or Keyed (Hooks field), alone or
 // combined by muster.Compose; [NewHooks] adds tracing. The package
 // documentation lists what is recorded, and when.
 //
-// The hooks may be shared by any number of clients: measurements carry the
-// client's name as muster.batcher.name, and clients with the same name add
-// up. The error is that of creating an instrument or registering a callback;
-// the hooks are then nil.
-func NewMetrics(opts ...Option) (*muster.Hooks, error) {
+// One observer may serve any number of clients: it learns of each when it
+// starts (muster.Observer) and keeps that client's attribute sets and
+// gauges until it stops. Measurements carry the client's name as
+// muster.batcher.name, and clients with the same name add up. The error is
+// that of creating an instrument; the observer is then nil.
+func NewMetrics(opts ...Option) (muster.Observer, error) {
 	c := newConfig(opts)
 	m := &metrics{
 		meter:  c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version())),
@@ -35,15 +36,7 @@ func NewMetrics(opts ...Option) (*muster.Hooks, error) {
 	if err := m.init(); err != nil {
 		return nil, err
 	}
-	return &muster.Hooks{
-		Started: m.started,
-		Stopped: m.stopped,
-		Added:   m.added,
-		Fired:   m.fired,
-		Done:    m.done,
-		Waited:  m.waited,
-		Retried: m.retried,
-	}, nil
+	return m, nil
 }
 
 type metrics struct {
@@ -56,9 +49,6 @@ type metrics struct {
 	inflight                          metric.Int64UpDownCounter
 	queueSize, queueCapacity, limit   metric.Int64ObservableUpDownCounter
 	keys                              metric.Int64ObservableUpDownCounter
-
-	names sync.Map                  // client name -> *nameAttrs
-	last  atomic.Pointer[nameAttrs] // the last one looked up
 
 	mu     sync.Mutex        // guards groups; never taken by a callback
 	groups map[string]*group // live clients by name
@@ -116,14 +106,13 @@ func newAttrSet(kvs ...attribute.KeyValue) *attrSet {
 	return &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}, obs: []metric.ObserveOption{o}}
 }
 
-// maxErrorSets bounds the error.type sets cached per name, in case an
+// maxErrorSets bounds the error.type sets cached per client, in case an
 // ErrorType method returns unbounded values; past it, sets are built per
 // measurement (and the SDK's cardinality limit applies).
 const maxErrorSets = 64
 
 // nameAttrs holds the attribute sets of one client name.
 type nameAttrs struct {
-	key     string // the client's Name
 	name    attribute.KeyValue
 	base    *attrSet    // muster.batcher.name
 	trigger [5]*attrSet // + muster.batch.trigger, by muster.Trigger (0: "unknown")
@@ -132,27 +121,15 @@ type nameAttrs struct {
 	count   int
 }
 
-// attrsFor returns the attribute sets of a client, the last one looked up
-// first (see tracing.namesFor).
-func (m *metrics) attrsFor(name string) *nameAttrs {
-	if n := m.last.Load(); n != nil && n.key == name {
-		return n
+func newNameAttrs(name string) *nameAttrs {
+	if name == "" {
+		name = defaultName
 	}
-	v, ok := m.names.Load(name)
-	if !ok {
-		shown := name
-		if shown == "" {
-			shown = defaultName
-		}
-		n := &nameAttrs{key: name, name: musterconv.BatcherName(shown)}
-		n.base = newAttrSet(n.name)
-		for t := range n.trigger {
-			n.trigger[t] = newAttrSet(n.name, musterconv.BatchTrigger(muster.Trigger(t).String()))
-		}
-		v, _ = m.names.LoadOrStore(name, n)
+	n := &nameAttrs{name: musterconv.BatcherName(name)}
+	n.base = newAttrSet(n.name)
+	for t := range n.trigger {
+		n.trigger[t] = newAttrSet(n.name, musterconv.BatchTrigger(muster.Trigger(t).String()))
 	}
-	n := v.(*nameAttrs)
-	m.last.Store(n)
 	return n
 }
 
@@ -182,45 +159,67 @@ func (n *nameAttrs) byError(err error) *attrSet {
 	return s
 }
 
-// firedKey marks the context of a batch whose Fired hook ran, so that Done
-// tells it from a batch abandoned before it fired.
-type firedKey struct{}
-
-// added runs for every item: it records nothing unless the producer was
-// held by backpressure or the item was refused. Accepted items are counted
-// per batch, when it fires.
-func (m *metrics) added(info muster.AddInfo) {
-	if info.Err == nil && info.Blocked == 0 {
-		return
-	}
-	n := m.attrsFor(info.Name)
-	ctx := info.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if info.Blocked > 0 {
-		m.blocked.Record(ctx, info.Blocked.Seconds(), n.base.rec...)
-	}
-	if info.Err != nil {
-		m.itemAdded.Add(ctx, 1, n.byError(info.Err).add...)
+// Observe gives one client its hooks: its attribute sets, computed once,
+// and its place among the clients of its name for the observable
+// instruments.
+func (m *metrics) Observe(info muster.ClientInfo) *muster.Hooks {
+	c := &clientMetrics{m: m, n: newNameAttrs(info.Name), info: info}
+	m.join(c)
+	return &muster.Hooks{
+		Refused: c.refused,
+		Waited:  c.waited,
+		Fired:   c.fired,
+		Retried: c.retried,
+		Done:    c.done,
+		Stopped: c.stopped,
 	}
 }
 
-func (m *metrics) fired(ctx context.Context, info muster.FireInfo) context.Context {
-	n := m.attrsFor(info.Name)
-	t := n.byTrigger(info.Trigger)
-	m.itemAdded.Add(ctx, int64(info.Size), n.base.add...)
+// clientMetrics is what the metrics observer keeps for one client.
+type clientMetrics struct {
+	m    *metrics
+	n    *nameAttrs
+	info muster.ClientInfo
+}
+
+// firedKey marks the context of a batch whose Fired hook ran, so that Done
+// tells it from a batch abandoned before it fired. It holds the client's
+// metrics: another metrics observer composed with this one has its own.
+type firedKey struct{ c *clientMetrics }
+
+// refused counts an item not taken, or dropped, by its error.type.
+func (c *clientMetrics) refused(ctx context.Context, info muster.AddInfo) {
+	if info.Blocked > 0 {
+		c.m.blocked.Record(ctx, info.Blocked.Seconds(), c.n.base.rec...)
+	}
+	c.m.itemAdded.Add(ctx, 1, c.n.byError(info.Err).add...)
+}
+
+func (c *clientMetrics) waited(ctx context.Context, info muster.WaitInfo) {
+	switch info.Reason {
+	case muster.WaitBackpressure:
+		c.m.blocked.Record(ctx, info.Duration.Seconds(), c.n.base.rec...)
+	case muster.WaitRateLimit:
+		c.m.rateLimitWait.Record(ctx, info.Duration.Seconds(), c.n.base.rec...)
+	}
+}
+
+// fired counts the batch's items as added (items taken are counted per
+// batch, not per item) and records its size, fill and wait.
+func (c *clientMetrics) fired(ctx context.Context, info muster.FireInfo) context.Context {
+	m, t := c.m, c.n.byTrigger(info.Trigger)
+	m.itemAdded.Add(ctx, int64(info.Size), c.n.base.add...)
 	m.size.Record(ctx, int64(info.Size), t.rec...)
-	if info.MaxBatchSize > 0 {
-		m.utilization.Record(ctx, float64(info.Size)/float64(info.MaxBatchSize), t.rec...)
+	if c.info.MaxBatchSize > 0 {
+		m.utilization.Record(ctx, float64(info.Size)/float64(c.info.MaxBatchSize), t.rec...)
 	}
 	m.wait.Record(ctx, info.Age.Seconds(), t.rec...)
-	m.inflight.Add(ctx, 1, n.base.add...)
-	return context.WithValue(ctx, firedKey{}, true)
+	m.inflight.Add(ctx, 1, c.n.base.add...)
+	return context.WithValue(ctx, firedKey{c}, true)
 }
 
-func (m *metrics) done(ctx context.Context, info muster.DoneInfo) {
-	n := m.attrsFor(info.Name)
+func (c *clientMetrics) done(ctx context.Context, info muster.DoneInfo) {
+	m, n := c.m, c.n
 	out := n.byError(info.Err)
 	if ie := itemErrors(info.Err); ie != nil && len(ie.Errs) == info.Size {
 		// Only some items failed: each is counted with its own error.type.
@@ -231,13 +230,13 @@ func (m *metrics) done(ctx context.Context, info muster.DoneInfo) {
 				m.itemProcessed.Add(ctx, 1, n.byError(err).add...)
 			}
 		}
-		m.itemProcessed.Add(ctx, int64(info.Size-failed), n.byError(nil).add...)
+		m.itemProcessed.Add(ctx, int64(info.Size-failed), n.base.add...)
 	} else {
 		m.itemProcessed.Add(ctx, int64(info.Size), out.add...)
 	}
-	if ctx.Value(firedKey{}) == nil {
-		// Abandoned at a Shutdown deadline (or a Fired hook before ours
-		// panicked): its items were never counted as added.
+	if ctx.Value(firedKey{c}) == nil {
+		// Abandoned at a Shutdown deadline: its items were never counted
+		// as added.
 		m.itemAdded.Add(ctx, int64(info.Size), n.base.add...)
 		return
 	}
@@ -245,16 +244,11 @@ func (m *metrics) done(ctx context.Context, info muster.DoneInfo) {
 	m.inflight.Add(ctx, -1, n.base.add...)
 }
 
-func (m *metrics) waited(ctx context.Context, info muster.WaitInfo) {
-	if info.Reason != ReasonRateLimit && info.Reason != "" {
-		return
-	}
-	m.rateLimitWait.Record(ctx, info.Duration.Seconds(), m.attrsFor(info.Name).base.rec...)
+func (c *clientMetrics) retried(ctx context.Context, info muster.RetryInfo) {
+	c.m.retries.Add(ctx, 1, c.n.byError(info.Err).add...)
 }
 
-func (m *metrics) retried(ctx context.Context, info muster.RetryInfo) {
-	m.retries.Add(ctx, 1, m.attrsFor(info.Name).byError(info.Err).add...)
-}
+func (c *clientMetrics) stopped(context.Context, muster.ClientInfo) { c.m.leave(c) }
 
 // group is the live clients of one name, observed by one callback: the
 // queue sizes, capacities, in-flight limits and live keys of clients that
@@ -262,30 +256,21 @@ func (m *metrics) retried(ctx context.Context, info muster.RetryInfo) {
 type group struct {
 	reg     metric.Registration
 	mu      sync.Mutex // guards clients; taken by the callback
-	clients []client
+	clients []*clientMetrics
 }
 
-type client struct {
-	stats    func() muster.Stats
-	capacity int64
-	limit    int64
-	// keyed: the client's Stats have reported a live key, so it is a
-	// muster.Keyed (ClientInfo does not say). From then on its live keys
-	// are observed, zero included.
-	keyed bool
-}
-
-func (m *metrics) started(info muster.ClientInfo) {
-	if info.Stats == nil {
+// join adds a client to its name's group, registering the group's
+// callback when it is the first.
+func (m *metrics) join(c *clientMetrics) {
+	if c.info.Stats == nil {
 		return
 	}
-	c := client{stats: info.Stats, capacity: int64(info.PendingWorkCapacity), limit: int64(info.MaxConcurrentBatches)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g := m.groups[info.Name]
+	g := m.groups[c.info.Name]
 	if g == nil {
 		g = &group{}
-		attrs := m.attrsFor(info.Name).base.obs
+		attrs := c.n.base.obs
 		reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			return g.observe(o, m, attrs)
 		}, m.queueSize, m.queueCapacity, m.limit, m.keys)
@@ -294,11 +279,32 @@ func (m *metrics) started(info muster.ClientInfo) {
 			return
 		}
 		g.reg = reg
-		m.groups[info.Name] = g
+		m.groups[c.info.Name] = g
 	}
 	g.mu.Lock()
 	g.clients = append(g.clients, c)
 	g.mu.Unlock()
+}
+
+// leave removes a stopped client from its group, and unregisters the
+// group's callback when it was the last.
+func (m *metrics) leave(c *clientMetrics) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.groups[c.info.Name]
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.clients = slices.DeleteFunc(g.clients, func(x *clientMetrics) bool { return x == c })
+	empty := len(g.clients) == 0
+	g.mu.Unlock()
+	if empty {
+		delete(m.groups, c.info.Name)
+		if err := g.reg.Unregister(); err != nil {
+			otel.Handle(err)
+		}
+	}
 }
 
 func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOption) error {
@@ -309,25 +315,17 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 	}
 	var queued, capacity, limit, keys int64
 	limited, keyed := false, false
-	for i := range g.clients {
-		c := &g.clients[i]
-		st := c.stats()
+	for _, c := range g.clients {
+		st := c.info.Stats()
 		queued += int64(st.Queued)
-		if c.limit > 0 {
-			limit += c.limit
+		capacity += int64(c.info.PendingWorkCapacity)
+		if c.info.MaxConcurrentBatches > 0 {
+			limit += int64(c.info.MaxConcurrentBatches)
 			limited = true
 		}
-		if st.Keys > 0 {
-			c.keyed = true
-		}
-		if c.keyed {
+		if c.info.MaxKeys > 0 {
 			keys += int64(st.Keys)
 			keyed = true
-			// A Keyed's PendingWorkCapacity is per key, and Queued sums
-			// its keys: the capacity to compare it with is the sum too.
-			capacity += c.capacity * int64(st.Keys)
-		} else {
-			capacity += c.capacity
 		}
 	}
 	o.ObserveInt64(m.queueSize, queued, attrs...)
@@ -339,60 +337,6 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 		o.ObserveInt64(m.keys, keys, attrs...)
 	}
 	return nil
-}
-
-// stopped forgets the client, and unregisters its name's callback when it
-// was the last client of that name.
-//
-// ClientInfo carries no identity, so the client is recognised by its
-// configuration and its final counters (a stopped client's counters no
-// longer move, Refused aside). Two live clients of one name with identical
-// configuration and counters are indistinguishable; either may be dropped,
-// which only matters if the other one later queues items.
-func (m *metrics) stopped(info muster.ClientInfo) {
-	m.mu.Lock()
-	g := m.groups[info.Name]
-	if g == nil {
-		m.mu.Unlock()
-		return
-	}
-	var final muster.Stats
-	if info.Stats != nil {
-		final = info.Stats()
-	}
-	g.mu.Lock()
-	pick := -1
-	for i, c := range g.clients {
-		if c.capacity != int64(info.PendingWorkCapacity) || c.limit != int64(info.MaxConcurrentBatches) {
-			continue
-		}
-		if pick < 0 {
-			pick = i
-		}
-		if sameCounters(c.stats(), final) {
-			pick = i
-			break
-		}
-	}
-	if pick >= 0 {
-		g.clients = append(g.clients[:pick], g.clients[pick+1:]...)
-	}
-	empty := len(g.clients) == 0
-	g.mu.Unlock()
-	if !empty {
-		m.mu.Unlock()
-		return
-	}
-	delete(m.groups, info.Name)
-	m.mu.Unlock()
-	if err := g.reg.Unregister(); err != nil {
-		otel.Handle(err)
-	}
-}
-
-func sameCounters(a, b muster.Stats) bool {
-	return a.Added == b.Added && a.Fired == b.Fired && a.Done == b.Done &&
-		a.Failed == b.Failed && a.Abandoned == b.Abandoned
 }
 
 // itemErrors returns err's *muster.ItemErrors, if any, without allocating

@@ -15,8 +15,9 @@ import (
 )
 
 // A Keyed client reports its live keys as muster.batcher.keys, from its
-// first key on and zero once they are all evicted; a plain client never
-// does; no measurement of any instrument carries a key.
+// Start on (ClientInfo.MaxKeys says it is a Keyed), zero included; its
+// capacity is PendingWorkCapacity, shared by all its keys; a plain client
+// never reports keys; no measurement of any instrument carries a key.
 func TestMetricsKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mp, r := newMeterProvider()
@@ -29,7 +30,7 @@ func TestMetricsKeys(t *testing.T) {
 			BatchTimeout:        10 * time.Millisecond,
 			KeyIdleTimeout:      time.Second,
 			PendingWorkCapacity: 10,
-			Fire:                func(context.Context, string, []string) error { return nil },
+			Fire:                func(context.Context, []string) error { return nil },
 			Hooks:               h,
 		}
 		plain := &muster.Batcher[string]{
@@ -43,10 +44,12 @@ func TestMetricsKeys(t *testing.T) {
 		name := musterconv.BatcherKeys.Name()
 		orders, plainSet := kv("muster.batcher.name", "orders"), kv("muster.batcher.name", "plain")
 
-		// No key yet: nothing says it is a Keyed.
+		// No key yet: a Keyed all the same.
 		s := collect(t, r)
-		if _, ok := s.sum(name, orders); ok {
-			t.Errorf("%s reported before the first key", name)
+		s.wantSum(name, orders, 0)
+		s.wantSum("muster.queue.capacity", orders, 10)
+		if _, ok := s.sum(name, plainSet); ok {
+			t.Errorf("%s reported for a plain Batcher", name)
 		}
 
 		for _, region := range []string{"eu", "us", "eu", "ap"} {
@@ -55,7 +58,7 @@ func TestMetricsKeys(t *testing.T) {
 		}
 		s = collect(t, r)
 		s.wantSum(name, orders, 3)
-		s.wantSum("muster.queue.capacity", orders, 30) // per key, times the live keys
+		s.wantSum("muster.queue.capacity", orders, 10) // shared by the keys, not per key
 		if _, ok := s.sum(name, plainSet); ok {
 			t.Errorf("%s reported for a plain Batcher", name)
 		}

@@ -107,8 +107,9 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 			PendingWorkCapacity:  5,
 			Fire: func(ctx context.Context, items []int) error {
 				<-release
-				muster.ReportWait(ctx, muster.WaitInfo{Reason: otelmuster.ReasonRateLimit, Tokens: 1, Duration: 20 * time.Millisecond})
-				muster.ReportWait(ctx, muster.WaitInfo{Reason: "other", Duration: time.Hour}) // not a rate limit
+				muster.ReportWait(ctx, muster.WaitInfo{Reason: muster.WaitRateLimit, Tokens: 1, Duration: 20 * time.Millisecond})
+				muster.ReportWait(ctx, muster.WaitInfo{Reason: muster.WaitReason(42), Duration: time.Hour}) // not a rate limit, not backpressure
+				muster.ReportWait(ctx, muster.WaitInfo{Duration: time.Hour})                                // no reason: recorded nowhere
 				muster.ReportRetry(ctx, muster.RetryInfo{Attempt: 1, Err: errBusy, Backoff: time.Millisecond})
 				switch items[0] {
 				case 0:
@@ -301,8 +302,8 @@ func testMetricsSharedName(t *testing.T) {
 	s = collect(t, r)
 	s.wantSum("muster.queue.capacity", x, 6)
 	s.wantSum("muster.batch.inflight.limit", x, 2)
-	// x3 stops first: its final counters tell it from x1, whose queue is
-	// still observed.
+	// x3, configured as x1 is, stops: its share goes, x1's queue is still
+	// observed.
 	mustNil(t, x3.Add(ctx, 0))
 	mustNil(t, x3.Stop())
 	synctest.Wait()
@@ -327,18 +328,18 @@ func testMetricsSharedName(t *testing.T) {
 	mustNil(t, x4.Stop())
 }
 
-// The Added hook of an accepted item records nothing and allocates nothing;
-// a batch's Fired and Done allocate one context value.
+// Metrics have no Added hook, so an accepted item costs them nothing; a
+// batch's Fired and Done allocate one context value.
 func TestMetricsAllocations(t *testing.T) {
 	mp, _ := newMeterProvider()
-	h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
+	o, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
 	mustNil(t, err)
-	ctx := context.Background()
-	add := muster.AddInfo{Name: "orders", Ctx: ctx}
-	if n := testing.AllocsPerRun(1000, func() { h.Added(add) }); n != 0 {
-		t.Errorf("Added: %v allocations", n)
+	h := o.Observe(muster.ClientInfo{ID: 1, Name: "orders", MaxBatchSize: 100})
+	if h.Added != nil {
+		t.Error("metrics have an Added hook: every Add would pay for it")
 	}
-	fire := muster.FireInfo{Name: "orders", Size: 100, MaxBatchSize: 100, Trigger: muster.TriggerSize, Age: time.Millisecond}
+	ctx := context.Background()
+	fire := muster.FireInfo{Size: 100, Trigger: muster.TriggerSize, Age: time.Millisecond}
 	h.Done(h.Fired(ctx, fire), muster.DoneInfo{FireInfo: fire})
 	if n := testing.AllocsPerRun(1000, func() {
 		h.Done(h.Fired(ctx, fire), muster.DoneInfo{FireInfo: fire, Duration: time.Millisecond})
@@ -353,8 +354,8 @@ func TestNewHooks(t *testing.T) {
 	tp, sr := newTracerProvider()
 	h, err := otelmuster.NewHooks(otelmuster.WithMeterProvider(mp), otelmuster.WithTracerProvider(tp))
 	mustNil(t, err)
-	if !h.KeepItemContexts {
-		t.Error("KeepItemContexts not set")
+	if hk := h.Observe(muster.ClientInfo{Name: "probe"}); hk == nil || hk.Added == nil || hk.Fired == nil || hk.Done == nil || hk.Refused == nil {
+		t.Errorf("hooks missing: %+v", hk)
 	}
 	b := &muster.Batcher[int]{Name: "orders", MaxBatchSize: 3, Fire: func(context.Context, []int) error { return nil }, Hooks: h}
 	mustStart(t, b.Start)
@@ -364,6 +365,9 @@ func TestNewHooks(t *testing.T) {
 	mustNil(t, b.Stop())
 	if n := len(spansNamed(sr, "fire orders")); n != 3 {
 		t.Errorf("%d spans", n)
+	}
+	if n := len(spansNamed(sr, "create orders")); n != 7 {
+		t.Errorf("%d create spans, want one per sampled item", n)
 	}
 	collect(t, r).wantSum("muster.item.processed", kv("muster.batcher.name", "orders"), 7)
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -45,30 +43,26 @@ const (
 	eventException     = "exception"
 )
 
-// NewTracing returns hooks that trace batches: a span per fired batch, a new
-// root linked to the spans of the items' Add contexts, with events for the
-// waits and retries reported inside it and the batch's outcome as its
-// status. Install them on a muster.Client or muster.Batcher (Hooks field),
-// alone or combined with others by muster.Compose; [NewHooks] adds metrics.
-// The package documentation describes the spans.
+// NewTracing returns an observer that traces batches: a span per fired
+// batch, a new root linked to the spans of the items' Add contexts, with
+// events for the waits and retries reported inside it and the batch's
+// outcome as its status; and, for each item added under a sampled span, a
+// short "create" span, child of the request's span, that ends when its
+// batch fires and links to the batch span, so that a request's trace leads
+// to its batch (turn them off with WithItemSpans(false)). Install it on a
+// muster.Client, Batcher or Keyed (Hooks field), alone or combined with
+// others by muster.Compose; [NewHooks] adds metrics. The package
+// documentation describes the spans.
 //
 // It reads [WithTracerProvider], [WithMaxLinks], [WithSpanKind] and
-// [WithItemSpans]. The hooks may be shared by any number of clients.
-func NewTracing(opts ...Option) *muster.Hooks {
+// [WithItemSpans]. One observer may serve any number of clients.
+func NewTracing(opts ...Option) muster.Observer {
 	c := newConfig(opts)
-	t := &tracing{
+	return &tracing{
 		tracer:    c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version())),
 		kind:      c.spanKind,
 		maxLinks:  c.maxLinks,
 		itemSpans: c.itemSpans,
-	}
-	return &muster.Hooks{
-		Fired:            t.fired,
-		Done:             t.done,
-		Waited:           t.waited,
-		Retried:          t.retried,
-		KeepItemContexts: true,
-		KeepItemTimes:    c.itemSpans,
 	}
 }
 
@@ -77,73 +71,123 @@ type tracing struct {
 	kind      trace.SpanKind
 	maxLinks  int
 	itemSpans bool
-	names     sync.Map                  // client name -> *spanNames
-	last      atomic.Pointer[spanNames] // the last one looked up
 }
 
-// spanNames holds what depends only on a client's name, built once.
-type spanNames struct {
-	key          string // the client's Name
-	fire, create string
+// Observe gives one client its hooks, with what depends on its name built
+// once.
+func (t *tracing) Observe(info muster.ClientInfo) *muster.Hooks {
+	name := info.Name
+	if name == "" {
+		name = defaultName
+	}
+	c := &clientTracing{t: t, fire: "fire " + name, create: "create " + name,
+		attr: batcherNameKey.String(name), maxSize: info.MaxBatchSize}
+	return &muster.Hooks{
+		Added:   c.added,
+		Refused: c.refused,
+		Fired:   c.fired,
+		Done:    c.done,
+		Waited:  c.waited,
+		Retried: c.retried,
+	}
+}
+
+// clientTracing is what the tracing observer keeps for one client.
+type clientTracing struct {
+	t            *tracing
+	fire, create string             // span names
 	attr         attribute.KeyValue // muster.batcher.name
+	maxSize      int
 }
 
-// namesFor returns the names of a client. Most programs have one client, or
-// batches of one client in a row: the last lookup is checked first, which
-// spares hashing the name.
-func (t *tracing) namesFor(name string) *spanNames {
-	if n := t.last.Load(); n != nil && n.key == name {
-		return n
+// itemSpan is the context kept for an item added under a sampled span: the
+// Add context, and the item's create span, which ends when the batch fires.
+// Observers composed after this one may keep a context derived from it
+// instead: its Value method lets its owner find it there (see itemSpanOf).
+type itemSpan struct {
+	context.Context
+	span  trace.Span
+	owner *clientTracing
+}
+
+// itemSpanKey finds, through Value, the itemSpan of one client's tracing.
+type itemSpanKey struct{ c *clientTracing }
+
+func (is *itemSpan) Value(key any) any {
+	if k, ok := key.(itemSpanKey); ok && k.c == is.owner {
+		return is
 	}
-	v, ok := t.names.Load(name)
-	if !ok {
-		shown := name
-		if shown == "" {
-			shown = defaultName
-		}
-		v, _ = t.names.LoadOrStore(name, &spanNames{
-			key: name, fire: "fire " + shown, create: "create " + shown, attr: batcherNameKey.String(shown),
-		})
+	return is.Context.Value(key)
+}
+
+// itemSpanOf returns the itemSpan c made for a kept item context: ctx
+// itself, or the one ctx derives from when an observer composed after this
+// one kept a context of its own; nil if there is none.
+func (c *clientTracing) itemSpanOf(ctx context.Context) *itemSpan {
+	if is, ok := ctx.(*itemSpan); ok && is.owner == c {
+		return is
 	}
-	n := v.(*spanNames)
-	t.last.Store(n)
-	return n
+	is, _ := ctx.Value(itemSpanKey{c}).(*itemSpan)
+	return is
+}
+
+// added keeps the contexts whose span the batch span will link to: for a
+// sampled one, it starts the item's create span.
+func (c *clientTracing) added(ctx context.Context, _ muster.AddInfo) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return nil
+	}
+	if !c.t.itemSpans || !sc.IsSampled() {
+		return ctx
+	}
+	_, span := c.t.tracer.Start(ctx, c.create, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(c.attr))
+	return &itemSpan{Context: ctx, span: span, owner: c}
+}
+
+// refused ends the create span of an item dropped after it was taken.
+func (c *clientTracing) refused(ctx context.Context, info muster.AddInfo) {
+	if !errors.Is(info.Err, muster.ErrDropped) {
+		return // never taken: no create span
+	}
+	if is := c.itemSpanOf(ctx); is != nil {
+		is.span.SetStatus(codes.Error, info.Err.Error())
+		is.span.SetAttributes(errorTypeKey.String(ErrorType(info.Err)))
+		is.span.End()
+	}
 }
 
 // batchSpanKey marks the batch span in the context Fired returns, so that
-// Done ends this package's span and no other (a span in BaseContext, say).
-type batchSpanKey struct{}
+// Done ends this client's span of this observer and no other (a span in
+// BaseContext, or another tracing observer's, composed with this one).
+type batchSpanKey struct{ c *clientTracing }
 
-func batchSpan(ctx context.Context) (trace.Span, bool) {
-	s, ok := ctx.Value(batchSpanKey{}).(trace.Span)
+func (c *clientTracing) batchSpan(ctx context.Context) (trace.Span, bool) {
+	s, ok := ctx.Value(batchSpanKey{c}).(trace.Span)
 	return s, ok
 }
 
 // fired starts the batch span; Fire and Done run with it in their context.
-func (t *tracing) fired(ctx context.Context, info muster.FireInfo) context.Context {
-	ctx, span := t.start(ctx, info)
-	return context.WithValue(ctx, batchSpanKey{}, span)
+func (c *clientTracing) fired(ctx context.Context, info muster.FireInfo) context.Context {
+	ctx, span := c.start(ctx, info)
+	return context.WithValue(ctx, batchSpanKey{c}, span)
 }
 
 // start starts a batch span at info.Start: a new root, linked to the items'
-// span contexts (or their create spans), with the batch's attributes.
-func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Context, trace.Span) {
-	n := t.namesFor(info.Name)
+// span contexts (or their create spans, which it ends with a link back),
+// with the batch's attributes.
+func (c *clientTracing) start(ctx context.Context, info muster.FireInfo) (context.Context, trace.Span) {
 	s := getScratch()
 	defer s.release()
-	if t.itemSpans {
-		t.startItemSpans(s, n, info)
-	} else {
-		s.collect(info.Contexts)
-	}
-	links, dropped := s.links(t.maxLinks)
+	s.collect(c, info.Contexts)
+	links, dropped := s.links(c.t.maxLinks)
 	// Samplers see the name, the links and what a sampler might key on; the
 	// rest is set only on a recording span, so that an unsampled batch
 	// costs less.
 	var opts [5]trace.SpanStartOption
 	var startAttrs [4]attribute.KeyValue
 	sa := append(startAttrs[:0],
-		n.attr,
+		c.attr,
 		batchTriggerKey.String(info.Trigger.String()),
 		batchMessageCountKey.Int(info.Size),
 	)
@@ -152,17 +196,17 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 	}
 	o := append(opts[:0],
 		trace.WithNewRoot(),
-		trace.WithSpanKind(t.kind),
+		trace.WithSpanKind(c.t.kind),
 		trace.WithTimestamp(info.Start),
 		trace.WithAttributes(sa...),
 	)
 	if len(links) > 0 {
 		o = append(o, trace.WithLinks(links...))
 	}
-	ctx, span := t.tracer.Start(ctx, n.fire, o...)
+	ctx, span := c.t.tracer.Start(ctx, c.fire, o...)
 	if span.IsRecording() {
 		attrs := append(s.attrs[:0],
-			batchMaxSizeKey.Int(info.MaxBatchSize),
+			batchMaxSizeKey.Int(c.maxSize),
 			batchIDKey.Int64(int64(info.BatchID)),
 			batchFirstItemAgeKey.Float64(info.Age.Seconds()),
 			batchSlotWaitKey.Float64(info.SlotWait.Seconds()),
@@ -175,9 +219,9 @@ func (t *tracing) start(ctx context.Context, info muster.FireInfo) (context.Cont
 	}
 	if len(s.creates) > 0 {
 		back := trace.Link{SpanContext: span.SpanContext()}
-		for _, c := range s.creates {
-			c.AddLink(back)
-			c.End(trace.WithTimestamp(info.Start))
+		for _, cs := range s.creates {
+			cs.AddLink(back)
+			cs.End(trace.WithTimestamp(info.Start))
 		}
 	}
 	return ctx, span
@@ -192,50 +236,28 @@ func keyString(k any) string {
 	return fmt.Sprint(k)
 }
 
-// startItemSpans starts a create span per item whose context carries a span,
-// from the item's enqueue time, and collects their span contexts as the
-// batch span's link candidates. start ends them.
-func (t *tracing) startItemSpans(s *scratch, n *spanNames, info muster.FireInfo) {
-	attrs := trace.WithAttributes(n.attr, batchIDKey.Int64(int64(info.BatchID)))
-	kind := trace.WithSpanKind(trace.SpanKindProducer)
-	for i, c := range info.Contexts {
-		if !trace.SpanContextFromContext(c).IsValid() {
-			continue
-		}
-		at := info.Start
-		if i < len(info.Enqueued) {
-			at = info.Enqueued[i]
-		}
-		_, cs := t.tracer.Start(c, n.create, kind, attrs, trace.WithTimestamp(at))
-		s.creates = append(s.creates, cs)
-		s.add(cs.SpanContext())
-	}
-}
-
 // spanFor finds the span a wait or a retry belongs to: the batch span when
 // ctx descends from the batch's context, else whatever span ctx carries.
-func spanFor(ctx context.Context) trace.Span {
-	if s, ok := batchSpan(ctx); ok {
+func (c *clientTracing) spanFor(ctx context.Context) trace.Span {
+	if s, ok := c.batchSpan(ctx); ok {
 		return s
 	}
 	return trace.SpanFromContext(ctx)
 }
 
-// waited adds an event for a wait reported with muster.ReportWait.
-func (t *tracing) waited(ctx context.Context, info muster.WaitInfo) {
-	span := spanFor(ctx)
+// waited adds an event for a wait: a rate limiter's (reported with
+// muster.ReportWait) on the batch span, backpressure on the producer's span.
+func (c *clientTracing) waited(ctx context.Context, info muster.WaitInfo) {
+	span := c.spanFor(ctx)
 	if !span.IsRecording() {
 		return
 	}
 	name := eventWait
-	if info.Reason == ReasonRateLimit || info.Reason == "" {
+	if info.Reason == muster.WaitRateLimit {
 		name = eventRateLimitWait
 	}
 	attrs := make([]attribute.KeyValue, 0, 5)
-	attrs = append(attrs, waitDurationKey.Float64(info.Duration.Seconds()))
-	if info.Reason != "" {
-		attrs = append(attrs, waitReasonKey.String(info.Reason))
-	}
+	attrs = append(attrs, waitDurationKey.Float64(info.Duration.Seconds()), waitReasonKey.String(info.Reason.String()))
 	if info.Tokens != 0 {
 		attrs = append(attrs, waitTokensKey.Int(info.Tokens))
 	}
@@ -246,8 +268,8 @@ func (t *tracing) waited(ctx context.Context, info muster.WaitInfo) {
 }
 
 // retried adds an event for a failed attempt reported with muster.ReportRetry.
-func (t *tracing) retried(ctx context.Context, info muster.RetryInfo) {
-	span := spanFor(ctx)
+func (c *clientTracing) retried(ctx context.Context, info muster.RetryInfo) {
+	span := c.spanFor(ctx)
 	if !span.IsRecording() {
 		return
 	}
@@ -266,13 +288,10 @@ func (t *tracing) retried(ctx context.Context, info muster.RetryInfo) {
 // ours (abandoned at a Shutdown deadline before it fired, or one whose Fired
 // hooks panicked before ours ran) gets a span started and ended here, so
 // that its failure and the items it carried stay visible.
-func (t *tracing) done(ctx context.Context, info muster.DoneInfo) {
-	span, ok := batchSpan(ctx)
+func (c *clientTracing) done(ctx context.Context, info muster.DoneInfo) {
+	span, ok := c.batchSpan(ctx)
 	if !ok {
-		if info.Err == nil {
-			return
-		}
-		_, span = t.start(ctx, info.FireInfo)
+		_, span = c.start(ctx, info.FireInfo)
 	}
 	if err := info.Err; err != nil {
 		span.SetAttributes(errorTypeKey.String(ErrorType(err)))
@@ -295,12 +314,6 @@ func (t *tracing) done(ctx context.Context, info muster.DoneInfo) {
 	}
 	span.End(trace.WithTimestamp(info.Start.Add(info.Duration)))
 }
-
-// ReasonRateLimit is the muster.WaitInfo.Reason of a rate limiter's wait. A
-// wait with this reason, or none, becomes a muster.ratelimit.wait span event
-// and a muster.ratelimit.wait.duration measurement; other reasons become a
-// muster.wait event and no measurement.
-const ReasonRateLimit = "ratelimit"
 
 // scratch holds the per-batch working memory of start, pooled so that a
 // steady stream of batches allocates none of it.
@@ -340,28 +353,30 @@ func (s *scratch) release() {
 	scratchPool.Put(s)
 }
 
-// collect adds the span context of each item context. Runs of the same
-// context (a producer adding many items under one request) cost one
-// two-word comparison per item.
-func (s *scratch) collect(ctxs []context.Context) {
-	var prev context.Context
-	for i, c := range ctxs {
-		if i > 0 && sameContext(c, prev) {
+// collect adds the span context of each kept item context, and gathers
+// the items' create spans (ct's own only).
+func (s *scratch) collect(ct *clientTracing, ctxs []context.Context) {
+	for _, c := range ctxs {
+		if c == nil {
 			continue
 		}
-		prev = c
-		s.add(trace.SpanContextFromContext(c))
+		if is, ok := c.(*itemSpan); ok && is.owner == ct {
+			s.creates = append(s.creates, is.span)
+			s.add(is.span.SpanContext())
+			continue
+		}
+		sc := trace.SpanContextFromContext(c)
+		if sc.IsSampled() && ct.t.itemSpans {
+			// Kept by an observer composed after this one: the item's
+			// create span, if it has one, is found in its context.
+			if is, _ := c.Value(itemSpanKey{ct}).(*itemSpan); is != nil {
+				s.creates = append(s.creates, is.span)
+				s.add(is.span.SpanContext())
+				continue
+			}
+		}
+		s.add(sc)
 	}
-}
-
-// sameContext reports whether a and b hold the same dynamic type and the
-// same data word: the same context. It compares the interface values'
-// words instead of using ==, which calls the type's equality function (a
-// few nanoseconds per item) and panics on a context of a non-comparable
-// type. Equal contexts in different words only cost a lookup.
-func sameContext(a, b context.Context) bool {
-	type iface struct{ tab, data unsafe.Pointer }
-	return *(*iface)(unsafe.Pointer(&a)) == *(*iface)(unsafe.Pointer(&b))
 }
 
 // add keeps sc as a link candidate if it is valid and new.

@@ -78,7 +78,7 @@ func TestTracingBatchKey(t *testing.T) {
 		Key:          func(o order) string { return o.region },
 		MaxBatchSize: 2,
 		BatchTimeout: time.Hour,
-		Fire:         func(context.Context, string, []order) error { return nil },
+		Fire:         func(context.Context, []order) error { return nil },
 		Hooks:        hooks,
 	}
 	mustStart(t, byRegion.Start)
@@ -99,14 +99,14 @@ func TestTracingBatchKey(t *testing.T) {
 		Name:         "shards",
 		Key:          func(o order) shardKey { return shardKey{o.region, o.shard} },
 		MaxBatchSize: 1,
-		Fire:         func(context.Context, shardKey, []order) error { return nil },
+		Fire:         func(context.Context, []order) error { return nil },
 		Hooks:        hooks,
 	}
 	byInt := &muster.Keyed[int, order]{
 		Name:         "ints",
 		Key:          func(o order) int { return o.shard },
 		MaxBatchSize: 1,
-		Fire:         func(context.Context, int, []order) error { return nil },
+		Fire:         func(context.Context, []order) error { return nil },
 		Hooks:        hooks,
 	}
 	mustStart(t, byShard.Start)

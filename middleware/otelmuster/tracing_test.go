@@ -21,82 +21,110 @@ import (
 )
 
 // 300 items from 300 distinct sampled spans, fired by the timeout: one span,
-// a new root, 128 links, 172 dropped, every attribute exact.
+// a new root, 128 links, 172 dropped, every attribute exact. With item
+// spans, the links are to the first 128 items' create spans, each a child
+// of its item's span; without, to the items' spans themselves.
 func TestTracingBatchSpan(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		tp, sr := newTracerProvider()
-		b := &muster.Batcher[int]{
-			Name:         "orders",
-			MaxBatchSize: 1000,
-			BatchTimeout: time.Second,
-			Fire:         func(context.Context, []int) error { return nil },
-			Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp)),
-		}
-		mustStart(t, b.Start)
-		start := time.Now()
-		for i := range 300 {
-			mustNil(t, b.Add(remoteCtx(i, true), i))
-		}
-		time.Sleep(2 * time.Second)
-		mustNil(t, b.Stop())
+	for _, itemSpans := range []bool{false, true} {
+		t.Run(fmt.Sprint("itemSpans=", itemSpans), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testTracingBatchSpan(t, itemSpans) })
+		})
+	}
+}
 
-		spans := sr.Ended()
-		if len(spans) != 1 {
-			t.Fatalf("%d spans, want 1", len(spans))
-		}
-		s := spans[0]
-		if s.Name() != "fire orders" {
-			t.Errorf("name %q", s.Name())
-		}
-		if s.SpanKind() != trace.SpanKindInternal {
-			t.Errorf("kind %v", s.SpanKind())
-		}
-		if s.Parent().IsValid() {
-			t.Errorf("parent %v, want a new root", s.Parent())
-		}
-		if got, want := s.StartTime(), start.Add(time.Second); !got.Equal(want) {
-			t.Errorf("start %v, want %v", got, want)
-		}
-		if s.Status().Code != codes.Unset {
-			t.Errorf("status %v", s.Status())
-		}
-		a := attrs(s.Attributes())
-		wantAttr(t, a, "messaging.batch.message_count", int64(300))
-		wantAttr(t, a, "muster.batcher.name", "orders")
-		wantAttr(t, a, "muster.batch.trigger", "timeout")
-		wantAttr(t, a, "muster.batch.max_size", int64(1000))
-		wantAttr(t, a, "muster.batch.id", int64(1))
-		wantAttr(t, a, "muster.batch.first_item_age", 1.0)
-		wantAttr(t, a, "muster.batch.slot_wait", 0.0)
-		wantAttr(t, a, "muster.batch.links.dropped", int64(172))
-		if _, ok := a["error.type"]; ok {
-			t.Error("error.type set on success")
-		}
-		if len(a) != 8 {
-			t.Errorf("%d attributes, want 8: %v", len(a), s.Attributes())
-		}
-		links := s.Links()
-		if len(links) != 128 || s.DroppedLinks() != 0 {
-			t.Fatalf("%d links (%d dropped by the SDK), want 128 (0)", len(links), s.DroppedLinks())
-		}
-		for i, l := range links {
-			if want := trace.SpanContextFromContext(remoteCtx(i, true)); !l.SpanContext.Equal(want) {
-				t.Fatalf("link %d = %v, want item %d's span", i, l.SpanContext.SpanID(), i)
+func testTracingBatchSpan(t *testing.T, itemSpans bool) {
+	tp, sr := newTracerProvider()
+	b := &muster.Batcher[int]{
+		Name:         "orders",
+		MaxBatchSize: 1000,
+		BatchTimeout: time.Second,
+		Fire:         func(context.Context, []int) error { return nil },
+		Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp), otelmuster.WithItemSpans(itemSpans)),
+	}
+	mustStart(t, b.Start)
+	start := time.Now()
+	for i := range 300 {
+		mustNil(t, b.Add(remoteCtx(i, true), i))
+	}
+	time.Sleep(2 * time.Second)
+	mustNil(t, b.Stop())
+
+	spans := spansNamed(sr, "fire orders")
+	if len(spans) != 1 {
+		t.Fatalf("%d batch spans, want 1", len(spans))
+	}
+	creates := spansNamed(sr, "create orders")
+	if want := map[bool]int{false: 0, true: 300}[itemSpans]; len(creates) != want || len(sr.Ended()) != 1+want {
+		t.Fatalf("%d create spans, %d spans in all; want %d create spans", len(creates), len(sr.Ended()), want)
+	}
+	s := spans[0]
+	if s.Name() != "fire orders" {
+		t.Errorf("name %q", s.Name())
+	}
+	if s.SpanKind() != trace.SpanKindInternal {
+		t.Errorf("kind %v", s.SpanKind())
+	}
+	if s.Parent().IsValid() {
+		t.Errorf("parent %v, want a new root", s.Parent())
+	}
+	if got, want := s.StartTime(), start.Add(time.Second); !got.Equal(want) {
+		t.Errorf("start %v, want %v", got, want)
+	}
+	if s.Status().Code != codes.Unset {
+		t.Errorf("status %v", s.Status())
+	}
+	a := attrs(s.Attributes())
+	wantAttr(t, a, "messaging.batch.message_count", int64(300))
+	wantAttr(t, a, "muster.batcher.name", "orders")
+	wantAttr(t, a, "muster.batch.trigger", "timeout")
+	wantAttr(t, a, "muster.batch.max_size", int64(1000))
+	wantAttr(t, a, "muster.batch.id", int64(1))
+	wantAttr(t, a, "muster.batch.first_item_age", 1.0)
+	wantAttr(t, a, "muster.batch.slot_wait", 0.0)
+	wantAttr(t, a, "muster.batch.links.dropped", int64(172))
+	if _, ok := a["error.type"]; ok {
+		t.Error("error.type set on success")
+	}
+	if len(a) != 8 {
+		t.Errorf("%d attributes, want 8: %v", len(a), s.Attributes())
+	}
+	links := s.Links()
+	if len(links) != 128 || s.DroppedLinks() != 0 {
+		t.Fatalf("%d links (%d dropped by the SDK), want 128 (0)", len(links), s.DroppedLinks())
+	}
+	for i, l := range links {
+		item := trace.SpanContextFromContext(remoteCtx(i, true))
+		want := item
+		if itemSpans {
+			c := creates[i] // create spans end at the fire, in item order
+			if !c.Parent().Equal(item) {
+				t.Fatalf("create span %d has parent %v, want item %d's span", i, c.Parent().SpanID(), i)
 			}
-			if l.SpanContext.TraceID() == s.SpanContext().TraceID() {
-				t.Fatalf("link %d shares the batch's trace", i)
-			}
+			want = c.SpanContext()
 		}
-	})
+		if !l.SpanContext.Equal(want) {
+			t.Fatalf("link %d = %v, want item %d's span", i, l.SpanContext.SpanID(), i)
+		}
+		if l.SpanContext.TraceID() == s.SpanContext().TraceID() {
+			t.Fatalf("link %d shares the batch's trace", i)
+		}
+	}
+	for i, c := range creates { // linked to the batch, even past the cap
+		if l := c.Links(); len(l) != 1 || !l[0].SpanContext.Equal(s.SpanContext()) {
+			t.Fatalf("create span %d links %v, want the batch span", i, l)
+		}
+	}
 }
 
 // Duplicates are dropped, invalid contexts skipped, sampled ones come first.
+// (Without item spans: with them, each sampled item links its own create
+// span.)
 func TestTracingLinksDedupAndOrder(t *testing.T) {
 	tp, sr := newTracerProvider()
 	b := &muster.Batcher[int]{
 		MaxBatchSize: 9,
 		Fire:         func(context.Context, []int) error { return nil },
-		Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp)),
+		Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp), otelmuster.WithItemSpans(false)),
 	}
 	mustStart(t, b.Start)
 	unsampled, sampled := remoteCtx(1, false), remoteCtx(2, true)
@@ -152,7 +180,7 @@ func TestTracingLinksCapSampledFirst(t *testing.T) {
 			b := &muster.Batcher[int]{
 				MaxBatchSize: 300,
 				Fire:         func(context.Context, []int) error { return nil },
-				Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp), otelmuster.WithMaxLinks(tc.max)),
+				Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp), otelmuster.WithMaxLinks(tc.max), otelmuster.WithItemSpans(false)),
 			}
 			mustStart(t, b.Start)
 			for i := range 300 {
@@ -217,7 +245,7 @@ func TestTracingNonComparableContexts(t *testing.T) {
 	b := &muster.Batcher[int]{
 		MaxBatchSize: 4,
 		Fire:         func(context.Context, []int) error { return nil },
-		Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp)),
+		Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp), otelmuster.WithItemSpans(false)),
 	}
 	mustStart(t, b.Start)
 	for i := range 4 {
@@ -240,7 +268,7 @@ func TestTracingFireContextAndEvents(t *testing.T) {
 			Name:         "orders",
 			MaxBatchSize: 2,
 			Fire: func(ctx context.Context, items []int) error {
-				muster.ReportWait(ctx, muster.WaitInfo{Reason: "ratelimit", Tokens: 2, Duration: 20 * time.Millisecond})
+				muster.ReportWait(ctx, muster.WaitInfo{Reason: muster.WaitRateLimit, Tokens: 2, Duration: 20 * time.Millisecond})
 				for attempt := 1; attempt <= 2; attempt++ {
 					time.Sleep(time.Second)
 					muster.ReportRetry(ctx, muster.RetryInfo{Attempt: attempt, Err: errBusy, Backoff: time.Duration(attempt) * 100 * time.Millisecond})
@@ -403,18 +431,35 @@ func TestTracingShutdownIncomplete(t *testing.T) {
 		if len(spans) != 2 {
 			t.Fatalf("%d spans, want 2", len(spans))
 		}
+		// Each item's create span (on by default) ended when its batch
+		// fired or was abandoned, linked both ways with that batch's span.
+		creates := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		for _, c := range spansNamed(sr, "create orders") {
+			creates[c.SpanContext().SpanID()] = c
+		}
+		if len(creates) != 2 {
+			t.Errorf("%d create spans, want 2", len(creates))
+		}
 		for _, s := range spans {
 			a := attrs(s.Attributes())
 			wantAttr(t, a, "error.type", "shutdown_incomplete")
 			if s.Status().Code != codes.Error || len(s.Links()) != 1 {
-				t.Errorf("batch %v: status %v, %d links", a["muster.batch.id"].AsInt64(), s.Status(), len(s.Links()))
+				t.Fatalf("batch %v: status %v, %d links", a["muster.batch.id"].AsInt64(), s.Status(), len(s.Links()))
+			}
+			c, ok := creates[s.Links()[0].SpanContext.SpanID()]
+			if !ok {
+				t.Errorf("batch %v links %v, not a create span", a["muster.batch.id"].AsInt64(), s.Links()[0].SpanContext)
+				continue
+			}
+			if l := c.Links(); len(l) != 1 || !l[0].SpanContext.Equal(s.SpanContext()) {
+				t.Errorf("batch %v: its create span links %v", a["muster.batch.id"].AsInt64(), l)
 			}
 		}
 	})
 }
 
-// WithItemSpans: a create span per item that has a span, from its Add to
-// the fire, linked both ways with the batch span.
+// By default, a create span per item that has a sampled span, from its Add
+// to the fire, linked both ways with the batch span.
 func TestTracingItemSpans(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tp, sr := newTracerProvider()
@@ -422,7 +467,7 @@ func TestTracingItemSpans(t *testing.T) {
 			Name:         "orders",
 			BatchTimeout: time.Second,
 			Fire:         func(context.Context, []int) error { return nil },
-			Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp), otelmuster.WithItemSpans(true)),
+			Hooks:        otelmuster.NewTracing(otelmuster.WithTracerProvider(tp)), // item spans on by default
 		}
 		mustStart(t, b.Start)
 		tr := tp.Tracer("user")
@@ -503,17 +548,28 @@ func (b *seedBatch) Add(any)                { b.n++ }
 func (b *seedBatch) Fire(n muster.Notifier) { n.Done() }
 
 // Hooks without a recording span, and hooks called without a batch, do not
-// panic.
+// panic; Added keeps nothing for an item without a span.
 func TestTracingNoSpan(t *testing.T) {
-	h := otelmuster.NewTracing(otelmuster.WithTracerProvider(noop.NewTracerProvider()))
+	h := otelmuster.NewTracing(otelmuster.WithTracerProvider(noop.NewTracerProvider())).Observe(muster.ClientInfo{ID: 1})
+	if h == nil || h.Added == nil {
+		t.Fatalf("no Added hook: item contexts would not be kept: %+v", h)
+	}
 	ctx := context.Background()
+	if kept := h.Added(ctx, muster.AddInfo{}); kept != nil {
+		t.Errorf("Added kept %v for an item without a span", kept)
+	}
+	h.Refused(ctx, muster.AddInfo{Err: muster.ErrDropped})
 	h.Waited(ctx, muster.WaitInfo{Duration: time.Second})
+	h.Waited(ctx, muster.WaitInfo{Reason: muster.WaitBackpressure, Duration: time.Second})
 	h.Retried(ctx, muster.RetryInfo{Attempt: 1, Err: errors.New("x")})
 	h.Done(ctx, muster.DoneInfo{})
 	h.Done(ctx, muster.DoneInfo{Err: muster.ErrIncomplete})
-	ctx = h.Fired(ctx, muster.FireInfo{Size: 1, Contexts: []context.Context{nil}})
-	h.Done(ctx, muster.DoneInfo{Err: errors.New("x")})
-	if !h.KeepItemContexts || h.KeepItemTimes {
-		t.Errorf("Keep fields %v %v", h.KeepItemContexts, h.KeepItemTimes)
+	// A sampled item on a provider that records nothing: its create span is
+	// a no-op, ended at the fire all the same.
+	kept := h.Added(remoteCtx(1, true), muster.AddInfo{})
+	if kept == nil {
+		t.Error("Added kept nothing for an item with a sampled span")
 	}
+	ctx = h.Fired(ctx, muster.FireInfo{Size: 2, Contexts: []context.Context{nil, kept}})
+	h.Done(ctx, muster.DoneInfo{Err: errors.New("x")})
 }

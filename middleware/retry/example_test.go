@@ -149,7 +149,7 @@ func ExampleNew_partial() {
 		return
 	}
 	rows := []string{"a", "b", "bad", "c", "d"}
-	results := make([]*muster.Result, len(rows))
+	results := make([]muster.Result, len(rows))
 	for i, row := range rows {
 		results[i], _ = b.AddResult(context.Background(), row)
 	}

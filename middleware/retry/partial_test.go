@@ -99,9 +99,9 @@ func guard(t *testing.T, arrays *[]*int) muster.Middleware[int] {
 }
 
 // addAll adds the items with AddResult and returns their Results.
-func addAll(t *testing.T, b *muster.Batcher[int], items ...int) []*muster.Result {
+func addAll(t *testing.T, b *muster.Batcher[int], items ...int) []muster.Result {
 	t.Helper()
-	var rs []*muster.Result
+	var rs []muster.Result
 	for _, it := range items {
 		r, err := b.AddResult(context.Background(), it)
 		if err != nil {
@@ -181,7 +181,7 @@ func TestPartialRetry(t *testing.T) {
 			if !errors.As(info.Err, &ie) || len(ie.Errs) != wantLen {
 				t.Errorf("retry %d: Err %v, want an *ItemErrors over %d items", i+1, info.Err, wantLen)
 			}
-			if info.Attempt != i+1 || info.Backoff != 100*time.Millisecond<<i || info.Name != "rows" || info.BatchID != 1 {
+			if info.Attempt != i+1 || info.Backoff != 100*time.Millisecond<<i || info.BatchID != 1 {
 				t.Errorf("retry %d: %+v", i+1, info)
 			}
 		}
@@ -671,7 +671,7 @@ func TestPartialEveryItemOnce(t *testing.T) {
 		if err := b.Start(); err != nil {
 			t.Fatal(err)
 		}
-		results := make([]*muster.Result, items)
+		results := make([]muster.Result, items)
 		for i := range items {
 			r, err := b.AddResult(context.Background(), i)
 			if err != nil {

@@ -539,7 +539,7 @@ func TestShutdownDuringBackoff(t *testing.T) {
 		if at := doneAt.Sub(start); at != 1150*time.Millisecond {
 			t.Errorf("batch done at %v, want at the deadline (1.15s), not after its 10 s backoff", at)
 		}
-		if len(retried) != 1 || retried[0].Attempt != 1 || retried[0].Backoff != 10*time.Second || retried[0].Name != "orders" {
+		if len(retried) != 1 || retried[0].Attempt != 1 || retried[0].Backoff != 10*time.Second {
 			t.Errorf("Retried saw %+v, want attempt 1 with a 10s backoff", retried)
 		}
 	})
@@ -574,7 +574,7 @@ func TestRetriedHook(t *testing.T) {
 			t.Fatalf("Retried called %d times, want 2: %+v", len(retried), retried)
 		}
 		for i, info := range retried {
-			want := muster.RetryInfo{Name: "events", BatchID: 1, Attempt: i + 1, Backoff: 100 * time.Millisecond << i}
+			want := muster.RetryInfo{BatchID: 1, Attempt: i + 1, Backoff: 100 * time.Millisecond << i}
 			if info.Err == nil || !strings.HasPrefix(info.Err.Error(), fmt.Sprintf("attempt %d:", i+1)) {
 				t.Errorf("retry %d: Err %v", i, info.Err)
 			}

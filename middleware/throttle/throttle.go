@@ -40,7 +40,7 @@
 //
 // A wait that took time, or failed, is reported with muster.ReportWait, so
 // the batcher's Hooks.Waited (tracing, the muster.ratelimit.wait.duration
-// metric) sees it: Reason "ratelimit", Tokens asked for, Duration waited, Err
+// metric) sees it: Reason muster.WaitRateLimit, Tokens asked for, Duration waited, Err
 // when it failed. Batches that found their tokens ready are not reported, so
 // the count of reported waits is the count of batches the limit delayed.
 // *ratelimit.Limiter and *ratelimit.Adaptive say exactly how long they waited
@@ -75,9 +75,6 @@ import (
 // ended before it got them: its context ended (a Shutdown deadline) or the
 // Waiter failed. The FireFunc was not called. Compare with errors.Is.
 var ErrWaitAborted = errors.New("throttle: rate-limit wait aborted")
-
-// Reason is the WaitInfo.Reason the middleware reports its waits with.
-const Reason = "ratelimit"
 
 // Option configures New.
 type Option interface{ apply(*config) }
@@ -123,7 +120,7 @@ func New[T any](w ratelimit.Waiter, opts ...Option) muster.Middleware[T] {
 				err = aborted(ctx, err)
 			}
 			if waited > 0 || err != nil {
-				muster.ReportWait(ctx, muster.WaitInfo{Reason: Reason, Tokens: n, Duration: waited, Err: err})
+				muster.ReportWait(ctx, muster.WaitInfo{Reason: muster.WaitRateLimit, Tokens: n, Duration: waited, Err: err})
 			}
 			if err != nil {
 				return err

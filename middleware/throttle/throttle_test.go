@@ -127,7 +127,7 @@ func TestPerItemBatcher(t *testing.T) {
 				prev := time.Duration(0)
 				for i, at := range tc.want {
 					if d := at - prev; d > 0 {
-						want = append(want, muster.WaitInfo{Name: "rows", BatchID: uint64(i + 1), Reason: "ratelimit", Tokens: 10, Duration: d})
+						want = append(want, muster.WaitInfo{BatchID: uint64(i + 1), Reason: muster.WaitRateLimit, Tokens: 10, Duration: d})
 					}
 					prev = at
 				}
@@ -249,9 +249,9 @@ func TestBackpressure(t *testing.T) {
 			MaxBatchSize:         5,
 			MaxConcurrentBatches: 1,
 			PendingWorkCapacity:  5,
-			Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
-				if info.Blocked > 0 {
-					blocked = append(blocked, info.Blocked)
+			Hooks: &muster.Hooks{Waited: func(_ context.Context, info muster.WaitInfo) {
+				if info.Reason == muster.WaitBackpressure {
+					blocked = append(blocked, info.Duration)
 				}
 			}},
 			Fire: throttle.New[int](ratelimit.NewLimiter(1, 1))(r.fire), // 1 batch/s

@@ -3,6 +3,7 @@ package muster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -11,98 +12,6 @@ import (
 
 	"github.com/musterhq/muster/muster"
 )
-
-// recorder is a Batch factory that records what fired. With hold set, Fire
-// keeps its notifier instead of calling Done.
-type recorder struct {
-	mu          sync.Mutex
-	batches     [][]any
-	ctxs        []context.Context
-	inflight    int
-	maxInflight int
-	hold        bool
-	held        []muster.Notifier
-	fireErr     error
-	panicWith   any
-}
-
-func (r *recorder) maker() muster.Batch { return &recBatch{r: r} }
-
-func (r *recorder) snapshot() [][]any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.batches)
-}
-
-func (r *recorder) release() {
-	r.mu.Lock()
-	held := r.held
-	r.held = nil
-	r.mu.Unlock()
-	for _, n := range held {
-		r.mu.Lock()
-		r.inflight--
-		r.mu.Unlock()
-		n.Done()
-	}
-}
-
-type recBatch struct {
-	r     *recorder
-	items []any
-}
-
-func (b *recBatch) Add(item any) { b.items = append(b.items, item) }
-
-func (b *recBatch) Fire(n muster.Notifier) { b.FireContext(context.Background(), n) }
-
-func (b *recBatch) FireContext(ctx context.Context, n muster.Notifier) {
-	r := b.r
-	r.mu.Lock()
-	r.batches = append(r.batches, b.items)
-	r.ctxs = append(r.ctxs, ctx)
-	r.inflight++
-	r.maxInflight = max(r.maxInflight, r.inflight)
-	if r.hold {
-		r.held = append(r.held, n)
-		r.mu.Unlock()
-		return
-	}
-	r.inflight--
-	err, p := r.fireErr, r.panicWith
-	r.mu.Unlock()
-	if p != nil {
-		panic(p)
-	}
-	muster.DoneWith(n, err)
-}
-
-func items(vals ...int) []any {
-	out := make([]any, len(vals))
-	for i, v := range vals {
-		out[i] = v
-	}
-	return out
-}
-
-// sorted orders batches by their first item: batches in flight together may
-// fire in any order.
-func sorted(batches [][]any) [][]any {
-	slices.SortFunc(batches, func(a, b []any) int { return a[0].(int) - b[0].(int) })
-	return batches
-}
-
-func equalBatches(t *testing.T, got [][]any, want ...[]any) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d batches %v, want %d %v", len(got), got, len(want), want)
-	}
-	for i := range want {
-		if !slices.Equal(got[i], want[i]) {
-			t.Fatalf("batch %d = %v, want %v (all: %v)", i, got[i], want[i], got)
-		}
-	}
-}
 
 func TestStartValidates(t *testing.T) {
 	r := &recorder{}
@@ -263,14 +172,6 @@ func startAll(t *testing.T, max uint, timeout time.Duration) map[string]struct {
 	return out
 }
 
-func items2any(items []int) []any {
-	out := make([]any, len(items))
-	for i, v := range items {
-		out[i] = v
-	}
-	return out
-}
-
 func TestSizeTrigger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		for name, x := range startAll(t, 3, 0) {
@@ -372,7 +273,7 @@ func TestFireRunsOnItsOwnGoroutineUntilDone(t *testing.T) {
 		if n := len(r.snapshot()); n != 1 {
 			t.Fatalf("%d batches fired with one slot held, want 1", n)
 		}
-		if s := c.Stats(); s.InFlight != 1 || s.Pending != 2 {
+		if s := c.Stats(); s.InFlight != 1 || s.Waiting != 1 || s.Pending != 4 || s.Fired != 1 {
 			t.Fatalf("stats %+v", s)
 		}
 		r.release()
@@ -440,13 +341,21 @@ func TestBackpressureAdd(t *testing.T) {
 		var mu sync.Mutex
 		var blocked []time.Duration
 		b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 3,
-			Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
-				mu.Lock()
-				defer mu.Unlock()
-				if info.Blocked > 0 || info.Err != nil {
+			Hooks: &muster.Hooks{
+				Refused: func(ctx context.Context, info muster.AddInfo) {
+					mu.Lock()
+					defer mu.Unlock()
 					blocked = append(blocked, info.Blocked)
-				}
-			}},
+				},
+				Waited: func(ctx context.Context, info muster.WaitInfo) {
+					mu.Lock()
+					defer mu.Unlock()
+					if info.Reason != muster.WaitBackpressure || info.BatchID != 0 {
+						t.Errorf("producer wait %+v", info)
+					}
+					blocked = append(blocked, info.Duration)
+				},
+			},
 			Fire: func(ctx context.Context, items []int) error {
 				<-release
 				mu.Lock()
@@ -458,12 +367,12 @@ func TestBackpressureAdd(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
-		for i := range 7 { // 2 in flight, 2 waiting, 3 queued behind them
+		for i := range 7 { // [0 1] in flight, [2 3] and [4 5] waiting, [6] open: 3 queued behind the oldest waiting
 			if err := b.Add(ctx, i); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if s := b.Stats(); s.Queued != 3 || s.Pending != 5 || s.InFlight != 1 {
+		if s := b.Stats(); s.Queued != 3 || s.Pending != 7 || s.InFlight != 1 || s.Waiting != 2 {
 			t.Fatalf("stats %+v", s)
 		}
 		// The next Add blocks until its context ends, and the item is not taken.
@@ -675,7 +584,7 @@ func TestShutdownDeadlineClientWork(t *testing.T) {
 		var refused int
 		var mu sync.Mutex
 		c := &muster.Client{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 5, BatchMaker: r.maker,
-			Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
+			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
 				if errors.Is(info.Err, muster.ErrIncomplete) {
 					mu.Lock()
 					refused++
@@ -753,16 +662,6 @@ func TestFirePanicIsRecovered(t *testing.T) {
 	})
 }
 
-// A Batch.Add that panics refuses the item with a *PanicError.
-type panickyBatch struct{ recBatch }
-
-func (b *panickyBatch) Add(item any) {
-	if item == 13 {
-		panic("unlucky")
-	}
-	b.recBatch.Add(item)
-}
-
 func TestBatchAddPanicRefusesItem(t *testing.T) {
 	r := &recorder{}
 	c := &muster.Client{MaxBatchSize: 2, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} }}
@@ -811,197 +710,6 @@ func TestDoneTwiceIsHarmless(t *testing.T) {
 	})
 }
 
-type batchFunc func(n muster.Notifier)
-
-func (f batchFunc) Add(any)                { _ = 0 }
-func (f batchFunc) Fire(n muster.Notifier) { f(n) }
-
-func TestHooksEvents(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		type key struct{}
-		var mu sync.Mutex
-		var fires []muster.FireInfo
-		var dones []muster.DoneInfo
-		var started, stoppedInfo []muster.ClientInfo
-		var doneCtxVals []any
-		release := make(chan struct{})
-		hooks := &muster.Hooks{
-			KeepItemContexts: true,
-			KeepItemTimes:    true,
-			Started:          func(ci muster.ClientInfo) { started = append(started, ci) },
-			Stopped:          func(ci muster.ClientInfo) { stoppedInfo = append(stoppedInfo, ci) },
-			Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
-				mu.Lock()
-				defer mu.Unlock()
-				info.Contexts = slices.Clone(info.Contexts)
-				info.Enqueued = slices.Clone(info.Enqueued)
-				fires = append(fires, info)
-				return context.WithValue(ctx, key{}, info.BatchID)
-			},
-			Done: func(ctx context.Context, info muster.DoneInfo) {
-				mu.Lock()
-				defer mu.Unlock()
-				dones = append(dones, info)
-				doneCtxVals = append(doneCtxVals, ctx.Value(key{}))
-			},
-		}
-		var fireCtxVals []any
-		b := &muster.Batcher[int]{Name: "rows", MaxBatchSize: 2, BatchTimeout: time.Second, MaxConcurrentBatches: 1, PendingWorkCapacity: 4, Hooks: hooks,
-			Fire: func(ctx context.Context, items []int) error {
-				mu.Lock()
-				fireCtxVals = append(fireCtxVals, ctx.Value(key{}))
-				mu.Unlock()
-				if items[0] == 0 {
-					<-release
-					return errors.New("first fails")
-				}
-				return nil
-			}}
-		if err := b.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if len(started) != 1 || started[0].Name != "rows" || started[0].MaxBatchSize != 2 || started[0].Stats().Added != 0 {
-			t.Fatalf("Started %+v", started)
-		}
-		type ck string
-		c0 := context.WithValue(context.Background(), ck("p"), 0)
-		c1 := context.WithValue(context.Background(), ck("p"), 1)
-		_ = b.Add(c0, 0)
-		time.Sleep(100 * time.Millisecond)
-		_ = b.Add(c1, 1) // batch 1 fires: size, age 100ms
-		synctest.Wait()
-		_ = b.Add(c0, 2)
-		time.Sleep(300 * time.Millisecond)
-		_ = b.Add(c1, 3) // batch 2 full: waits for the slot
-		_ = b.Add(c1, 4) // queued behind batch 2
-		if s := b.Stats(); s.Queued != 1 || s.Pending != 3 || s.InFlight != 1 {
-			t.Fatalf("stats with batch 2 waiting: %+v", s)
-		}
-		time.Sleep(500 * time.Millisecond)
-		close(release) // batch 1 done after 900ms; batch 2 fires after 500ms waiting
-		synctest.Wait()
-		time.Sleep(time.Second) // batch 3 ([4]) times out
-		synctest.Wait()
-		if err := b.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if len(fires) != 3 || len(dones) != 3 {
-			t.Fatalf("%d fires, %d dones", len(fires), len(dones))
-		}
-		f1, f2, f3 := fires[0], fires[1], fires[2]
-		check := func(name string, got, want any) {
-			t.Helper()
-			if got != want {
-				t.Errorf("%s = %v, want %v", name, got, want)
-			}
-		}
-		check("f1.BatchID", f1.BatchID, uint64(1))
-		check("f1.Name", f1.Name, "rows")
-		check("f1.Size", f1.Size, 2)
-		check("f1.MaxBatchSize", f1.MaxBatchSize, 2)
-		check("f1.MaxConcurrentBatches", f1.MaxConcurrentBatches, 1)
-		check("f1.Trigger", f1.Trigger, muster.TriggerSize)
-		check("f1.Age", f1.Age, 100*time.Millisecond)
-		check("f1.SlotWait", f1.SlotWait, time.Duration(0))
-		check("f1.InFlight", f1.InFlight, 1)
-		check("f1.ctx0", f1.Contexts[0], c0)
-		check("f1.ctx1", f1.Contexts[1], c1)
-		check("f1.enq", f1.Enqueued[1].Sub(f1.Enqueued[0]), 100*time.Millisecond)
-		check("f2.BatchID", f2.BatchID, uint64(2))
-		check("f2.Trigger", f2.Trigger, muster.TriggerSize)
-		check("f2.Age", f2.Age, 800*time.Millisecond)
-		check("f2.SlotWait", f2.SlotWait, 500*time.Millisecond)
-		check("f2.Queued", f2.Queued, 0) // item 4 no longer queues once batch 2 has its slot
-		check("f3.Trigger", f3.Trigger, muster.TriggerTimeout)
-		check("f3.Size", f3.Size, 1)
-		check("f3.Age", f3.Age, time.Second)
-		check("d1.Duration", dones[0].Duration, 800*time.Millisecond)
-		if dones[0].Err == nil || dones[1].Err != nil {
-			t.Errorf("done errors %v, %v", dones[0].Err, dones[1].Err)
-		}
-		if !slices.Equal(fireCtxVals, []any{uint64(1), uint64(2), uint64(3)}) || !slices.Equal(doneCtxVals, fireCtxVals) {
-			t.Errorf("Fired's context did not reach Fire and Done: %v %v", fireCtxVals, doneCtxVals)
-		}
-		if len(stoppedInfo) != 1 { // Stop returns only after the Stopped hook ran
-			t.Fatalf("Stopped called %d times", len(stoppedInfo))
-		}
-		if id := stoppedInfo[0].ID; id == 0 || id != started[0].ID {
-			t.Errorf("ClientInfo.ID: started %d, stopped %d", started[0].ID, id)
-		}
-		if s := stoppedInfo[0].Stats(); s.Added != 5 || s.Fired != 3 || s.Done != 3 || s.Failed != 1 {
-			t.Errorf("final stats %+v", s)
-		}
-	})
-}
-
-func TestComposeOrder(t *testing.T) {
-	var log []string
-	mk := func(name string) *muster.Hooks {
-		return &muster.Hooks{
-			Started: func(muster.ClientInfo) { log = append(log, name+" started") },
-			Fired: func(ctx context.Context, _ muster.FireInfo) context.Context {
-				log = append(log, name+" fired")
-				return context.WithValue(ctx, name, true)
-			},
-			Done: func(ctx context.Context, _ muster.DoneInfo) {
-				log = append(log, name+" done", "sees a:"+boolStr(ctx.Value("a") != nil))
-			},
-		}
-	}
-	h := muster.Compose(nil, mk("a"), nil, mk("b"))
-	if muster.Compose() != nil || muster.Compose(nil) != nil {
-		t.Fatal("Compose of nothing is not nil")
-	}
-	one := mk("x")
-	if muster.Compose(nil, one) != one {
-		t.Fatal("Compose of one hook set should return it")
-	}
-	b := &muster.Batcher[int]{MaxBatchSize: 1, MaxConcurrentBatches: 1, Hooks: h, Fire: func(context.Context, []int) error { return nil }}
-	_ = b.Start()
-	_ = b.Add(context.Background(), 1)
-	_ = b.Stop()
-	want := []string{"a started", "b started", "a fired", "b fired", "b done", "sees a:true", "a done", "sees a:true"}
-	if !slices.Equal(log, want) {
-		t.Fatalf("order %q, want %q", log, want)
-	}
-}
-
-func boolStr(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
-}
-
-func TestReportWaitAndRetry(t *testing.T) {
-	var waits []muster.WaitInfo
-	var retries []muster.RetryInfo
-	b := &muster.Batcher[int]{Name: "n", MaxBatchSize: 1, MaxConcurrentBatches: 1,
-		Hooks: &muster.Hooks{
-			Waited:  func(ctx context.Context, w muster.WaitInfo) { waits = append(waits, w) },
-			Retried: func(ctx context.Context, r muster.RetryInfo) { retries = append(retries, r) },
-		},
-		Fire: func(ctx context.Context, items []int) error {
-			muster.ReportWait(ctx, muster.WaitInfo{Reason: "ratelimit", Tokens: 1, Duration: time.Second})
-			muster.ReportRetry(ctx, muster.RetryInfo{Attempt: 1, Backoff: time.Millisecond})
-			return nil
-		}}
-	_ = b.Start()
-	_ = b.Add(context.Background(), 1)
-	_ = b.Stop()
-	if len(waits) != 1 || waits[0].Name != "n" || waits[0].BatchID != 1 || waits[0].Duration != time.Second {
-		t.Fatalf("waits %+v", waits)
-	}
-	if len(retries) != 1 || retries[0].BatchID != 1 || retries[0].Attempt != 1 {
-		t.Fatalf("retries %+v", retries)
-	}
-	// Outside a batch, reporting is a no-op.
-	muster.ReportWait(context.Background(), muster.WaitInfo{})
-	muster.ReportRetry(context.Background(), muster.RetryInfo{})
-}
-
 func TestClientFireContextAndDoneWith(t *testing.T) {
 	type key struct{}
 	var got error
@@ -1040,10 +748,8 @@ func TestBatchAddPanicOnWork(t *testing.T) {
 		r := &recorder{}
 		var refused []error
 		c := &muster.Client{MaxBatchSize: 2, PendingWorkCapacity: 10, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} },
-			Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
-				if info.Err != nil {
-					refused = append(refused, info.Err)
-				}
+			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
+				refused = append(refused, info.Err)
 			}}}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -1059,6 +765,143 @@ func TestBatchAddPanicOnWork(t *testing.T) {
 			t.Fatalf("refusals reported: %v", refused)
 		}
 		if s := c.Stats(); s.Refused != 1 || s.Added != 4 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
+// Issue 9 (h): at a Shutdown deadline, ShutdownError.Items counts exactly
+// the items not done: those in flight, in abandoned batches, and those Work
+// still held (refused with ErrIncomplete; the abort waits for the worker to
+// refuse them). The deadline meets the worker at any point of its drain:
+// real goroutines, 50 rounds.
+func TestShutdownItemsExactWork(t *testing.T) {
+	const sent = 9
+	for round := range 50 {
+		r := &recorder{}
+		gate := make(chan struct{}) // a batch fired is done once gate closes
+		var refused refusals
+		c := &muster.Client{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 5, Hooks: &muster.Hooks{Refused: refused.hook},
+			BatchMaker: func() muster.Batch {
+				rb := &recBatch{r: r}
+				return batchFunc2{add: rb.Add, fire: func(n muster.Notifier) { <-gate; rb.Fire(n) }}
+			}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range sent { // at least 4 taken by the worker, up to 5 in Work
+			c.Work <- i
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if round%2 == 0 {
+			cancel() // already over
+		} else {
+			go cancel() // ends while Shutdown runs
+		}
+		err := c.Shutdown(ctx)
+		cancel()
+		var se *muster.ShutdownError
+		if !errors.As(err, &se) || !errors.Is(err, muster.ErrIncomplete) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: Shutdown = %v", round, err)
+		}
+		if se.Items != sent { // nothing was done: every item is left
+			t.Fatalf("round %d: ShutdownError %+v, want %d items", round, se, sent)
+		}
+		close(gate)
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		firedItems := 0
+		for _, b := range r.snapshot() {
+			firedItems += len(b)
+		}
+		s := c.Stats()
+		inWork := refused.count(muster.ErrIncomplete)
+		if s.Added+s.Refused != sent || int(s.Refused) != inWork || firedItems+int(s.Abandoned) != int(s.Added) ||
+			firedItems+int(s.Abandoned)+inWork != se.Items {
+			t.Fatalf("round %d: %d fired, %d refused from Work, stats %+v, %+v", round, firedItems, inWork, s, se)
+		}
+	}
+}
+
+// batchFunc2 is a Batch of two functions.
+type batchFunc2 struct {
+	add  func(any)
+	fire func(muster.Notifier)
+}
+
+func (b batchFunc2) Add(item any)           { b.add(item) }
+func (b batchFunc2) Fire(n muster.Notifier) { b.fire(n) }
+
+// A Client's Middleware sees each batch's items as a slice. Its first call
+// to the FireFunc it wraps fires the Batch that received the items; each
+// later call fires a fresh Batch from BatchMaker holding the items it is
+// given (all of them, or a subset), and waits for its Done.
+func TestClientMiddleware(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		made := 0
+		var fires []string
+		errBusy := errors.New("busy")
+		maker := func() muster.Batch {
+			mu.Lock()
+			defer mu.Unlock()
+			made++
+			id := made
+			var items []any
+			return batchFunc2{
+				add: func(item any) { items = append(items, item) },
+				fire: func(n muster.Notifier) {
+					mu.Lock()
+					fires = append(fires, fmt.Sprint("batch ", id, " ", items))
+					mu.Unlock()
+					if id == 1 {
+						go muster.DoneWith(n, errBusy) // Done from another goroutine
+						return
+					}
+					n.Done()
+				},
+			}
+		}
+		var calls [][]any
+		mw := func(next muster.FireFunc[any]) muster.FireFunc[any] {
+			return func(ctx context.Context, items []any) error {
+				calls = append(calls, slices.Clone(items))
+				if err := next(ctx, items); !errors.Is(err, errBusy) {
+					return fmt.Errorf("first attempt: %v, want errBusy", err)
+				}
+				if err := next(ctx, items[1:]); err != nil { // retry a subset
+					return err
+				}
+				return next(ctx, items) // and all of them again
+			}
+		}
+		var doneErr error
+		c := &muster.Client{MaxBatchSize: 3, BatchMaker: maker, Middleware: mw,
+			Hooks: &muster.Hooks{Done: func(ctx context.Context, info muster.DoneInfo) { doneErr = info.Err }}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		c.Work <- 0
+		synctest.Wait() // the worker took 0
+		r1, _ := c.AddResult(ctx, 1)
+		c.Work <- 2 // fills the batch
+		synctest.Wait()
+		if err := r1.Wait(ctx); err != nil {
+			t.Fatalf("result: %v", err)
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"batch 1 [0 1 2]", "batch 2 [1 2]", "batch 3 [0 1 2]"}
+		if !slices.Equal(fires, want) || made != 3 || doneErr != nil {
+			t.Fatalf("fires %q (want %q), %d batches made, Done saw %v", fires, want, made, doneErr)
+		}
+		if len(calls) != 1 || !slices.Equal(calls[0], items(0, 1, 2)) {
+			t.Fatalf("middleware calls %v", calls)
+		}
+		if s := c.Stats(); s.Fired != 1 || s.Done != 1 || s.Failed != 0 || s.Added != 3 {
 			t.Fatalf("stats %+v", s)
 		}
 	})

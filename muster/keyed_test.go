@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -14,72 +16,21 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
-// kitem is an item with its key.
-type kitem struct {
-	key string
-	v   int
-}
-
-func kitemKey(it kitem) string { return it.key }
-
-// keyedLog records the batches a Keyed client fired, with their times.
-type keyedLog struct {
-	mu      sync.Mutex
-	batches []keyedBatch
-	errs    []string
-}
-
-type keyedBatch struct {
-	key   string
-	items []int
-	at    time.Duration // fake time since the test's start
-}
-
-func (l *keyedLog) fire(start time.Time) func(ctx context.Context, key string, items []kitem) error {
-	return func(ctx context.Context, key string, items []kitem) error {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		b := keyedBatch{key: key, at: time.Since(start)}
-		for _, it := range items {
-			if it.key != key {
-				l.errs = append(l.errs, fmt.Sprintf("item %v in a batch of key %q", it, key))
-			}
-			b.items = append(b.items, it.v)
-		}
-		l.batches = append(l.batches, b)
-		return nil
-	}
-}
-
-func (l *keyedLog) get(t *testing.T) []keyedBatch {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, e := range l.errs {
-		t.Error(e)
-	}
-	return slices.Clone(l.batches)
-}
-
-func startKeyed[T any](t *testing.T, k *muster.Keyed[string, T]) {
-	t.Helper()
-	if err := k.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestKeyedConfig(t *testing.T) {
-	fire := func(context.Context, string, []int) error { return nil }
+	fire := func(context.Context, []int) error { return nil }
+	key := func(v int) string { return fmt.Sprint(v % 2) }
 	for _, tc := range []struct {
 		k    *muster.Keyed[string, int]
 		want error
 	}{
-		{&muster.Keyed[string, int]{Fire: fire}, muster.ErrZeroBoth},
-		{&muster.Keyed[string, int]{MaxBatchSize: 1}, muster.ErrInvalidConfig},
-		{&muster.Keyed[string, int]{MaxBatchSize: 1, Fire: fire, MaxKeys: -1}, muster.ErrInvalidConfig},
-		{&muster.Keyed[string, int]{MaxBatchSize: 1, Fire: fire, KeyIdleTimeout: -1}, muster.ErrInvalidConfig},
-		{&muster.Keyed[string, int]{MaxBatchSize: 1, Fire: fire, MaxBatchBytes: 3}, muster.ErrInvalidConfig},
-		{&muster.Keyed[string, int]{MaxBatchSize: 1, Fire: fire, Overflow: 9}, muster.ErrInvalidConfig},
+		{&muster.Keyed[string, int]{Key: key, Fire: fire}, muster.ErrZeroBoth},
+		{&muster.Keyed[string, int]{Key: key, MaxBatchSize: 1}, muster.ErrInvalidConfig},
+		{&muster.Keyed[string, int]{MaxBatchSize: 1, Fire: fire}, muster.ErrInvalidConfig}, // Key is required
+		{&muster.Keyed[string, int]{Key: key, MaxBatchSize: 1, Fire: fire, MaxKeys: -1}, muster.ErrInvalidConfig},
+		{&muster.Keyed[string, int]{Key: key, MaxBatchSize: 1, Fire: fire, KeyIdleTimeout: -1}, muster.ErrInvalidConfig},
+		{&muster.Keyed[string, int]{Key: key, MaxBatchSize: 1, Fire: fire, BatchTimeout: -1}, muster.ErrInvalidConfig},
+		{&muster.Keyed[string, int]{Key: key, MaxBatchSize: 1, Fire: fire, MaxBatchBytes: 3}, muster.ErrInvalidConfig},
+		{&muster.Keyed[string, int]{Key: key, MaxBatchSize: 1, Fire: fire, Overflow: 9}, muster.ErrInvalidConfig},
 	} {
 		if err := tc.k.Start(); !errors.Is(err, tc.want) {
 			t.Errorf("%+v: Start = %v, want %v", tc.k, err, tc.want)
@@ -92,7 +43,7 @@ func TestKeyedConfig(t *testing.T) {
 	if err := k.Stop(); !errors.Is(err, muster.ErrNotStarted) {
 		t.Errorf("Stop before Start: %v", err)
 	}
-	k = muster.Keyed[string, int]{MaxBatchSize: 1, Fire: fire} // nil Key: one key, ""
+	k = muster.Keyed[string, int]{Key: key, MaxBatchSize: 1, Fire: fire}
 	if err := k.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -159,22 +110,37 @@ func TestKeyedTriggersPerKey(t *testing.T) {
 	})
 }
 
-// The shared in-flight limit holds across keys, while other keys keep
-// batching; a batch that waits for a shared slot reports the wait.
+// The in-flight limit holds across keys, and so does PendingWorkCapacity:
+// a batch of any key waits for a shared slot (with no goroutine, and not in
+// flight: Fired runs once it has one), items of other keys keep joining
+// their open batches until the shared capacity is used up, and then any key
+// blocks.
 func TestKeyedSharedLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const limit = 2
 		release := make(chan struct{})
 		var mu sync.Mutex
 		inflight, maxInflight, fired := 0, 0, 0
-		var waits []string
-		hooks := &muster.Hooks{Waited: func(ctx context.Context, info muster.WaitInfo) {
-			mu.Lock()
-			waits = append(waits, fmt.Sprintf("%s %v %v", info.Reason, info.Duration, info.Err))
-			mu.Unlock()
-		}}
+		var slotWaits []time.Duration
+		var blocked []time.Duration
+		hooks := &muster.Hooks{
+			Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+				mu.Lock()
+				defer mu.Unlock()
+				if info.InFlight > limit {
+					t.Errorf("Fired with %d in flight", info.InFlight)
+				}
+				slotWaits = append(slotWaits, info.SlotWait)
+				return nil
+			},
+			Refused: func(ctx context.Context, info muster.AddInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				blocked = append(blocked, info.Blocked)
+			},
+		}
 		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: limit, PendingWorkCapacity: 4, Hooks: hooks,
-			Fire: func(ctx context.Context, key string, items []kitem) error {
+			Fire: func(ctx context.Context, items []kitem) error {
 				mu.Lock()
 				inflight++
 				fired++
@@ -195,49 +161,63 @@ func TestKeyedSharedLimit(t *testing.T) {
 		}
 		synctest.Wait()
 		mu.Lock()
-		if inflight != limit {
-			t.Errorf("%d batches running, want %d", inflight, limit)
+		if inflight != limit || fired != limit {
+			t.Errorf("%d batches running, %d fired, want %d", inflight, fired, limit)
 		}
 		mu.Unlock()
 		s := k.Stats()
-		if s.InFlight != limit || s.Fired-s.Done != 4 || s.Keys != 4 || s.Pending != 0 {
-			t.Errorf("stats %+v: want %d batches holding a shared slot, 4 fired and not done", s, limit)
+		if s.InFlight != limit || s.Fired != limit || s.Waiting != 2 || s.Keys != 4 || s.Pending != 8 || s.Queued != 2 {
+			t.Errorf("stats %+v: want %d batches holding a shared slot, 2 waiting, 2 items queued behind the oldest", s, limit)
 		}
-		// Other keys keep batching meanwhile: Add does not block.
-		for i := range 6 {
-			if err := k.Add(ctx, kitem{fmt.Sprint("k", 4+i%3), 100 + i}); err != nil {
+		// Other keys keep batching meanwhile, up to the shared capacity.
+		for i := range 2 {
+			if err := k.Add(ctx, kitem{fmt.Sprint("k", 4+i), 100 + i}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if s := k.Stats(); s.Fired != 7 || s.Keys != 7 {
+		if s := k.Stats(); s.Fired != limit || s.Keys != 6 || s.Queued != 4 || s.Pending != 10 {
 			t.Errorf("stats %+v", s)
 		}
-		time.Sleep(time.Second)
-		close(release)
+		// The capacity is used up: a new key blocks as an old one would.
+		for _, key := range []string{"k0", "k9"} {
+			tctx, cancel := context.WithTimeout(ctx, time.Second)
+			if err := k.Add(tctx, kitem{key, 200}); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("key %s at capacity: %v, want DeadlineExceeded", key, err)
+			}
+			cancel()
+		}
+		close(release) // at 2s
 		if err := k.Stop(); err != nil {
 			t.Fatal(err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if maxInflight != limit || fired != 7 {
-			t.Errorf("max in flight %d (want %d), fired %d", maxInflight, limit, fired)
+		if maxInflight != limit || fired != 6 {
+			t.Errorf("max in flight %d (want %d), fired %d (want 6)", maxInflight, limit, fired)
 		}
-		if len(waits) != 5 || waits[0] != "slot 1s <nil>" {
-			t.Errorf("waits %q: want 5 slot waits, the first 1s", waits)
+		slices.Sort(slotWaits) // batches fire on goroutines of their own
+		want := []time.Duration{0, 0, 0, 0, 2 * time.Second, 2 * time.Second}
+		if !slices.Equal(slotWaits, want) {
+			t.Errorf("slot waits %v, want %v", slotWaits, want)
+		}
+		if !slices.Equal(blocked, []time.Duration{time.Second, time.Second}) {
+			t.Errorf("Refused saw blocked %v", blocked)
+		}
+		if s := k.Stats(); s.Added != 10 || s.Refused != 2 || s.Keys != 6 {
+			t.Errorf("final stats %+v", s)
 		}
 	})
 }
 
-// The key reaches the Fired and Done hooks; Started and Stopped run once for
-// the client, not per key.
+// The key reaches the Fired and Done hooks; Observe and Stopped run once for
+// the client, not per key; batch ids are per client.
 func TestKeyedHooks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var events []string
 		rec := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
 		hooks := &muster.Hooks{
-			Started: func(info muster.ClientInfo) { rec("started " + info.Name) },
-			Stopped: func(info muster.ClientInfo) {
+			Stopped: func(ctx context.Context, info muster.ClientInfo) {
 				rec(fmt.Sprintf("stopped keys=%d fired=%d", info.Stats().Keys, info.Stats().Fired))
 			},
 			Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
@@ -246,8 +226,12 @@ func TestKeyedHooks(t *testing.T) {
 			},
 			Done: func(ctx context.Context, info muster.DoneInfo) { rec(fmt.Sprintf("done %v %v", info.Key, info.Err)) },
 		}
-		k := &muster.Keyed[int, int]{Name: "kv", Key: func(v int) int { return v % 2 }, MaxBatchSize: 2, Hooks: hooks,
-			Fire: func(ctx context.Context, key int, items []int) error { return nil }}
+		observer := observerFunc(func(info muster.ClientInfo) *muster.Hooks {
+			rec(fmt.Sprintf("started %s maxkeys=%d", info.Name, info.MaxKeys))
+			return hooks
+		})
+		k := &muster.Keyed[int, int]{Name: "kv", Key: func(v int) int { return v % 2 }, MaxBatchSize: 2, Hooks: observer,
+			Fire: func(ctx context.Context, items []int) error { return nil }}
 		if err := k.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -260,15 +244,16 @@ func TestKeyedHooks(t *testing.T) {
 		if err := k.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"started kv", "fired 1 id=1 size=2 size", "done 1 <nil>", "fired 0 id=1 size=1 shutdown", "done 0 <nil>", "stopped keys=2 fired=2"}
+		want := []string{"started kv maxkeys=1024", "fired 1 id=1 size=2 size", "done 1 <nil>", "fired 0 id=2 size=1 shutdown", "done 0 <nil>", "stopped keys=2 fired=2"}
 		if !slices.Equal(events, want) {
 			t.Errorf("events\n got %q\nwant %q", events, want)
 		}
 	})
 }
 
-// Idle keys are evicted after KeyIdleTimeout; a later Add re-creates them,
-// and the counters of evicted keys are kept.
+// Idle keys are evicted KeyIdleTimeout after they last held something,
+// exactly; a later Add re-creates them, and the counters of evicted keys are
+// kept.
 func TestKeyedIdleEviction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
@@ -286,20 +271,25 @@ func TestKeyedIdleEviction(t *testing.T) {
 		if err := k.Add(ctx, kitem{"b", 3}); err != nil { // b stays busy longer
 			t.Fatal(err)
 		}
-		time.Sleep(31 * time.Second) // 61s: a's batch is done since 1s, and a is still live
+		time.Sleep(31*time.Second - 1) // a's batch is done since 1s: a is live for 1ns more
 		synctest.Wait()
 		if s := k.Stats(); s.Keys != 2 {
-			t.Fatalf("at 61s: stats %+v, want 2 keys", s)
+			t.Fatalf("at 61s-1ns: stats %+v, want 2 keys", s)
 		}
-		time.Sleep(30 * time.Second) // 91s: a is gone (idle since 1s), b is not (31s)
+		time.Sleep(1) // 61s: a is gone (idle since 1s), b is not (since 31s)
 		synctest.Wait()
 		if s := k.Stats(); s.Keys != 1 {
-			t.Fatalf("at 91s: stats %+v, want 1 key", s)
+			t.Fatalf("at 61s: stats %+v, want 1 key", s)
 		}
-		time.Sleep(30 * time.Second) // 121s: b is gone too
+		time.Sleep(30*time.Second - 1)
+		synctest.Wait()
+		if s := k.Stats(); s.Keys != 1 {
+			t.Fatalf("at 91s-1ns: stats %+v, want 1 key", s)
+		}
+		time.Sleep(1) // 91s: b is gone too
 		synctest.Wait()
 		if s := k.Stats(); s.Keys != 0 || s.Added != 3 || s.Fired != 3 {
-			t.Fatalf("at 121s: stats %+v, want no key, the counters kept", s)
+			t.Fatalf("at 91s: stats %+v, want no key, the counters kept", s)
 		}
 		if err := k.Add(ctx, kitem{"a", 4}); err != nil {
 			t.Fatal(err)
@@ -310,7 +300,7 @@ func TestKeyedIdleEviction(t *testing.T) {
 		if err := k.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		want := []keyedBatch{{"a", []int{1}, time.Second}, {"b", []int{2}, time.Second}, {"b", []int{3}, 31 * time.Second}, {"a", []int{4}, 121 * time.Second}}
+		want := []keyedBatch{{"a", []int{1}, time.Second}, {"b", []int{2}, time.Second}, {"b", []int{3}, 31 * time.Second}, {"a", []int{4}, 91 * time.Second}}
 		got := log.get(t)
 		slices.SortFunc(got, func(x, y keyedBatch) int { return x.items[0] - y.items[0] })
 		if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -326,10 +316,13 @@ func TestKeyedEvictionRace(t *testing.T) {
 		seen := map[int]int{}
 		k := &muster.Keyed[int, int]{Key: func(v int) int { return v % 3 }, MaxBatchSize: 2, BatchTimeout: time.Millisecond,
 			KeyIdleTimeout: 2 * time.Millisecond,
-			Fire: func(ctx context.Context, key int, items []int) error {
+			Fire: func(ctx context.Context, items []int) error {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, v := range items {
+					if v%3 != items[0]%3 {
+						t.Errorf("item %d in a batch of key %d", v, items[0]%3)
+					}
 					seen[v]++
 				}
 				return nil
@@ -373,14 +366,9 @@ func TestKeyedMaxKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		var log keyedLog
-		var refused []error
-		hooks := &muster.Hooks{Added: func(info muster.AddInfo) {
-			if info.Err != nil {
-				refused = append(refused, info.Err)
-			}
-		}}
+		var refused refusals
 		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 10, BatchTimeout: time.Hour, KeyIdleTimeout: 2 * time.Hour,
-			MaxKeys: 2, Hooks: hooks, Fire: log.fire(start)}
+			MaxKeys: 2, Hooks: &muster.Hooks{Refused: refused.hook}, Fire: log.fire(start)}
 		startKeyed(t, k)
 		ctx := context.Background()
 		for _, it := range []kitem{{"a", 1}, {"b", 2}, {"a", 3}} {
@@ -391,7 +379,7 @@ func TestKeyedMaxKeys(t *testing.T) {
 		if err := k.Add(ctx, kitem{"c", 4}); !errors.Is(err, muster.ErrTooManyKeys) {
 			t.Fatalf("a third key: %v, want ErrTooManyKeys", err)
 		}
-		if r, err := k.AddResult(ctx, kitem{"c", 5}); r != nil || !errors.Is(err, muster.ErrTooManyKeys) {
+		if r, err := k.AddResult(ctx, kitem{"c", 5}); r != (muster.Result{}) || !errors.Is(err, muster.ErrTooManyKeys) {
 			t.Fatalf("a third key: %v, %v", r, err)
 		}
 		if s := k.Stats(); s.Keys != 2 || s.Refused != 2 || s.Added != 3 {
@@ -432,8 +420,8 @@ func TestKeyedMaxKeys(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("batches\n got %v\nwant %v", got, want)
 		}
-		if len(refused) != 3 {
-			t.Errorf("Added hook saw %v, want 3 refusals", refused)
+		if got := refused.get(); len(got) != 3 || refused.count(muster.ErrTooManyKeys) != 3 {
+			t.Errorf("Refused hook saw %v, want 3 ErrTooManyKeys", got)
 		}
 		if s := k.Stats(); s.Added != 7 || s.Refused != 3 || s.Fired != 5 {
 			t.Errorf("stats %+v", s)
@@ -448,9 +436,9 @@ func TestKeyedFlushStop(t *testing.T) {
 		var log keyedLog
 		fire := log.fire(start)
 		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 10, BatchTimeout: time.Hour,
-			Fire: func(ctx context.Context, key string, items []kitem) error {
+			Fire: func(ctx context.Context, items []kitem) error {
 				time.Sleep(time.Second)
-				return fire(ctx, key, items)
+				return fire(ctx, items)
 			}}
 		startKeyed(t, k)
 		ctx := context.Background()
@@ -487,20 +475,30 @@ func TestKeyedFlushStop(t *testing.T) {
 }
 
 // At a Shutdown deadline the counts of what is left are summed over keys;
-// batches waiting for a shared slot fail with ErrIncomplete.
+// batches waiting for a shared slot never fire: they are abandoned with
+// ErrIncomplete.
 func TestKeyedShutdownDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
+		var mu sync.Mutex
 		var stopped []string
-		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: 1,
-			Hooks: &muster.Hooks{Stopped: func(info muster.ClientInfo) { stopped = append(stopped, fmt.Sprint(info.Stats().Done)) }},
-			Fire: func(ctx context.Context, key string, items []kitem) error {
+		var firedKeys []string
+		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 3,
+			Hooks: &muster.Hooks{Stopped: func(ctx context.Context, info muster.ClientInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				stopped = append(stopped, fmt.Sprint(info.Stats().Done))
+			}},
+			Fire: func(ctx context.Context, items []kitem) error {
+				mu.Lock()
+				firedKeys = append(firedKeys, items[0].key)
+				mu.Unlock()
 				<-release // ignores ctx
 				return nil
 			}}
 		startKeyed(t, k)
 		ctx := context.Background()
-		var results []*muster.Result
+		var results []muster.Result
 		for i, key := range []string{"a", "a", "b", "b", "c", "c", "c"} {
 			r, err := k.AddResult(ctx, kitem{key, i})
 			if err != nil {
@@ -519,8 +517,8 @@ func TestKeyedShutdownDeadline(t *testing.T) {
 		if !errors.As(err, &se) || !errors.Is(err, muster.ErrIncomplete) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		// a, b and c's full batches in flight (two waiting for the slot), c's
-		// last item fired at Stop and waiting too.
+		// a's batch in flight, b's and c's full batches waiting for the slot,
+		// c's last item closed at Shutdown and waiting too.
 		if se.Batches != 4 || se.Items != 7 {
 			t.Errorf("ShutdownError %+v, want 4 batches, 7 items", se)
 		}
@@ -530,9 +528,11 @@ func TestKeyedShutdownDeadline(t *testing.T) {
 				t.Errorf("item %d: %v, want ErrIncomplete", i, err)
 			}
 		}
+		mu.Lock()
 		if stopped != nil {
 			t.Errorf("Stopped ran before every batch was done: %v", stopped)
 		}
+		mu.Unlock()
 		close(release)
 		if err := k.Stop(); err != nil {
 			t.Fatal(err)
@@ -540,11 +540,13 @@ func TestKeyedShutdownDeadline(t *testing.T) {
 		if err := results[0].Err(); err != nil {
 			t.Errorf("item 0: %v", err)
 		}
-		if s := k.Stats(); s.Fired != 3 || s.Done != 3 || s.Failed != 2 || s.Abandoned != 1 || s.InFlight != 0 {
+		if s := k.Stats(); s.Fired != 1 || s.Done != 1 || s.Failed != 0 || s.Abandoned != 5 || s.InFlight != 0 || s.Waiting != 0 || s.Pending != 0 {
 			t.Errorf("stats %+v", s)
 		}
-		if !slices.Equal(stopped, []string{"3"}) {
-			t.Errorf("Stopped calls: %v", stopped)
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(stopped, []string{"1"}) || !slices.Equal(firedKeys, []string{"a"}) {
+			t.Errorf("Stopped calls: %v; fired keys %v (only a's batch had a slot)", stopped, firedKeys)
 		}
 	})
 }
@@ -591,10 +593,43 @@ func (r keyedRun) check(t *testing.T) {
 			return time.Duration(rng.Int64N(int64(r.delay)))
 		}
 		keyOf := func(v int) int { return v % 1000 }
-		k := &muster.Keyed[int, int]{Key: keyOf, MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit,
-			PendingWorkCapacity: r.capacity, Overflow: r.policy, MaxKeys: r.maxKeys, KeyIdleTimeout: r.idle,
-			Fire: func(ctx context.Context, key int, items []int) error {
+		// Between Fired and Done, counted by the hooks: never above the limit.
+		hookFlight := 0
+		hooks := &muster.Hooks{
+			Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
 				mu.Lock()
+				defer mu.Unlock()
+				if hookFlight++; r.limit > 0 && hookFlight > int(r.limit) || info.InFlight > int(r.limit) && r.limit > 0 {
+					problems = append(problems, fmt.Sprintf("%d between Fired and Done (InFlight %d), above %d", hookFlight, info.InFlight, r.limit))
+				}
+				return nil
+			},
+			Done: func(ctx context.Context, info muster.DoneInfo) {
+				if info.InFlight == 0 {
+					if !errors.Is(info.Err, muster.ErrIncomplete) {
+						mu.Lock()
+						problems = append(problems, fmt.Sprintf("batch %d done without a slot: %v", info.BatchID, info.Err))
+						mu.Unlock()
+					}
+					return // abandoned at the deadline: never fired
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				hookFlight--
+			},
+		}
+		var k *muster.Keyed[int, int]
+		k = &muster.Keyed[int, int]{Key: keyOf, MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit,
+			PendingWorkCapacity: r.capacity, Overflow: r.policy, MaxKeys: r.maxKeys, KeyIdleTimeout: r.idle, Hooks: hooks,
+			Fire: func(ctx context.Context, items []int) error {
+				mu.Lock()
+				if s := k.Stats(); r.limit > 0 && s.InFlight > int(r.limit) {
+					problems = append(problems, fmt.Sprintf("Stats.InFlight %d, above %d", s.InFlight, r.limit))
+				}
+				key := -1
+				if len(items) > 0 {
+					key = keyOf(items[0])
+				}
 				inflight++
 				maxInflight = max(maxInflight, inflight)
 				if r.limit > 0 && inflight > int(r.limit) {
@@ -629,7 +664,7 @@ func (r keyedRun) check(t *testing.T) {
 		}
 		type offered struct {
 			v   int
-			res *muster.Result
+			res muster.Result
 			err error
 		}
 		out := make([][]offered, r.producers)
@@ -681,7 +716,7 @@ func (r keyedRun) check(t *testing.T) {
 				switch {
 				case o.err != nil:
 					nRefused++
-					if o.res != nil || !errors.Is(o.err, muster.ErrTooManyKeys) && !errors.Is(o.err, muster.ErrFull) {
+					if o.res != (muster.Result{}) || !errors.Is(o.err, muster.ErrTooManyKeys) && !errors.Is(o.err, muster.ErrFull) {
 						t.Errorf("item %d refused with %v", o.v, o.err)
 					}
 					if delivered[o.v] != 0 || failedItems[o.v] {
@@ -748,5 +783,263 @@ func TestKeyedAccountingTable(t *testing.T) {
 		}
 		r.items = 800
 		t.Run(fmt.Sprint(i), func(t *testing.T) { r.check(t) })
+	}
+}
+
+// Issue 9 (a): MaxConcurrentBatches is one cap across all keys. A batch is in
+// flight (Fired has run) only once it holds a slot, and a batch waiting for
+// one has no goroutine: with 1,000 keys, never more than 2 batches are
+// between Fired and Done, Stats.InFlight never passes 2, and the goroutines
+// are bounded by the cap, not by the batches waiting.
+func TestKeyedInFlightCapAcrossKeys(t *testing.T) {
+	for _, tc := range []struct {
+		capacity uint
+		taken    int // of 1,000 items, one key each
+	}{
+		{0, 3},       // 2 in flight, 1 waiting: then ErrFull
+		{1000, 1000}, // 2 in flight, 998 waiting
+	} {
+		t.Run(fmt.Sprint("capacity=", tc.capacity), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const limit, keys = 2, 1000
+				release := make(chan struct{})
+				var mu sync.Mutex
+				between, maxBetween, fired := 0, 0, 0
+				hooks := &muster.Hooks{
+					Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+						mu.Lock()
+						defer mu.Unlock()
+						between++
+						maxBetween = max(maxBetween, between)
+						if info.InFlight > limit {
+							t.Errorf("FireInfo.InFlight %d", info.InFlight)
+						}
+						return nil
+					},
+					Done: func(ctx context.Context, info muster.DoneInfo) {
+						mu.Lock()
+						defer mu.Unlock()
+						between--
+					},
+				}
+				k := &muster.Keyed[int, int]{Key: func(v int) int { return v }, MaxBatchSize: 1, MaxConcurrentBatches: limit,
+					PendingWorkCapacity: tc.capacity, Overflow: muster.OverflowFail, Hooks: hooks,
+					Fire: func(ctx context.Context, items []int) error {
+						mu.Lock()
+						fired++
+						mu.Unlock()
+						<-release
+						return nil
+					}}
+				base := runtime.NumGoroutine()
+				if err := k.Start(); err != nil {
+					t.Fatal(err)
+				}
+				checkBounds := func(when string) {
+					t.Helper()
+					s := k.Stats()
+					if s.InFlight > limit || s.InFlight < 0 {
+						t.Fatalf("%s: Stats.InFlight %d", when, s.InFlight)
+					}
+					if n := runtime.NumGoroutine() - base; n > limit {
+						t.Fatalf("%s: %d goroutines for %d batches in flight and %d waiting", when, n, s.InFlight, s.Waiting)
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if maxBetween > limit {
+						t.Fatalf("%s: %d batches between Fired and Done", when, maxBetween)
+					}
+				}
+				taken := 0
+				for i := range keys {
+					switch err := k.Add(context.Background(), i); {
+					case err == nil:
+						taken++
+					case !errors.Is(err, muster.ErrFull):
+						t.Fatalf("add %d: %v", i, err)
+					}
+					if i%100 == 0 {
+						synctest.Wait()
+						checkBounds(fmt.Sprint("adding ", i))
+					}
+				}
+				synctest.Wait()
+				checkBounds("added")
+				if s := k.Stats(); taken != tc.taken || s.InFlight != limit || s.Waiting != taken-limit || s.Fired != limit ||
+					s.Refused != uint64(keys-taken) || s.Pending != taken {
+					t.Fatalf("taken %d (want %d), stats %+v", taken, tc.taken, s)
+				}
+				// One batch done at a time: the next waiting one takes its slot
+				// and runs on the goroutine of the one that finished.
+				for done := 0; done < taken; done++ {
+					release <- struct{}{}
+					synctest.Wait()
+					checkBounds(fmt.Sprint("released ", done+1))
+				}
+				if err := k.Stop(); err != nil {
+					t.Fatal(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if s := k.Stats(); fired != taken || s.Fired != uint64(taken) || s.Done != s.Fired || between != 0 || maxBetween != limit {
+					t.Fatalf("fired %d of %d, %d between Fired and Done (max %d), stats %+v", fired, taken, between, maxBetween, s)
+				}
+			})
+		})
+	}
+}
+
+// Issue 9 (b): a new key beyond MaxKeys evicts exactly the least recently
+// used key that holds nothing, and the janitor evicts a key exactly
+// KeyIdleTimeout after it last held something. Keys are used at different
+// (fake) times: a at 1s, b at 2s, c at 3s, a again at 4s. d, at 5s, must
+// evict b, the least recently used. Which keys remain shows in when the
+// janitor evicts them: c at 3s+1h, a at 4s+1h, and nothing at 2s+1h (had a
+// or c been evicted instead, b would go then).
+func TestKeyedMaxKeysEvictsLRU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hold := make(chan struct{})
+		start := time.Now()
+		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 1, MaxKeys: 3, KeyIdleTimeout: time.Hour,
+			Fire: func(ctx context.Context, items []kitem) error {
+				if items[0].key == "d" {
+					<-hold // d holds a batch: it is never evicted
+				}
+				return nil
+			}}
+		startKeyed(t, k)
+		ctx := context.Background()
+		for i, key := range []string{"a", "b", "c", "a", "d"} {
+			time.Sleep(time.Second)
+			if err := k.Add(ctx, kitem{key, i}); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait() // the batch fired and, but for d's, is done: its key is empty
+		}
+		keysAt := func(at time.Duration, want int) {
+			t.Helper()
+			time.Sleep(at - time.Since(start))
+			synctest.Wait()
+			if s := k.Stats(); s.Keys != want {
+				t.Errorf("at %v: %d live keys, want %d", at, s.Keys, want)
+			}
+		}
+		keysAt(5*time.Second, 3)
+		keysAt(time.Hour+2*time.Second, 3) // b would go now, were it live
+		keysAt(time.Hour+3*time.Second-1, 3)
+		keysAt(time.Hour+3*time.Second, 2) // c
+		keysAt(time.Hour+4*time.Second-1, 2)
+		keysAt(time.Hour+4*time.Second, 1) // a
+		keysAt(3*time.Hour, 1)             // d, busy
+		close(hold)
+		if err := k.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if s := k.Stats(); s.Added != 5 || s.Refused != 0 || s.Done != 5 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
+// Issue 9 (e): a key not equal to itself (a NaN, a struct holding one) or
+// an uncomparable value in an interface can never be found again in a map:
+// it is refused with ErrInvalidKey, creates no key, and Stats.Keys stays
+// right.
+func TestKeyedInvalidKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var refused refusals
+		var mu sync.Mutex
+		var fired []float64
+		k := &muster.Keyed[float64, float64]{Key: func(v float64) float64 { return v }, MaxBatchSize: 1, MaxKeys: 2,
+			Hooks: &muster.Hooks{Refused: refused.hook},
+			Fire: func(ctx context.Context, items []float64) error {
+				mu.Lock()
+				defer mu.Unlock()
+				fired = append(fired, items...)
+				return nil
+			}}
+		if err := k.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		nan := math.NaN()
+		for i := range 100 {
+			if err := k.Add(ctx, nan); !errors.Is(err, muster.ErrInvalidKey) {
+				t.Fatalf("NaN key: %v, want ErrInvalidKey", err)
+			}
+			if _, err := k.AddResult(ctx, nan); !errors.Is(err, muster.ErrInvalidKey) {
+				t.Fatalf("NaN key (AddResult): %v, want ErrInvalidKey", err)
+			}
+			if err := k.Add(ctx, float64(i%5)); err != nil { // valid keys, evicting one another
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if s := k.Stats(); s.Keys < 0 || s.Keys > 2 {
+				t.Fatalf("after %d NaNs: stats %+v", i+1, s)
+			}
+		}
+		if err := k.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if s := k.Stats(); s.Refused != 200 || s.Added != 100 || s.Fired != 100 || s.Keys > 2 || s.Keys < 1 {
+			t.Fatalf("stats %+v", s)
+		}
+		if n := refused.count(muster.ErrInvalidKey); n != 200 || len(fired) != 100 {
+			t.Fatalf("Refused saw %d ErrInvalidKey (want 200); fired %d items", n, len(fired))
+		}
+		for _, v := range fired {
+			if v != v {
+				t.Fatal("a NaN item fired")
+			}
+		}
+
+		// A struct holding a NaN; an uncomparable value in an interface.
+		type pair struct{ a, b float64 }
+		ks := &muster.Keyed[pair, pair]{Key: func(p pair) pair { return p }, MaxBatchSize: 1, Fire: func(context.Context, []pair) error { return nil }}
+		ka := &muster.Keyed[any, any]{Key: func(v any) any { return v }, MaxBatchSize: 1, Fire: func(context.Context, []any) error { return nil }}
+		if err := ks.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ka.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.Add(ctx, pair{1, nan}); !errors.Is(err, muster.ErrInvalidKey) {
+			t.Errorf("struct with a NaN: %v", err)
+		}
+		if err := ka.Add(ctx, []int{1}); !errors.Is(err, muster.ErrInvalidKey) {
+			t.Errorf("uncomparable key: %v", err)
+		}
+		if err := ka.Add(ctx, "fine"); err != nil {
+			t.Errorf("comparable key after an uncomparable one: %v", err)
+		}
+		_ = ks.Stop()
+		_ = ka.Stop()
+		if s1, s2 := ks.Stats(), ka.Stats(); s1.Keys != 0 || s1.Refused != 1 || s2.Keys != 1 || s2.Refused != 1 || s2.Fired != 1 {
+			t.Errorf("stats %+v, %+v", s1, s2)
+		}
+	})
+}
+
+// A Key function that panics refuses its item with a *PanicError (with the
+// stack), whatever the panic: a runtime error in the user's code is not an
+// invalid key.
+func TestKeyedKeyPanic(t *testing.T) {
+	k := &muster.Keyed[int, []int]{Key: func(v []int) int { return v[3] }, MaxBatchSize: 1,
+		Fire: func(context.Context, [][]int) error { return nil }}
+	if err := k.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pe *muster.PanicError
+	if err := k.Add(context.Background(), []int{1}); !errors.As(err, &pe) || errors.Is(err, muster.ErrInvalidKey) || len(pe.Stack) == 0 {
+		t.Errorf("a Key that panics (index out of range): %v, want a *PanicError", err)
+	}
+	if err := k.Add(context.Background(), []int{1, 2, 3, 4}); err != nil {
+		t.Errorf("next Add: %v", err)
+	}
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s := k.Stats(); s.Refused != 1 || s.Fired != 1 || s.Keys != 1 {
+		t.Errorf("stats %+v", s)
 	}
 }

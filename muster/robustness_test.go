@@ -12,28 +12,6 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
-// listBatch records its items and fails the ones equal to "bad" with an
-// *ItemErrors, index-aligned with the items it was given.
-type listBatch struct{ items []any }
-
-func (b *listBatch) Add(item any) { b.items = append(b.items, item) }
-func (b *listBatch) Fire(n muster.Notifier) {
-	errs := make([]error, len(b.items))
-	failed := false
-	for i, it := range b.items {
-		if it == "bad" {
-			errs[i], failed = errBadItem, true
-		}
-	}
-	if failed {
-		muster.DoneWith(n, &muster.ItemErrors{Errs: errs})
-		return
-	}
-	n.Done()
-}
-
-var errBadItem = errors.New("bad item")
-
 // An item sent on Work joins a batch that already holds an AddResult item:
 // the Results must stay index-aligned with the Batch's items, so that an
 // *ItemErrors fails only the item it names.
@@ -51,7 +29,7 @@ func TestClientResultsAlignedWithWorkItems(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Work <- "bad" // taken by the worker's run path (takeLocked)
+		c.Work <- "bad" // taken by the worker (addRun)
 		synctest.Wait()
 		r2, err := c.AddResult(ctx, "good2") // fills the batch: it fires
 		if err != nil {
@@ -79,7 +57,7 @@ func TestClientShutdownNilBeforeStopped(t *testing.T) {
 		c := &muster.Client{
 			MaxBatchSize: 3,
 			BatchMaker:   func() muster.Batch { return &listBatch{} },
-			Hooks:        &muster.Hooks{Stopped: func(muster.ClientInfo) { stopped.Store(true) }},
+			Hooks:        &muster.Hooks{Stopped: func(context.Context, muster.ClientInfo) { stopped.Store(true) }},
 		}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -112,14 +90,14 @@ func TestStoppedBeforeAbandonedDone(t *testing.T) {
 			},
 			Hooks: &muster.Hooks{
 				Done: func(_ context.Context, info muster.DoneInfo) {
-					if errors.Is(info.Err, muster.ErrIncomplete) && info.SlotWait >= 0 && info.Err == muster.ErrIncomplete {
+					if info.InFlight == 0 { // abandoned: it never held a slot
 						time.Sleep(time.Millisecond) // some work in the hook
 						note("done(abandoned)")
 						return
 					}
 					note("done(in-flight)")
 				},
-				Stopped: func(muster.ClientInfo) { note("stopped") },
+				Stopped: func(context.Context, muster.ClientInfo) { note("stopped") },
 			},
 		}
 		if err := b.Start(); err != nil {
@@ -144,8 +122,9 @@ func TestStoppedBeforeAbandonedDone(t *testing.T) {
 	})
 }
 
-// A BatchMaker that panics under Client.Add leaves the add lock held: the
-// caller may recover (net/http does), and the client is then wedged.
+// A BatchMaker that panics refuses the item with a *PanicError, on both
+// paths, and leaves the add lock free: the next item is taken. (It used to
+// leave the lock held, wedging the client.)
 func TestBatchMakerPanicKeepsLock(t *testing.T) {
 	for _, viaWork := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
@@ -160,10 +139,8 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 					}
 					return &listBatch{}
 				},
-				Hooks: &muster.Hooks{Added: func(info muster.AddInfo) {
-					if info.Err != nil {
-						refused = append(refused, info.Err)
-					}
+				Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
+					refused = append(refused, info.Err)
 				}},
 			}
 			if err := c.Start(); err != nil {
@@ -196,7 +173,7 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 
 // A Stopped hook that panics does not hang Stop nor crash the program.
 func TestStoppedHookPanic(t *testing.T) {
-	b := &muster.Batcher[int]{MaxBatchSize: 1, Hooks: &muster.Hooks{Stopped: func(muster.ClientInfo) { panic("hook bug") }},
+	b := &muster.Batcher[int]{MaxBatchSize: 1, Hooks: &muster.Hooks{Stopped: func(context.Context, muster.ClientInfo) { panic("hook bug") }},
 		Fire: func(context.Context, []int) error { return nil }}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
@@ -205,4 +182,43 @@ func TestStoppedHookPanic(t *testing.T) {
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ShutdownError counts what was not done at the deadline. An in-flight
+// batch that gives up as soon as its context is canceled (at the deadline)
+// may be done before Shutdown has counted: it must still be counted. Here
+// the abandoned batches' Done hooks (run by Shutdown, before it counts) let
+// the in-flight batch finish, which used to make the count miss it.
+func TestShutdownCountsInFlightAtDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 10,
+			Hooks: &muster.Hooks{Done: func(ctx context.Context, info muster.DoneInfo) {
+				if info.InFlight == 0 { // abandoned: on Shutdown's goroutine, the test's
+					synctest.Wait() // the batch in flight, canceled, is done
+				}
+			}},
+			Fire: func(ctx context.Context, items []int) error {
+				<-ctx.Done()
+				return context.Cause(ctx)
+			}}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 { // [0 1] in flight, [2 3] waiting, [4] open
+			_ = b.Add(context.Background(), i)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := b.Shutdown(ctx)
+		var se *muster.ShutdownError
+		if !errors.As(err, &se) || se.Batches != 3 || se.Items != 5 {
+			t.Fatalf("Shutdown = %v, want 3 batches, 5 items not done", err)
+		}
+		if err := b.Shutdown(context.Background()); err != nil { // nothing left in flight
+			t.Fatalf("second Shutdown: %v", err)
+		}
+		if s := b.Stats(); s.Abandoned != 3 || s.Fired != 1 || s.Failed != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
 }

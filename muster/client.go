@@ -1,0 +1,361 @@
+package muster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Notifier is passed to a Batch's Fire; call Done when the batch is
+// finished. The batch holds an in-flight slot until then. The Notifier a
+// Client passes also implements ErrorNotifier; calls after the first are
+// ignored.
+type Notifier interface {
+	// Done marks the batch finished.
+	Done()
+}
+
+// ErrorNotifier is implemented by the Notifier a Client passes to Fire. A
+// batch that failed calls DoneError(err) instead of Done, so that hooks,
+// metrics, tracing, Results and middleware see the outcome; [DoneWith] does
+// the type assertion.
+type ErrorNotifier interface {
+	Notifier
+	// DoneError marks the batch finished with err (nil: success).
+	DoneError(err error)
+}
+
+// DoneWith finishes a batch: n.DoneError(err) when n implements
+// ErrorNotifier, n.Done() otherwise.
+func DoneWith(n Notifier, err error) {
+	if en, ok := n.(ErrorNotifier); ok {
+		en.DoneError(err)
+		return
+	}
+	n.Done()
+}
+
+// Batch collects items and fires them. The Client calls Add and Fire from
+// its own goroutines, never concurrently for one batch: Add for each item,
+// in order, then Fire once, on a goroutine of the batch's own.
+type Batch interface {
+	// Add adds an item to the batch.
+	Add(item interface{})
+	// Fire processes the batch and calls notifier.Done when finished.
+	Fire(notifier Notifier)
+}
+
+// FireContexter is an optional interface for a Batch: when a Batch
+// implements it, the Client calls FireContext instead of Fire, passing the
+// batch's context (canceled when a Shutdown deadline passes; carrying the
+// batch span when tracing is installed).
+type FireContexter interface {
+	FireContext(ctx context.Context, notifier Notifier)
+}
+
+// Client batches items for a Batch, as facebookgo/muster's Client does: a
+// program written for it works unchanged. Configure the exported fields,
+// call Start, send items on Work (or call Add), and call Stop when done.
+//
+// A batch fires when it holds MaxBatchSize items or BatchTimeout after its
+// first item arrived, whichever comes first. Its Fire runs on a goroutine of
+// its own; at most MaxConcurrentBatches are in flight (fired, Done not yet
+// called) at once.
+//
+// Fields must not change after Start. A Client is safe for concurrent use
+// once started. Most callers should hide it behind a typed client of their
+// own (see the package example), or use Batcher, which is typed.
+type Client struct {
+	// Maximum number of items in a batch. If this is zero batches will only
+	// be dispatched upon hitting the BatchTimeout. It is an error for both
+	// this and the BatchTimeout to be zero.
+	MaxBatchSize uint
+
+	// Duration after which to send a pending batch. If this is zero batches
+	// will only be dispatched upon hitting the MaxBatchSize. It is an error
+	// for both this and the MaxBatchSize to be zero, and for it to be
+	// negative.
+	BatchTimeout time.Duration
+
+	// MaxConcurrentBatches determines how many parallel batches we'll allow
+	// to be "in flight" concurrently. Once these many batches are in flight,
+	// the next full batch waits for one to be done, and meanwhile nothing
+	// drains Work, so producers block once PendingWorkCapacity is used up.
+	// If this is zero, there is no limit.
+	MaxConcurrentBatches uint
+
+	// Capacity of the Work channel, and of the items Add queues behind a
+	// batch that waits for an in-flight slot. If this is zero, the Work
+	// channel will be blocking.
+	PendingWorkCapacity uint
+
+	// This function should create a new empty Batch on each invocation.
+	BatchMaker func() Batch
+
+	// Once this Client has been started, send work items here to add to
+	// batch. Closing it is Stop's job; sending after Stop panics, as with
+	// any closed channel: use Add where producers may outlive the Client.
+	Work chan interface{}
+
+	// Name identifies the client to hooks and telemetry (the
+	// muster.batcher.name attribute). Keep it low-cardinality. Optional.
+	Name string
+
+	// Hooks observe the client: a *Hooks, or an Observer that gives each
+	// client hooks of its own. Optional; nil costs nothing.
+	Hooks Observer
+
+	// Middleware wraps each batch's Fire with behaviour (retries, rate
+	// limits), as it wraps a Batcher's FireFunc: it sees the batch's items
+	// as a slice, and each call it makes to the FireFunc it wraps fires a
+	// Batch and waits for its Done. The first call fires the Batch that
+	// received the items; a later call (a retry) fires a fresh Batch from
+	// BatchMaker holding the items it is given. The Client then keeps each
+	// batch's items too. Optional.
+	Middleware Middleware[any]
+
+	// Overflow says what Add does when the pending capacity is used up
+	// (default OverflowBlock; OverflowDropOldest is not available to a
+	// Client). Sending on Work always blocks, as in the seed.
+	Overflow Overflow
+
+	// BaseContext returns the context batches fire with (through
+	// FireContexter and hooks). If nil, context.Background() is used. It is
+	// called once, by Start.
+	BaseContext func() context.Context
+
+	e         *engine[struct{}, any]
+	closeWork sync.Once
+}
+
+// Start the background worker goroutine and get ready for accepting requests.
+func (c *Client) Start() error {
+	if c.MaxBatchSize == 0 && c.BatchTimeout == 0 {
+		return ErrZeroBoth
+	}
+	switch {
+	case c.BatchMaker == nil:
+		return fmt.Errorf("%w: BatchMaker is nil", ErrInvalidConfig)
+	case c.Overflow >= OverflowDropOldest:
+		return fmt.Errorf("%w: Overflow %v is not available to a Client", ErrInvalidConfig, c.Overflow)
+	case c.BatchTimeout < 0:
+		return fmt.Errorf("%w: negative BatchTimeout %v", ErrInvalidConfig, c.BatchTimeout)
+	case c.e != nil:
+		return ErrAlreadyStarted
+	}
+	work := make(chan interface{}, c.PendingWorkCapacity)
+	cfg := config[struct{}, any]{
+		name: c.Name, max: clamp(c.MaxBatchSize), timeout: c.BatchTimeout,
+		limit: clamp(c.MaxConcurrentBatches), capacity: clamp(c.PendingWorkCapacity),
+		overflow: c.Overflow, maker: c.BatchMaker, observer: c.Hooks, base: c.BaseContext,
+		keepAll: c.Middleware != nil,
+	}
+	cfg.fire = c.fireFunc(cfg.maker)
+	e := newEngine(cfg)
+	e.workQ = func() int { return len(work) }
+	e.feeding = true
+	e.fed = make(chan struct{})
+	e.observe()
+	c.Work, c.e = work, e
+	go c.worker(e, work)
+	return nil
+}
+
+// fireFunc returns how the engine fires a Client's batch.
+func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struct{}, any]) error {
+	mw := c.Middleware
+	if mw == nil {
+		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.user) }
+	}
+	return func(ctx context.Context, b *batch[struct{}, any]) error {
+		first := b.user
+		inner := func(ctx context.Context, items []any) error {
+			u := first
+			if first = nil; u == nil || len(items) != b.n {
+				var err error
+				if u, err = safeMake(maker); err != nil {
+					return err
+				}
+				for _, it := range items {
+					if err := safeAdd(u, it); err != nil {
+						return err
+					}
+				}
+			}
+			return fireBatch(ctx, u)
+		}
+		return callFire(mw(inner), ctx, b.items)
+	}
+}
+
+// fireBatch fires a Batch and waits for its Done.
+func fireBatch(ctx context.Context, u Batch) (err error) {
+	n := &notifier{done: make(chan struct{})}
+	defer func() {
+		if r := recover(); r != nil {
+			n.DoneError(newPanicError(r))
+		}
+		<-n.done
+		err = n.err
+	}()
+	if fc, ok := u.(FireContexter); ok {
+		fc.FireContext(ctx, n)
+	} else {
+		u.Fire(n)
+	}
+	return nil
+}
+
+// notifier is the Notifier a Batch's Fire receives.
+type notifier struct {
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+// Done marks the batch done. Calls after the first are ignored.
+func (n *notifier) Done() { n.DoneError(nil) }
+
+// DoneError marks the batch done with err (nil: success). Calls after the
+// first are ignored.
+func (n *notifier) DoneError(err error) {
+	n.once.Do(func() { n.err = err; close(n.done) })
+}
+
+// worker drains Work into batches until Stop closes it. As in the seed, it
+// takes nothing from Work while a closed batch waits for a slot, so that
+// producers block once PendingWorkCapacity items are in Work.
+func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
+	for {
+		e.mu.Lock()
+		for len(e.ready) > 0 && e.phase != aborted {
+			space := e.spaceLocked()
+			e.mu.Unlock()
+			<-space
+			e.mu.Lock()
+		}
+		e.mu.Unlock()
+		item, ok := <-work
+		if !ok {
+			break
+		}
+		c.addRun(e, item, work)
+	}
+	var l launches[struct{}, any]
+	e.mu.Lock()
+	e.feeding = false
+	if e.phase != aborted {
+		e.closeAllLocked(TriggerShutdown, &l)
+	}
+	drained := e.drainedLocked()
+	e.mu.Unlock()
+	close(e.fed)
+	e.launch(l)
+	if drained {
+		e.stopped()
+	}
+}
+
+// addRun adds item and, under the same lock, what else Work holds, up to a
+// batch waiting for a slot: a busy worker pays for the lock once per run.
+func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{}) {
+	var l launches[struct{}, any]
+	var refused []error
+	ctx := context.Background()
+	e.mu.Lock()
+	for range 256 {
+		switch {
+		case e.phase == aborted:
+			e.late++
+			refused = append(refused, ErrIncomplete)
+		default:
+			if err := e.appendLocked(ctx, e.single, item, 0, &l); err != nil {
+				refused = append(refused, err)
+			}
+		}
+		if len(e.ready) > 0 && e.phase != aborted {
+			break
+		}
+		var ok bool
+		select {
+		case item, ok = <-work:
+		default:
+		}
+		if !ok {
+			break
+		}
+	}
+	e.mu.Unlock()
+	e.launch(l)
+	for _, err := range refused {
+		e.refuse(ctx, err, 0)
+	}
+}
+
+// Add adds an item as sending it on Work would, but without a channel
+// hand-off, and with an error instead of a panic once the client stops.
+// Under backpressure it blocks until there is room or ctx ends; then it
+// returns ctx's error and the item is not taken. After Stop or Shutdown has
+// begun it returns ErrStopped. ctx reaches hooks (tracing links the batch to
+// it); it is not the context the batch fires with.
+func (c *Client) Add(ctx context.Context, item interface{}) error {
+	if c.e == nil {
+		return ErrNotStarted
+	}
+	_, err := c.e.add(ctx, item, false)
+	return err
+}
+
+// AddResult adds an item as Add does and returns its Result, done when the
+// item's batch is. A refused item gets an error and no Result.
+func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error) {
+	if c.e == nil {
+		return Result{}, ErrNotStarted
+	}
+	return c.e.add(ctx, item, true)
+}
+
+// Flush fires the open batch now and waits until every batch closed before
+// the call is done, or ctx ends. Items still in the Work channel are not
+// covered. It returns ErrStopped once stopping, and ErrIncomplete if a
+// Shutdown deadline abandoned one of those batches.
+func (c *Client) Flush(ctx context.Context) error {
+	if c.e == nil {
+		return ErrNotStarted
+	}
+	return c.e.flush(ctx)
+}
+
+// Stop gracefully stops the client: it closes Work, adds what is left in
+// it, fires the partial batch, and returns when every batch has called Done
+// and the Stopped hook has run. Add returns ErrStopped from the moment Stop
+// begins. Calling Stop again waits the same way and returns nil.
+func (c *Client) Stop() error {
+	return c.Shutdown(context.Background())
+}
+
+// Shutdown stops the client as Stop does, but gives up when ctx ends:
+// batches that have not fired are abandoned (never fired; Done hooks and
+// Results see ErrIncomplete), items still in Work are refused with
+// ErrIncomplete, in-flight batches see their context canceled (with cause
+// ErrIncomplete) and are left to finish, and the returned *ShutdownError
+// counts what was not done. It returns once the Stopped hook has run, or,
+// after a deadline, once the abandoned batches are reported. Calling it
+// again, or Stop, waits for what is still in flight.
+func (c *Client) Shutdown(ctx context.Context) error {
+	if c.e == nil {
+		return ErrNotStarted
+	}
+	c.e.beginStop()
+	c.closeWork.Do(func() { close(c.Work) }) // the worker drains it, then closes the last batch
+	return c.e.wait(ctx)
+}
+
+// Stats returns the client's counters. It is zero before Start.
+func (c *Client) Stats() Stats {
+	if c.e == nil {
+		return Stats{}
+	}
+	return c.e.snapshot()
+}

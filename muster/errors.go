@@ -1,0 +1,198 @@
+package muster
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+)
+
+// Errors returned by the package. Compare with errors.Is.
+var (
+	// ErrZeroBoth is returned by Start when no trigger is set: MaxBatchSize
+	// and BatchTimeout are both zero (and, for a Batcher or Keyed,
+	// MaxBatchBytes too). No batch would ever fire. The message is the
+	// seed's.
+	ErrZeroBoth = errors.New("muster: MaxBatchSize and BatchTimeout can't both be zero")
+
+	// ErrInvalidConfig wraps every other configuration error Start returns:
+	// a nil BatchMaker or Fire, a negative BatchTimeout, MaxKeys or
+	// KeyIdleTimeout, MaxBatchBytes without a Sizer or a Sizer without
+	// MaxBatchBytes, an unknown Overflow.
+	ErrInvalidConfig = errors.New("muster: invalid configuration")
+
+	// ErrNotStarted is returned by Add, Flush, Stop and Shutdown on a client
+	// whose Start has not succeeded.
+	ErrNotStarted = errors.New("muster: client not started")
+
+	// ErrAlreadyStarted is returned by a second Start.
+	ErrAlreadyStarted = errors.New("muster: client already started")
+
+	// ErrStopped is returned by Add and Flush once Stop or Shutdown has
+	// begun. The item was not taken.
+	ErrStopped = errors.New("muster: client stopped")
+
+	// ErrIncomplete is matched by the *ShutdownError Shutdown returns when
+	// its context ends before every batch is done. It is also the error of
+	// a batch abandoned at that deadline without firing (its Done hook and
+	// its items' Results see it), of an item a Client's Work held then, and
+	// the cause of the batch contexts' cancellation.
+	ErrIncomplete = errors.New("muster: shutdown deadline passed before all batches were done")
+
+	// ErrPanic is matched by every *PanicError.
+	ErrPanic = errors.New("muster: panic")
+
+	// ErrFull is returned by Add under OverflowFail when the pending
+	// capacity is used up. The item was not taken.
+	ErrFull = errors.New("muster: pending work capacity full")
+
+	// ErrDropped is the outcome of an item dropped to make room: the
+	// incoming one under OverflowDropNewest (Add returns nil; the Refused
+	// hook and its Result see ErrDropped), or the oldest queued one under
+	// OverflowDropOldest.
+	ErrDropped = errors.New("muster: item dropped to make room")
+
+	// ErrTooLarge is returned by Add when an item's size alone passes
+	// MaxBatchBytes, or its Sizer returned a negative size. The item was
+	// not taken.
+	ErrTooLarge = errors.New("muster: item larger than MaxBatchBytes")
+
+	// ErrTooManyKeys is returned by a Keyed's Add when the item's key is
+	// new, MaxKeys keys are live and every one of them holds items or
+	// batches. The item was not taken.
+	ErrTooManyKeys = errors.New("muster: too many live keys")
+
+	// ErrInvalidKey is returned by a Keyed's Add when the item's key cannot
+	// be a map key: it is not equal to itself (a NaN, or a struct holding
+	// one) or holds an uncomparable value in an interface. The item was not
+	// taken.
+	ErrInvalidKey = errors.New("muster: key not equal to itself")
+)
+
+// PanicError is the error of a batch whose Fire panicked, or of an item
+// whose Batch.Add, BatchMaker, Key or Sizer panicked. The panic is
+// recovered; a batch is done with this error and its slot released; an item
+// is refused with it.
+type PanicError struct {
+	Value any    // what was passed to panic
+	Stack []byte // the panicking goroutine's stack
+}
+
+func newPanicError(r any) *PanicError { return &PanicError{Value: r, Stack: debug.Stack()} }
+
+// Error returns "muster: panic: " and the panic value.
+func (p *PanicError) Error() string { return fmt.Sprintf("muster: panic: %v", p.Value) }
+
+// Is reports whether target is ErrPanic.
+func (p *PanicError) Is(target error) bool { return target == ErrPanic }
+
+// Unwrap returns the panic value when it is an error.
+func (p *PanicError) Unwrap() error {
+	if err, ok := p.Value.(error); ok {
+		return err
+	}
+	return nil
+}
+
+// ShutdownError is returned by Shutdown when its context ends first. It
+// matches ErrIncomplete and the context's error with errors.Is.
+type ShutdownError struct {
+	Batches int   // batches not done: in flight when the deadline passed, or abandoned before they fired
+	Items   int   // items in those batches, plus the items a Client's Work still held
+	Cause   error // context.Cause of Shutdown's context
+}
+
+// Error says what was left.
+func (e *ShutdownError) Error() string {
+	return fmt.Sprintf("muster: shutdown incomplete: %d batches (%d items) not done: %v", e.Batches, e.Items, e.Cause)
+}
+
+// Unwrap returns ErrIncomplete and the cause.
+func (e *ShutdownError) Unwrap() []error { return []error{ErrIncomplete, e.Cause} }
+
+// ItemErrors reports that only some items of a batch failed, for a bulk API
+// that rejects 3 items of 100: a FireFunc returns it (a Batch passes it to
+// DoneWith) with Errs index-aligned with the batch's items, nil where the
+// item succeeded. Results see each item's own error; the retry middleware
+// resends only the failed items. The batch counts as failed. An ItemErrors
+// whose length is not the batch's is the whole batch's error.
+type ItemErrors struct {
+	Errs []error
+}
+
+// Error summarises the failures.
+func (e *ItemErrors) Error() string {
+	var first error
+	for _, err := range e.Errs {
+		if err != nil {
+			first = err
+			break
+		}
+	}
+	return fmt.Sprintf("muster: %d of %d items failed: %v", e.Failed(), len(e.Errs), first)
+}
+
+// Unwrap returns the non-nil item errors.
+func (e *ItemErrors) Unwrap() []error {
+	var out []error
+	for _, err := range e.Errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// Failed counts the items that failed.
+func (e *ItemErrors) Failed() int {
+	n := 0
+	for _, err := range e.Errs {
+		if err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Overflow says what Add does when the pending capacity is used up: a batch
+// waits for an in-flight slot and PendingWorkCapacity items are queued
+// behind it. It does not apply to the Work channel, which keeps the seed's
+// blocking semantics.
+type Overflow uint8
+
+// The overflow policies.
+const (
+	// OverflowBlock (the default) blocks Add until there is room or its
+	// context ends.
+	OverflowBlock Overflow = iota
+	// OverflowFail makes Add return ErrFull at once; the item is not taken.
+	OverflowFail
+	// OverflowDropNewest drops the incoming item: Add returns nil, the item
+	// counts in Stats.Refused, the Refused hook and its Result see
+	// ErrDropped.
+	OverflowDropNewest
+	// OverflowDropOldest takes the incoming item and drops the oldest queued
+	// one: the first item of the second batch waiting for a slot, or else
+	// of the oldest open batch. It counts in Stats.Dropped; the Refused hook
+	// and its Result (done when the batch it left is done) see ErrDropped.
+	// With PendingWorkCapacity 0 nothing is queued, and the incoming item is
+	// dropped instead. A batch keeps its age when its first item is
+	// dropped: its BatchTimeout still counts from that item's arrival (a
+	// batch emptied by drops whose deadline passes is discarded). Not
+	// available to a Client, whose Batch already holds its items.
+	OverflowDropOldest
+)
+
+// String returns the policy's name: block, fail, drop-newest, drop-oldest.
+func (o Overflow) String() string {
+	switch o {
+	case OverflowBlock:
+		return "block"
+	case OverflowFail:
+		return "fail"
+	case OverflowDropNewest:
+		return "drop-newest"
+	case OverflowDropOldest:
+		return "drop-oldest"
+	}
+	return fmt.Sprintf("Overflow(%d)", uint8(o))
+}
