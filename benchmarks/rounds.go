@@ -21,6 +21,9 @@ type Config struct {
 	Match     *regexp.Regexp // implementations to run (their references come too); nil: all
 	Warmup    bool           // one unrecorded round at a tenth of Items first
 	Progress  io.Writer      // a line per round; nil: none
+	// OnSample, if not nil, is called after every recorded run, with the
+	// round (from 0) and the run's position in it (from 0).
+	OnSample func(round, position int, id string, producers int, s Sample)
 }
 
 // A cell is one implementation at one producer count.
@@ -107,7 +110,7 @@ func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 		t0 := time.Now()
 		order := slices.Clone(cells)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for _, c := range order {
+		for pos, c := range order {
 			s, err := Run(c.impl, c.producers, n, nil)
 			if err != nil {
 				return nil, err
@@ -115,6 +118,9 @@ func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 			if round >= 0 {
 				k := cellKey(c.impl.ID, c.producers)
 				r.Samples[k] = append(r.Samples[k], s)
+				if cfg.OnSample != nil {
+					cfg.OnSample(round, pos, c.impl.ID, c.producers, s)
+				}
 			}
 		}
 		if cfg.Progress != nil {
@@ -212,7 +218,7 @@ func (r *Report) Markdown(w io.Writer, command string) {
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), cpuModel(), r.Start.UTC().Format("2006-01-02 15:04 MST"),
 		cfg.Rounds, cfg.Items, cfg.Seed, r.Elapsed.Round(time.Second))
 	fmt.Fprintf(w, "Medians over rounds. \"× ref\" is the median of the ratios to the reference taken round by round (lowest-highest in brackets); "+
-		"\"× mutex\" the same against the inline mutex baseline; CPU is the process's user+system time, every goroutine's.\n")
+		"\"× mutex\" the same against the inline mutex baseline, where that is not the reference already; CPU is the process's user+system time, every goroutine's.\n")
 	rows := r.Rows()
 	names := make(map[string]string, len(r.Impls))
 	for _, im := range r.Impls {

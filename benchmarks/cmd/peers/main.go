@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"os"
@@ -23,6 +24,7 @@ func main() {
 	match := flag.String("match", "", "regexp: run only the implementations whose ID or name matches (and their references)")
 	warmup := flag.Bool("warmup", true, "run one unrecorded round at a tenth of -items first")
 	list := flag.Bool("list", false, "list the implementations and exit")
+	raw := flag.String("raw", "", "also write every recorded run to this file, tab-separated")
 	flag.Parse()
 
 	impls := benchmarks.Impls()
@@ -50,6 +52,26 @@ func main() {
 			fatalf("bad -match: %v", err)
 		}
 		cfg.Match = re
+	}
+	if *raw != "" {
+		f, err := os.Create(*raw)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		w := bufio.NewWriter(f)
+		fmt.Fprintln(w, "round\tposition\timpl\tproducers\titems\tbatches\twall_ns\tcpu_ns\tmallocs")
+		cfg.OnSample = func(round, pos int, id string, producers int, s benchmarks.Sample) {
+			fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", round, pos, id, producers, s.Items, s.Batches,
+				s.Wall.Nanoseconds(), s.CPU.Nanoseconds(), s.Mallocs)
+		}
+		defer func() {
+			if err := w.Flush(); err != nil {
+				fatalf("%v", err)
+			}
+			if err := f.Close(); err != nil {
+				fatalf("%v", err)
+			}
+		}()
 	}
 	report, err := benchmarks.RunRounds(cfg, impls)
 	if err != nil {
