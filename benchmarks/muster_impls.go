@@ -51,7 +51,7 @@ func musterImpls() []Impl {
 			Name: "muster Batcher.AddResult",
 			Ref:  MusterBatcher,
 			Start: func(c *Counter) (func(int), func()) {
-				b := newBatcher(c, nil)
+				b := newBatcher(c, nil, nil)
 				ctx := context.Background()
 				return func(v int) {
 						if _, err := b.AddResult(ctx, v); err != nil {
@@ -89,8 +89,7 @@ func musterImpls() []Impl {
 			Ref:  MusterBatcher,
 			Start: func(c *Counter) (func(int), func()) {
 				mw := muster.Chain(retry.New[int](), throttle.New[int](ratelimit.NewLimiter(rate.Inf, 0), throttle.WithPerItem()))
-				b := &muster.Batcher[int]{MaxBatchSize: BatchSize, BatchTimeout: time.Hour, Fire: mw(countFire(c))}
-				c.Fail(b.Start())
+				b := newBatcher(c, nil, mw)
 				return addFunc(c, b, nil), func() { c.Fail(b.Stop()) }
 			},
 		},
@@ -101,8 +100,14 @@ func countFire(c *Counter) muster.FireFunc[int] {
 	return func(_ context.Context, items []int) error { c.Fired(len(items)); return nil }
 }
 
-func newBatcher(c *Counter, hooks *muster.Hooks) *muster.Batcher[int] {
-	b := &muster.Batcher[int]{Name: "bench", MaxBatchSize: BatchSize, BatchTimeout: time.Hour, Fire: countFire(c), Hooks: hooks}
+// newBatcher starts the Batcher[int] every variant uses, with hooks (nil:
+// none) and its FireFunc wrapped in mw (nil: none).
+func newBatcher(c *Counter, hooks *muster.Hooks, mw muster.Middleware[int]) *muster.Batcher[int] {
+	fire := countFire(c)
+	if mw != nil {
+		fire = mw(fire)
+	}
+	b := &muster.Batcher[int]{Name: "bench", MaxBatchSize: BatchSize, BatchTimeout: time.Hour, Fire: fire, Hooks: hooks}
 	c.Fail(b.Start())
 	return b
 }
@@ -136,7 +141,7 @@ func batcherImpl(id, name, ref string, setup func(c *Counter) (hooks *muster.Hoo
 			if setup != nil {
 				hooks, ctxOf = setup(c)
 			}
-			b := newBatcher(c, hooks)
+			b := newBatcher(c, hooks, nil)
 			return addFunc(c, b, ctxOf), func() { c.Fail(b.Stop()) }
 		},
 	}
