@@ -11,12 +11,13 @@
 //
 // Two ways to run them:
 //
-//   - cmd/peers (make bench-peers) runs every implementation once per round,
-//     in a shuffled order, for R rounds, and prints a markdown table of the
-//     median ns and CPU ns per item, the allocations per item and per batch,
-//     and the median of the paired per-round ratios to a named reference: two
-//     implementations compared in one round ran at nearly the same moment of
-//     a shared machine.
+//   - cmd/peers (make bench-peers) runs, in each of R rounds, every
+//     implementation back to back with its reference (and that one's
+//     reference), blocks and the order within them shuffled anew each round,
+//     and prints a markdown table of the median ns and CPU ns per item, the
+//     allocations per item and per batch, and the median over rounds of the
+//     ratio to a named reference: two runs compared ran at nearly the same
+//     moment of a shared machine.
 //   - BenchmarkImpl, one sub-benchmark per implementation and producer
 //     count, for go test -bench and benchstat.
 //

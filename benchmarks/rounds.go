@@ -15,7 +15,7 @@ import (
 // Config is a run of interleaved rounds.
 type Config struct {
 	Rounds    int            // rounds recorded
-	Items     int            // items per implementation per round
+	Items     int            // items per run
 	Producers []int          // producer counts; each is a run of its own
 	Seed      uint64         // for the shuffled order of each round
 	Match     *regexp.Regexp // implementations to run (their references come too); nil: all
@@ -26,19 +26,30 @@ type Config struct {
 	OnSample func(round, position int, id string, producers int, s Sample)
 }
 
-// A cell is one implementation at one producer count.
-type cell struct {
-	impl      Impl
+// A block is an implementation and its chain of references (its
+// reference, that one's reference, ...) at one producer count. A round runs
+// the implementations of each block back to back, in a shuffled order, so
+// that the ratios between them compare runs at most a few seconds apart.
+type block struct {
 	producers int
+	chain     []Impl // chain[0] is compared with chain[1] (and the mutex baseline)
+}
+
+// ratios are the paired ratios of one implementation at one producer count,
+// one per round.
+type ratios struct {
+	wall, cpu, mutex []float64
 }
 
 // Report holds the samples of every round.
 type Report struct {
 	Config  Config
 	Impls   []Impl
-	Samples map[string][]Sample // by cellKey, one per round
+	Samples map[string][]Sample // by cellKey: every recorded run
 	Start   time.Time
 	Elapsed time.Duration
+
+	ratios map[string]*ratios // by cellKey
 }
 
 func cellKey(name string, producers int) string { return fmt.Sprintf("%s\x00%d", name, producers) }
@@ -78,9 +89,11 @@ func Select(impls []Impl, match *regexp.Regexp) []Impl {
 	return out
 }
 
-// RunRounds runs every selected implementation once per round at every
-// producer count, in an order shuffled anew each round, and keeps the
-// samples.
+// RunRounds runs, R times, every block of every selected implementation
+// at every producer count: an implementation and its chain of references,
+// back to back. Each round shuffles the blocks, and the order within each
+// block, anew. It keeps every run, and the ratios between the runs of a
+// block.
 func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 	if cfg.Rounds < 1 || cfg.Items < 1 || len(cfg.Producers) == 0 {
 		return nil, fmt.Errorf("benchmarks: need rounds, items and producers (got %d, %d, %v)", cfg.Rounds, cfg.Items, cfg.Producers)
@@ -89,66 +102,132 @@ func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 	if len(impls) == 0 {
 		return nil, fmt.Errorf("benchmarks: no implementation matches %v", cfg.Match)
 	}
-	var cells []cell
-	for _, p := range cfg.Producers {
-		for _, im := range impls {
-			cells = append(cells, cell{im, p})
-		}
-	}
-	r := &Report{Config: cfg, Impls: impls, Samples: map[string][]Sample{}, Start: time.Now()}
+	blocks := makeBlocks(impls, cfg.Producers)
+	r := &Report{Config: cfg, Impls: impls, Samples: map[string][]Sample{}, Start: time.Now(), ratios: map[string]*ratios{}}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d7573746572))
-	rounds := cfg.Rounds
 	first := 0
 	if cfg.Warmup {
 		first = -1
 	}
-	for round := first; round < rounds; round++ {
+	for round := first; round < cfg.Rounds; round++ {
 		n := cfg.Items
 		if round < 0 {
 			n = max(cfg.Items/10, 1)
 		}
 		t0 := time.Now()
-		order := slices.Clone(cells)
+		runs := 0
+		order := slices.Clone(blocks)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for pos, c := range order {
-			s, err := Run(c.impl, c.producers, n, nil)
-			if err != nil {
-				return nil, err
-			}
-			if round >= 0 {
-				k := cellKey(c.impl.ID, c.producers)
-				r.Samples[k] = append(r.Samples[k], s)
-				if cfg.OnSample != nil {
-					cfg.OnSample(round, pos, c.impl.ID, c.producers, s)
+		for _, b := range order {
+			got := make([]Sample, len(b.chain))
+			for _, i := range rng.Perm(len(b.chain)) {
+				im := b.chain[i]
+				s, err := Run(im, b.producers, n, nil)
+				if err != nil {
+					return nil, err
 				}
+				got[i] = s
+				if round >= 0 {
+					k := cellKey(im.ID, b.producers)
+					r.Samples[k] = append(r.Samples[k], s)
+					if cfg.OnSample != nil {
+						cfg.OnSample(round, runs, im.ID, b.producers, s)
+					}
+				}
+				runs++
+			}
+			if round >= 0 && len(b.chain) > 1 {
+				r.addRatios(b, got)
 			}
 		}
 		if cfg.Progress != nil {
-			what := fmt.Sprintf("round %d/%d", round+1, rounds)
+			what := fmt.Sprintf("round %d/%d", round+1, cfg.Rounds)
 			if round < 0 {
 				what = "warm-up round"
 			}
-			fmt.Fprintf(cfg.Progress, "%s: %d runs in %v\n", what, len(order), time.Since(t0).Round(time.Millisecond))
+			fmt.Fprintf(cfg.Progress, "%s: %d runs in %v\n", what, runs, time.Since(t0).Round(time.Millisecond))
 		}
 	}
 	r.Elapsed = time.Since(r.Start)
 	return r, nil
 }
 
+// makeBlocks makes a block for every implementation with a reference, and
+// one for any implementation no block runs (a reference selected alone).
+func makeBlocks(impls []Impl, producers []int) []block {
+	byID := make(map[string]Impl, len(impls))
+	for _, im := range impls {
+		byID[im.ID] = im
+	}
+	var chains [][]Impl
+	covered := map[string]bool{}
+	for _, im := range impls {
+		if im.Ref == "" {
+			continue
+		}
+		chain := []Impl{im}
+		for ref, ok := byID[im.Ref]; ok && !slices.ContainsFunc(chain, func(c Impl) bool { return c.ID == ref.ID }); ref, ok = byID[ref.Ref] {
+			chain = append(chain, ref)
+		}
+		for _, c := range chain {
+			covered[c.ID] = true
+		}
+		chains = append(chains, chain)
+	}
+	for _, im := range impls {
+		if !covered[im.ID] {
+			chains = append(chains, []Impl{im})
+		}
+	}
+	var blocks []block
+	for _, p := range producers {
+		for _, c := range chains {
+			blocks = append(blocks, block{producers: p, chain: c})
+		}
+	}
+	return blocks
+}
+
+// addRatios records the ratios of a block's first implementation to its
+// reference (chain[1]) and to the mutex baseline, if the block ran it.
+func (r *Report) addRatios(b block, got []Sample) {
+	k := cellKey(b.chain[0].ID, b.producers)
+	rs := r.ratios[k]
+	if rs == nil {
+		rs = new(ratios)
+		r.ratios[k] = rs
+	}
+	rs.wall = append(rs.wall, ratio(got[0], got[1], Sample.NsPerItem))
+	rs.cpu = append(rs.cpu, ratio(got[0], got[1], Sample.CPUNsPerItem))
+	for i := 2; i < len(b.chain); i++ {
+		if b.chain[i].ID == MutexInline {
+			rs.mutex = append(rs.mutex, ratio(got[0], got[i], Sample.NsPerItem))
+		}
+	}
+}
+
+func ratio(s, ref Sample, f func(Sample) float64) float64 {
+	if d := f(ref); d > 0 {
+		return f(s) / d
+	}
+	return 0
+}
+
 // Row is one implementation at one producer count, summarised over rounds.
 type Row struct {
 	Impl      Impl
 	Producers int
-	NsPerItem float64 // median over rounds
+	Runs      int     // runs recorded (references run once per block)
+	NsPerItem float64 // median over runs
 	CPUNs     float64 // median CPU ns per item
 	Allocs    float64 // median allocations per item
 	AllocsB   float64 // median allocations per batch
-	// Ratios to the reference, the medians (and extremes) of the paired
-	// ratios of each round; zero without a reference.
+	// Ratios to the reference, the medians (and extremes) over rounds of
+	// the ratio between the two runs of a block; zero without a reference.
 	Ratio, RatioMin, RatioMax float64
 	CPURatio                  float64
-	// VsMutex is the median paired ratio to the inline mutex baseline
-	// (zero when that is the reference, or was not run).
+	// VsMutex is the same against the inline mutex baseline, when that is
+	// further along the chain of references (zero otherwise).
 	VsMutex float64
 }
 
@@ -158,35 +237,23 @@ func (r *Report) Rows() []Row {
 	var rows []Row
 	for _, p := range r.Config.Producers {
 		for _, im := range r.Impls {
-			ss := r.Samples[cellKey(im.ID, p)]
+			k := cellKey(im.ID, p)
+			ss := r.Samples[k]
 			if len(ss) == 0 {
 				continue
 			}
-			row := Row{Impl: im, Producers: p,
+			row := Row{Impl: im, Producers: p, Runs: len(ss),
 				NsPerItem: median(ss, Sample.NsPerItem), CPUNs: median(ss, Sample.CPUNsPerItem),
 				Allocs: median(ss, Sample.AllocsPerItem), AllocsB: median(ss, Sample.AllocsPerBatch)}
-			if refs := r.Samples[cellKey(im.Ref, p)]; im.Ref != "" && len(refs) == len(ss) {
-				wall := paired(ss, refs, Sample.NsPerItem)
-				row.Ratio, row.RatioMin, row.RatioMax = medianOf(wall), slices.Min(wall), slices.Max(wall)
-				row.CPURatio = medianOf(paired(ss, refs, Sample.CPUNsPerItem))
-			}
-			if mx := r.Samples[cellKey(MutexInline, p)]; im.Ref != MutexInline && im.ID != MutexInline && len(mx) == len(ss) {
-				row.VsMutex = medianOf(paired(ss, mx, Sample.NsPerItem))
+			if rs := r.ratios[k]; rs != nil {
+				row.Ratio, row.RatioMin, row.RatioMax = medianOf(rs.wall), slices.Min(rs.wall), slices.Max(rs.wall)
+				row.CPURatio = medianOf(rs.cpu)
+				row.VsMutex = medianOf(rs.mutex)
 			}
 			rows = append(rows, row)
 		}
 	}
 	return rows
-}
-
-func paired(ss, refs []Sample, f func(Sample) float64) []float64 {
-	out := make([]float64, len(ss))
-	for i := range ss {
-		if d := f(refs[i]); d > 0 {
-			out[i] = f(ss[i]) / d
-		}
-	}
-	return out
 }
 
 func median(ss []Sample, f func(Sample) float64) float64 {
@@ -214,11 +281,13 @@ func medianOf(vs []float64) float64 {
 func (r *Report) Markdown(w io.Writer, command string) {
 	cfg := r.Config
 	fmt.Fprintf(w, "```sh\n%s\n```\n\n", command)
-	fmt.Fprintf(w, "%s, %s/%s, GOMAXPROCS %d, %s; %s. %d rounds of %d items per implementation, in shuffled order (seed %d); %v in all.\n\n",
+	fmt.Fprintf(w, "%s, %s/%s, GOMAXPROCS %d, %s; %s. %d rounds of %d items per run, in shuffled order (seed %d); %v in all.\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), cpuModel(), r.Start.UTC().Format("2006-01-02 15:04 MST"),
 		cfg.Rounds, cfg.Items, cfg.Seed, r.Elapsed.Round(time.Second))
-	fmt.Fprintf(w, "Medians over rounds. \"× ref\" is the median of the ratios to the reference taken round by round (lowest-highest in brackets); "+
-		"\"× mutex\" the same against the inline mutex baseline, where that is not the reference already; CPU is the process's user+system time, every goroutine's.\n")
+	fmt.Fprintf(w, "Each round runs every implementation back to back with its reference (and the reference's reference). "+
+		"ns/item and CPU ns/item are medians over all runs; \"× ref\" is the median over rounds of the ratio between an implementation's run and its reference's "+
+		"run next to it (lowest-highest in brackets), \"× mutex\" the same against the inline mutex baseline where that is not the reference already. "+
+		"CPU is the process's user+system time, every goroutine's.\n")
 	rows := r.Rows()
 	names := make(map[string]string, len(r.Impls))
 	for _, im := range r.Impls {

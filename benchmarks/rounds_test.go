@@ -85,3 +85,34 @@ func TestRunCountsItems(t *testing.T) {
 		t.Errorf("Run = %v, want a count mismatch", err)
 	}
 }
+
+func TestBlocks(t *testing.T) {
+	ids := func(b block) string {
+		var s []string
+		for _, im := range b.chain {
+			s = append(s, im.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	got := map[string]bool{}
+	for _, b := range makeBlocks(Impls(), []int{1}) {
+		got[ids(b)] = true
+	}
+	for _, want := range []string{
+		"mutex-go,mutex",
+		"muster-Batcher,mutex",
+		"muster-Keyed-1key,muster-Batcher,mutex",
+		"muster-Client-cap1024,facebookgo-cap1024,mutex",
+	} {
+		if !got[want] {
+			t.Errorf("no block %s in %v", want, got)
+		}
+	}
+	if got["mutex"] {
+		t.Errorf("a block of the mutex baseline alone, though others run it: %v", got)
+	}
+	alone := makeBlocks(Select(Impls(), regexp.MustCompile(`^mutex$`)), []int{1, 8})
+	if len(alone) != 2 || ids(alone[0]) != "mutex" || ids(alone[1]) != "mutex" {
+		t.Errorf("the mutex baseline alone: %d blocks", len(alone))
+	}
+}

@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	rounds := flag.Int("rounds", 11, "rounds recorded (each runs every implementation once per producer count)")
+	rounds := flag.Int("rounds", 11, "rounds recorded (each runs every implementation back to back with its references, at each producer count)")
 	items := flag.Int("items", 1_000_000, "items per implementation per round")
 	producers := flag.String("producers", "1,8", "comma-separated producer counts")
 	seed := flag.Uint64("seed", 1, "seed of the shuffled order of each round")
