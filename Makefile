@@ -27,8 +27,8 @@ bench:
 
 ## bench-peers: muster against its peers (facebookgo/muster, bundler, gocloud's
 ## batcher) and baselines, in interleaved rounds (benchmarks/, a module of its
-## own); prints a markdown table for BENCHMARKS.md (progress on stderr). About
-## 2 minutes on 2 cores.
+## own); prints a markdown table for BENCHMARKS.md (progress on stderr). 2-4
+## minutes on 2 cores.
 PEERS_FLAGS ?= -rounds 11 -items 1000000
 bench-peers:
 	@cd benchmarks && $(GO) run ./cmd/peers $(PEERS_FLAGS)
