@@ -45,33 +45,33 @@ type ratios struct {
 type Report struct {
 	Config  Config
 	Impls   []Impl
-	Samples map[string][]Sample // by cellKey: every recorded run
+	samples map[string][]Sample // by cellKey: every recorded run
 	Start   time.Time
 	Elapsed time.Duration
 
 	ratios map[string]*ratios // by cellKey
 }
 
-func cellKey(name string, producers int) string { return fmt.Sprintf("%s\x00%d", name, producers) }
+func cellKey(id string, producers int) string { return fmt.Sprintf("%s\x00%d", id, producers) }
 
-// Select returns the implementations whose name cfg.Match matches, with
+// Select returns the implementations whose ID or name match matches, with
 // the references they are compared with, in impls' order.
 func Select(impls []Impl, match *regexp.Regexp) []Impl {
 	if match == nil {
 		return impls
 	}
-	byName := make(map[string]Impl, len(impls))
+	byID := make(map[string]Impl, len(impls))
 	for _, im := range impls {
-		byName[im.ID] = im
+		byID[im.ID] = im
 	}
 	want := map[string]bool{}
-	var mark func(name string)
-	mark = func(name string) {
-		if want[name] {
+	var mark func(id string)
+	mark = func(id string) {
+		if want[id] {
 			return
 		}
-		want[name] = true
-		if im, ok := byName[name]; ok && im.Ref != "" {
+		want[id] = true
+		if im, ok := byID[id]; ok && im.Ref != "" {
 			mark(im.Ref)
 		}
 	}
@@ -103,7 +103,7 @@ func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 		return nil, fmt.Errorf("benchmarks: no implementation matches %v", cfg.Match)
 	}
 	blocks := makeBlocks(impls, cfg.Producers)
-	r := &Report{Config: cfg, Impls: impls, Samples: map[string][]Sample{}, Start: time.Now(), ratios: map[string]*ratios{}}
+	r := &Report{Config: cfg, Impls: impls, samples: map[string][]Sample{}, Start: time.Now(), ratios: map[string]*ratios{}}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d7573746572))
 	first := 0
 	if cfg.Warmup {
@@ -129,7 +129,7 @@ func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 				got[i] = s
 				if round >= 0 {
 					k := cellKey(im.ID, b.producers)
-					r.Samples[k] = append(r.Samples[k], s)
+					r.samples[k] = append(r.samples[k], s)
 					if cfg.OnSample != nil {
 						cfg.OnSample(round, runs, im.ID, b.producers, s)
 					}
@@ -238,7 +238,7 @@ func (r *Report) Rows() []Row {
 	for _, p := range r.Config.Producers {
 		for _, im := range r.Impls {
 			k := cellKey(im.ID, p)
-			ss := r.Samples[k]
+			ss := r.samples[k]
 			if len(ss) == 0 {
 				continue
 			}
