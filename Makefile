@@ -4,12 +4,13 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race deploy-test bench lint fmt demo fuzz stress
+.PHONY: test vet race deploy-test bench bench-peers bench-smoke lint fmt demo fuzz stress
 
 ## test: vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
-## which skips loudly when prometheus/promtool are missing). CI runs this.
-test: vet race deploy-test
+## which skips loudly when prometheus/promtool are missing), then a brief run
+## of the benchmarks module. CI runs this.
+test: vet race deploy-test bench-smoke
 
 vet:
 	$(GO) vet $(PKGS)
@@ -23,6 +24,24 @@ deploy-test:
 ## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -cpu 2 ./muster/ ./middleware/... ./ratelimit/...
+
+## bench-peers: muster against its peers (facebookgo/muster, bundler, gocloud's
+## batcher) and baselines, in interleaved rounds (benchmarks/, a module of its
+## own); prints a markdown table for BENCHMARKS.md (progress on stderr). 2-4
+## minutes on 2 cores.
+PEERS_FLAGS ?= -rounds 11 -items 1000000
+bench-peers:
+	@cd benchmarks && $(GO) run ./cmd/peers $(PEERS_FLAGS)
+
+## bench-smoke: the benchmarks module's gofmt, go.mod tidiness, vet, and its
+## tests (a tiny interleaved run of every implementation) and every Benchmark
+## at 100 items, with the race detector, so that they cannot rot (vet takes
+## -race too, to share the race build of the dependencies with go test).
+bench-smoke:
+	@cd benchmarks && out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	cd benchmarks && $(GO) mod tidy -diff
+	cd benchmarks && $(GO) vet -race ./...
+	cd benchmarks && $(GO) test -race -count=1 -bench . -benchtime 100x -timeout 5m ./...
 
 ## lint: formatting and vet.
 lint:
