@@ -121,6 +121,16 @@ type Config struct {
 	// Redis to return to the shared quota. Zero means 500 ms.
 	HeartbeatInterval time.Duration
 
+	// RecoveryGrace is how long, after Redis answers again, this replica
+	// keeps holding to its fallback share as well as taking its tokens
+	// from Redis: the other replicas may still be on their fallbacks for
+	// that long, unseen by Redis, so a replica that returned early must
+	// not take the whole quota yet. Zero means two HeartbeatIntervals
+	// plus one second (go-redis's dial circuit breaker retries once a
+	// second, so a client may see Redis back a second late). Only under
+	// [FailOpen].
+	RecoveryGrace time.Duration
+
 	// ID names this replica among the heartbeats. Zero means the host
 	// name, process id and a counter.
 	ID string
@@ -157,9 +167,15 @@ type Limiter struct {
 
 	limitBits atomic.Uint64 // float64 bits of the current limit (Adaptive changes it)
 
+	// outstanding counts the tokens reserved in Redis whose callers still
+	// wait for them to be due: they will be spent after a switch to the
+	// fallback, which therefore starts that much in debt.
+	outstanding atomic.Int64
+
 	mu       sync.Mutex
 	mode     Mode
-	local    *ratelimit.Limiter // the fallback, made when the mode leaves shared
+	local    *ratelimit.Limiter // the fallback, made when the mode leaves shared, kept during the grace
+	grace    time.Time          // end of the recovery grace
 	replicas int                // last known number of replicas (1 until known)
 	changed  chan struct{}      // closed and replaced on every mode change
 
@@ -170,6 +186,8 @@ type Limiter struct {
 
 	closeOnce sync.Once
 	stop      chan struct{}
+	stopCtx   context.Context // done at Close
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
 
@@ -193,8 +211,8 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("redisrate: Config.Burst must not be negative, got %d", cfg.Burst)
 	case cfg.Lease < 0:
 		return nil, fmt.Errorf("redisrate: Config.Lease must not be negative, got %d", cfg.Lease)
-	case cfg.LeaseTTL < 0, cfg.Timeout < 0, cfg.HeartbeatInterval < 0:
-		return nil, errors.New("redisrate: Config.LeaseTTL, Timeout and HeartbeatInterval must not be negative")
+	case cfg.LeaseTTL < 0, cfg.Timeout < 0, cfg.HeartbeatInterval < 0, cfg.RecoveryGrace < 0:
+		return nil, errors.New("redisrate: Config.LeaseTTL, Timeout, HeartbeatInterval and RecoveryGrace must not be negative")
 	case cfg.Replicas < 0:
 		return nil, fmt.Errorf("redisrate: Config.Replicas must not be negative, got %d", cfg.Replicas)
 	case cfg.Policy > FailClosed:
@@ -209,8 +227,11 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 500 * time.Millisecond
 	}
+	if cfg.RecoveryGrace == 0 {
+		cfg.RecoveryGrace = 2*cfg.HeartbeatInterval + time.Second
+	}
 	if cfg.Lease > 0 && cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = max(100*time.Millisecond, time.Duration(2*float64(cfg.Lease)/float64(cfg.Limit)*float64(time.Second)))
+		cfg.LeaseTTL = time.Second
 	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Key
@@ -224,6 +245,7 @@ func New(cfg Config) (*Limiter, error) {
 		changed:  make(chan struct{}),
 		stop:     make(chan struct{}),
 	}
+	l.stopCtx, l.cancel = context.WithCancel(context.Background())
 	if l.id == "" {
 		host, _ := os.Hostname()
 		l.id = host + "/" + strconv.Itoa(os.Getpid()) + "/" + strconv.FormatInt(idSeq.Add(1), 10)
@@ -311,7 +333,10 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	}
 	for {
 		l.mu.Lock()
-		mode := l.mode
+		mode, local := l.mode, l.local
+		if mode == ModeShared && local != nil && !time.Now().Before(l.grace) {
+			l.local, local = nil, nil // the grace is over
+		}
 		l.mu.Unlock()
 		switch mode {
 		case ModeLocal:
@@ -319,6 +344,13 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 		case ModeClosed:
 			event(ctx, l, "muster.ratelimit.refused", ModeClosed, nil)
 			return fmt.Errorf("%w: %s", ErrUnavailable, l.cfg.Key)
+		}
+		if local != nil {
+			// Recovering: this replica's share still binds, and Redis
+			// learns what it takes (see Config.RecoveryGrace).
+			if err := local.WaitN(ctx, n); err != nil {
+				return err
+			}
 		}
 		var err error
 		if l.cfg.Lease > 0 {
@@ -351,6 +383,8 @@ func (l *Limiter) waitShared(ctx context.Context, n int) error {
 	if delay <= 0 {
 		return nil
 	}
+	l.outstanding.Add(int64(n))
+	defer l.outstanding.Add(-int64(n))
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
@@ -502,7 +536,11 @@ func (l *Limiter) waitLeased(ctx context.Context, n int) error {
 			arrive()
 			continue
 		}
-		time.AfterFunc(delay, arrive)
+		l.outstanding.Add(int64(amount))
+		time.AfterFunc(delay, func() {
+			l.outstanding.Add(-int64(amount))
+			arrive()
+		})
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -532,6 +570,16 @@ func (l *Limiter) fail(ctx context.Context, err error) {
 		l.local = &ratelimit.Limiter{}
 		l.local.SetLimit(l.shareLocked())
 		l.local.SetBurst(max(1, l.cfg.Burst/l.replicas))
+		// Tokens reserved in Redis and not yet due will still be spent:
+		// the fallback starts in debt by as many, queued first.
+		if debt := int(l.outstanding.Load()); debt > 0 {
+			local := l.local
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				_ = local.WaitN(l.stopCtx, debt)
+			}()
+		}
 	}
 	l.tokens, l.expires = 0, time.Time{} // a lease is not trusted across an outage
 	l.setModeLocked(next)
@@ -647,7 +695,7 @@ func (l *Limiter) probe() {
 	l.heartbeat()
 	l.mu.Lock()
 	if l.mode != ModeShared {
-		l.local = nil
+		l.grace = time.Now().Add(l.cfg.RecoveryGrace) // l.local, if any, serves the grace
 		l.setModeLocked(ModeShared)
 	}
 	l.mu.Unlock()
@@ -659,6 +707,7 @@ func (l *Limiter) probe() {
 func (l *Limiter) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
+		l.cancel()
 		l.metrics.unregister()
 	})
 	l.wg.Wait()
