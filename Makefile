@@ -4,12 +4,12 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race deploy-test bench lint fmt demo fuzz stress
+.PHONY: test vet race deploy-test redisrate-test bench lint fmt demo fuzz stress
 
 ## test: vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
 ## which skips loudly when prometheus/promtool are missing). CI runs this.
-test: vet race deploy-test
+test: vet race deploy-test redisrate-test
 
 vet:
 	$(GO) vet $(PKGS)
@@ -19,6 +19,12 @@ race:
 
 deploy-test:
 	$(MAKE) -C deploy test
+
+## redisrate-test: the shared-quota module (its own go.mod) against real
+## redis-servers it starts (skipped loudly without redis-server, required
+## with MUSTER_REQUIRE_REDIS=1).
+redisrate-test:
+	cd ratelimit/redisrate && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 ## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
 bench:
