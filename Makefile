@@ -4,12 +4,12 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race deploy-test redisrate-test bench lint fmt demo fuzz stress
+.PHONY: test vet race deploy-test redisrate-test demo-test bench lint fmt demo fuzz stress
 
 ## test: vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
 ## which skips loudly when prometheus/promtool are missing). CI runs this.
-test: vet race deploy-test redisrate-test
+test: vet race deploy-test redisrate-test demo-test
 
 vet:
 	$(GO) vet $(PKGS)
@@ -19,6 +19,11 @@ race:
 
 deploy-test:
 	$(MAKE) -C deploy test
+
+## demo-test: the demo (examples/otel-demo, a module of its own so that the
+## library's module gains none of its dependencies).
+demo-test:
+	cd examples/otel-demo && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 ## redisrate-test: the shared-quota module (its own go.mod) against real
 ## redis-servers it starts (skipped loudly without redis-server, required
@@ -49,4 +54,4 @@ stress:
 
 ## demo: the example service with embedded defaults.
 demo:
-	$(GO) run ./examples/otel-demo
+	cd examples/otel-demo && $(GO) run .

@@ -32,8 +32,8 @@ import (
 // return data and every alert rule must evaluate without error.
 //
 // Two targets, run in parallel:
-//   - demo: examples/otel-demo, built from the repository (in the library's
-//     own module) and run with -metrics-addr on a free port. Skipped while
+//   - demo: examples/otel-demo, built from the repository (in its own
+//     module) and run with -metrics-addr on a free port. Skipped while
 //     examples/otel-demo/main.go does not exist. MUSTER_E2E_DEMO_ARGS
 //     replaces its other flags (space-separated; default -duration 90s).
 //   - standin: a server inside this test that records every instrument of
@@ -398,8 +398,8 @@ func presentSeries(api string) string {
 	return strings.Join(names, " ")
 }
 
-// startDemo builds examples/otel-demo in the library's own module (as users
-// run it) and starts it serving /metrics on a free port.
+// startDemo builds examples/otel-demo in its own module (as `make demo`
+// runs it) and starts it serving /metrics on a free port.
 func startDemo(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -409,8 +409,8 @@ func startDemo(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "otel-demo")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./examples/otel-demo")
-	build.Dir = repoRoot
+	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
+	build.Dir = filepath.Join(repoRoot, "examples", "otel-demo") // a module of its own
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build examples/otel-demo: %v\n%s", err, out)
 	}
