@@ -71,7 +71,11 @@ func (m Mode) String() string {
 // other zero field takes the default its comment gives.
 type Config struct {
 	// Client is the Redis client (a *redis.Client, a failover or cluster
-	// client). It is not closed by [Limiter.Close].
+	// client). It is not closed by [Limiter.Close]. WaitN never waits for
+	// it past Timeout or the caller's context, whatever its options; give
+	// it ContextTimeoutEnabled (so that an abandoned round trip ends at its
+	// deadline too) and MaxRetries -1 (the limiter decides what a failure
+	// means; retries only delay the fallback).
 	Client redis.UniversalClient
 
 	// Key names the quota in Redis: every replica using the same Key (on

@@ -208,6 +208,42 @@ func TestContextEndsWhileWaiting(t *testing.T) {
 	if el := time.Since(start); el > 300*time.Millisecond {
 		t.Errorf("WaitN returned %v after the context ended", el)
 	}
+	// The tokens the cancelled call had reserved go back to the bucket:
+	// its theoretical arrival time moves back (redis_rate keeps it under
+	// "rate:"+Key).
+	c := s.Client(t)
+	l2 := newLimiter(t, s, redisrate.Config{Key: "giveback", Limit: 2, Burst: 1, Replicas: 1})
+	key := "rate:giveback"
+	tat := func() float64 {
+		v, err := c.Get(context.Background(), key).Float64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
+		}
+	}
+	if err := l2.WaitN(context.Background(), 1); err != nil { // the bucket's one token
+		t.Fatal(err)
+	}
+	before := tat()
+	ctx2, cancel2 := context.WithCancelCause(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- l2.WaitN(ctx2, 1) }()
+	waitFor("no reservation", func() bool { return tat() > before })
+	cancel2(cause)
+	if err := <-errc; !errors.Is(err, cause) {
+		t.Fatalf("WaitN = %v", err)
+	}
+	waitFor("the cancelled reservation was not given back", func() bool { return tat() <= before+0.001 })
 	// Already done: at once.
 	if err := l.WaitN(ctx, 1); !errors.Is(err, cause) {
 		t.Errorf("WaitN on a done context = %v", err)
