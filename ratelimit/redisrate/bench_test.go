@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
 
 	"golang.org/x/time/rate"
 
@@ -18,6 +21,31 @@ import (
 // quota's pace, 500 µs per batch).
 func BenchmarkWaitN(b *testing.B) {
 	s := startRedis(b)
+	// The floor: one bare go-redis round trip (PING) to the same server.
+	b.Run("baseline/ping", func(b *testing.B) {
+		c := s.Client(b)
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := c.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(1, "roundtrips/op")
+	})
+	// The GCRA script itself: redis_rate's AllowN called directly.
+	b.Run("baseline/redis_rate", func(b *testing.B) {
+		rl := redis_rate.NewLimiter(s.Client(b))
+		ctx := context.Background()
+		lim := redis_rate.Limit{Rate: 1e8, Period: time.Second, Burst: 1e6}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := rl.AllowN(ctx, "baseline", lim, 10); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(1, "roundtrips/op")
+	})
 	for _, quota := range []struct {
 		name  string
 		limit rate.Limit
