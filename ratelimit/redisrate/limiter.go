@@ -362,6 +362,9 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 		} else {
 			err = l.waitShared(ctx, n)
 		}
+		if err == errSwitched {
+			continue // the mode changed while this call waited for a lease
+		}
 		var se *storeError
 		if !errors.As(err, &se) {
 			return err
@@ -371,6 +374,10 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 		l.fail(ctx, se.err)
 	}
 }
+
+// errSwitched tells WaitN that the mode changed under a waiting caller, who
+// must start again in the new mode (rather than try Redis again).
+var errSwitched = errors.New("redisrate: mode changed")
 
 // storeError marks a failed round trip, as opposed to the caller's ctx.
 type storeError struct{ err error }
@@ -491,6 +498,10 @@ func (l *Limiter) giveBack(n int) {
 func (l *Limiter) waitLeased(ctx context.Context, n int) error {
 	for {
 		l.mu.Lock()
+		if l.mode != ModeShared {
+			l.mu.Unlock()
+			return errSwitched
+		}
 		now := time.Now()
 		if !now.Before(l.expires) {
 			l.tokens = 0

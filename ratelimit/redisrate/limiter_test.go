@@ -394,3 +394,36 @@ func TestReplicasFromHeartbeats(t *testing.T) {
 		}
 	}
 }
+
+func TestSlowRedisLeased(t *testing.T) {
+	t.Parallel()
+	s := startRedis(t)
+	// Every WaitN(5) needs a lease of its own: when Redis stops answering,
+	// the callers queued behind the lease on its way must go to the
+	// fallback together, not try Redis one after the other.
+	l := newLimiter(t, s, redisrate.Config{Limit: 1000, Burst: 100, Lease: 5, Replicas: 1, Timeout: 100 * time.Millisecond})
+	ctx := context.Background()
+	if err := l.WaitN(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	s.Pause()
+	t.Cleanup(s.Resume)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() { errs <- l.WaitN(ctx, 5) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("fail open: %v", err)
+		}
+	}
+	if el := time.Since(start); el > 400*time.Millisecond {
+		t.Errorf("8 callers took %v on a paused Redis with a 100ms timeout: they tried it in turn", el)
+	}
+	s.Resume()
+	waitMode(t, l, redisrate.ModeShared, 5*time.Second)
+}
