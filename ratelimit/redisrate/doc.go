@@ -59,10 +59,17 @@
 // (no burst above the quota); on success the limiter is back on the shared
 // quota. Leased tokens are dropped at a switch.
 //
-// The tolerance while failing over: the shares of the replicas sum to the
-// quota, so the aggregate stays within it if the replica count is right; a
-// replica that switches a timeout later than the others, or a count that
-// lags by one heartbeat window, can add about one share for that time.
+// The tolerance while failing over: the aggregate stays within the quota plus
+// 10% over any window of a few seconds. The shares of the replicas sum to the
+// quota; a fallback starts in debt for the tokens its replica had reserved in
+// Redis and not yet used, and a replica back on Redis keeps to its share as
+// well for Config.RecoveryGrace, while the others may still be on their
+// fallbacks. What remains is a replica that switches a timeout later than the
+// others, or a replica count that lags a heartbeat window. Measured (three
+// processes, 600 items/s, Redis killed for 5 s and restarted on its port,
+// TestAcrossProcesses): every replica on its fallback within 200 ms and back
+// within 1 s, no batch failed, 596-620 items/s while Redis was down and
+// 606-610 after, at most 660 in the single second after the restart.
 //
 // # Observability
 //
