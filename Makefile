@@ -30,6 +30,8 @@ demo-test:
 ## with MUSTER_REQUIRE_REDIS=1).
 redisrate-test:
 	cd ratelimit/redisrate && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
+	@if [ -z "$$REDIS_SERVER" ] && ! command -v redis-server >/dev/null 2>&1; then \
+		echo "!!! redisrate: redis-server not found: the tests against a real Redis were SKIPPED (apt-get install redis-server)"; fi
 
 ## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
 bench:

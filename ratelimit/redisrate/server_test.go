@@ -37,15 +37,11 @@ type redisServer struct {
 func findRedis(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("REDIS_SERVER"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/local/bin/redis-server"} {
-		if _, err := os.Stat(p); err == nil {
+		if _, err := exec.LookPath(p); err == nil {
 			return p
 		}
+	} else if p, err := exec.LookPath("redis-server"); err == nil {
+		return p
 	}
 	msg := fmt.Sprintf("\n%s\n!!! redis-server NOT FOUND: %s is NOT TESTED against a real Redis.\n!!! install it: apt-get update && apt-get install -y redis-server (or set $REDIS_SERVER)\n%s",
 		strings.Repeat("!", 78), t.Name(), strings.Repeat("!", 78))
