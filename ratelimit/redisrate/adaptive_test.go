@@ -3,11 +3,13 @@ package redisrate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/musterhq/muster/middleware/throttle"
 	"github.com/musterhq/muster/ratelimit"
 	"github.com/musterhq/muster/ratelimit/redisrate"
 )
@@ -86,4 +88,31 @@ func TestAdaptiveConfigErrors(t *testing.T) {
 			t.Errorf("NewAdaptive(%+v): no error", aimd)
 		}
 	}
+}
+
+// Through middleware/throttle, which finds the Observer on its Waiter: a
+// batch that fails with an overload on one replica slows the other.
+func TestAdaptiveThroughThrottle(t *testing.T) {
+	t.Parallel()
+	s := startRedis(t)
+	newA := func() *redisrate.Adaptive {
+		a, err := redisrate.NewAdaptive(redisrate.AdaptiveConfig{
+			Config:       redisrate.Config{Client: s.Client(t), Key: "aimd-throttle", Burst: 100, Replicas: 2},
+			AIMD:         ratelimit.AdaptiveConfig{Max: 1000, CoolDown: time.Minute, IsOverload: func(err error) bool { return errors.Is(err, ratelimit.ErrOverloaded) }},
+			SyncInterval: 10 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	a, b := newA(), newA()
+	fire := throttle.New[int](a, throttle.WithPerItem())(func(context.Context, []int) error {
+		return fmt.Errorf("bulk insert: %w", ratelimit.ErrOverloaded)
+	})
+	if err := fire(context.Background(), []int{1, 2, 3}); !errors.Is(err, ratelimit.ErrOverloaded) {
+		t.Fatalf("fire = %v", err)
+	}
+	waitLimit(t, b, 500)
 }
