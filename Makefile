@@ -4,13 +4,13 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race deploy-test bench bench-peers bench-smoke lint fmt demo fuzz stress
+.PHONY: test vet race deploy-test redisrate-test demo-test bench bench-peers bench-smoke lint fmt demo fuzz stress
 
 ## test: vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
-## which skips loudly when prometheus/promtool are missing), then a brief run
-## of the benchmarks module. CI runs this.
-test: vet race deploy-test bench-smoke
+## which skips loudly when prometheus/promtool are missing), the shared-quota
+## and demo modules, then a brief run of the benchmarks module. CI runs this.
+test: vet race deploy-test redisrate-test demo-test bench-smoke
 
 vet:
 	$(GO) vet $(PKGS)
@@ -20,6 +20,19 @@ race:
 
 deploy-test:
 	$(MAKE) -C deploy test
+
+## demo-test: the demo (examples/otel-demo, a module of its own so that the
+## library's module gains none of its dependencies).
+demo-test:
+	cd examples/otel-demo && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
+
+## redisrate-test: the shared-quota module (its own go.mod) against real
+## redis-servers it starts (skipped loudly without redis-server, required
+## with MUSTER_REQUIRE_REDIS=1).
+redisrate-test:
+	cd ratelimit/redisrate && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
+	@if [ -z "$$REDIS_SERVER" ] && ! command -v redis-server >/dev/null 2>&1; then \
+		echo "!!! redisrate: redis-server not found: the tests against a real Redis were SKIPPED (apt-get install redis-server)"; fi
 
 ## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
 bench:
@@ -62,4 +75,4 @@ stress:
 
 ## demo: the example service with embedded defaults.
 demo:
-	$(GO) run ./examples/otel-demo
+	cd examples/otel-demo && $(GO) run .

@@ -65,19 +65,19 @@ func musterImpls() []Impl {
 		clientImpl(1024),
 		clientImpl(0),
 		// Instrumentation, each against the bare Batcher.
-		batcherImpl("muster-emptyhooks", "muster Batcher + empty Hooks", MusterBatcher, func(*Counter) (*muster.Hooks, func(int) context.Context) {
+		batcherImpl("muster-emptyhooks", "muster Batcher + empty Hooks", MusterBatcher, func(*Counter) (muster.Observer, func(int) context.Context) {
 			return &muster.Hooks{}, nil
 		}),
-		batcherImpl("muster-otel-metrics", "muster Batcher + otelmuster metrics", MusterBatcher, func(c *Counter) (*muster.Hooks, func(int) context.Context) {
+		batcherImpl("muster-otel-metrics", "muster Batcher + otelmuster metrics", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
 			mp := meterProvider(c)
 			h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
 			c.Fail(err)
 			return h, nil
 		}),
-		batcherImpl("muster-otel-nospan", "muster Batcher + otelmuster tracing+metrics (items without spans)", MusterBatcher, func(c *Counter) (*muster.Hooks, func(int) context.Context) {
+		batcherImpl("muster-otel-nospan", "muster Batcher + otelmuster tracing+metrics (items without spans)", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
 			return otelHooks(c), nil
 		}),
-		batcherImpl("muster-otel-linked", "muster Batcher + otelmuster tracing+metrics (every item in a sampled span)", MusterBatcher, func(c *Counter) (*muster.Hooks, func(int) context.Context) {
+		batcherImpl("muster-otel-linked", "muster Batcher + otelmuster tracing+metrics (every item in a sampled span)", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
 			ctxs := spanContexts(4096)
 			return otelHooks(c), func(i int) context.Context { return ctxs[i%len(ctxs)] }
 		}),
@@ -102,7 +102,7 @@ func countFire(c *Counter) muster.FireFunc[int] {
 
 // newBatcher starts the Batcher[int] every variant uses, with hooks (nil:
 // none) and its FireFunc wrapped in mw (nil: none).
-func newBatcher(c *Counter, hooks *muster.Hooks, mw muster.Middleware[int]) *muster.Batcher[int] {
+func newBatcher(c *Counter, hooks muster.Observer, mw muster.Middleware[int]) *muster.Batcher[int] {
 	fire := countFire(c)
 	if mw != nil {
 		fire = mw(fire)
@@ -130,13 +130,13 @@ func addFunc(c *Counter, b *muster.Batcher[int], ctxOf func(int) context.Context
 
 // batcherImpl is a Batcher[int] with the hooks setup returns (nil: none),
 // whose items are added under ctxOf(item) (nil: context.Background()).
-func batcherImpl(id, name, ref string, setup func(c *Counter) (hooks *muster.Hooks, ctxOf func(int) context.Context)) Impl {
+func batcherImpl(id, name, ref string, setup func(c *Counter) (hooks muster.Observer, ctxOf func(int) context.Context)) Impl {
 	return Impl{
 		ID:   id,
 		Name: name,
 		Ref:  ref,
 		Start: func(c *Counter) (func(int), func()) {
-			var hooks *muster.Hooks
+			var hooks muster.Observer
 			var ctxOf func(int) context.Context
 			if setup != nil {
 				hooks, ctxOf = setup(c)
@@ -151,7 +151,7 @@ func keyedStart(c *Counter, keys int) (func(int), func()) {
 	k := &muster.Keyed[int, int]{
 		Key:          func(v int) int { return v % keys },
 		MaxBatchSize: BatchSize, BatchTimeout: time.Hour, MaxKeys: keys,
-		Fire: func(_ context.Context, _ int, items []int) error { c.Fired(len(items)); return nil },
+		Fire: func(_ context.Context, items []int) error { c.Fired(len(items)); return nil },
 	}
 	c.Fail(k.Start())
 	ctx := context.Background()
@@ -202,7 +202,7 @@ func meterProvider(c *Counter) metric.MeterProvider {
 
 // otelHooks traces (AlwaysSample, a BatchSpanProcessor over an exporter that
 // discards: as a service runs it) and measures.
-func otelHooks(c *Counter) *muster.Hooks {
+func otelHooks(c *Counter) muster.Observer {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	c.Defer(func() { _ = tp.Shutdown(context.Background()) })

@@ -63,7 +63,10 @@
 // # Distributed limits
 //
 // A [Limiter] enforces a quota within one process. When replicas share a quota,
-// the tokens have to live in a shared store, and the plug-in point is [Waiter]:
+// the tokens have to live in a shared store. Module
+// github.com/musterhq/muster/ratelimit/redisrate does this with Redis (GCRA,
+// leasing, a fallback to the replica's share while Redis fails, an AIMD rate
+// shared by the replicas). For another store the plug-in point is [Waiter]:
 // implement WaitN against the store (a [WaiterFunc] is enough) and give it to
 // the middleware in place of a Limiter. A sketch, where take atomically takes n
 // tokens in the store (a GCRA or token-bucket script in Redis, say) or says when

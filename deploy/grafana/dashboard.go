@@ -211,6 +211,7 @@ func rows() []row {
 			{title: "Batches waiting for tokens", unit: units.Short, width: 6, noValue: "0",
 				desc:    "Average number of batches waiting for rate-limit tokens at once, per client: rate-limit seconds waited per second (Little's law). Close to MaxConcurrentBatches: the rate limit, not the downstream, sets the pace.",
 				targets: []target{{expr: sumBy(rate(sel(rateLimitWait.sum)), byClient...), legend: legend("waiting", labelClient)}}},
+			sharedQuotaPanel(),
 		}},
 		{title: "Errors, retries and data loss", panels: []panel{
 			{title: "Failure ratio by client", unit: units.PercentUnit, width: 8, noValue: "0",

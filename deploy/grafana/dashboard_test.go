@@ -345,7 +345,7 @@ func lintExpr(t errorer, where string, e parser.Expr, muster bool) {
 		}
 		// target-job-rule and target-instance-rule.
 		want := map[string]string{"job": sampleJob, "instance": sampleInstance}
-		if !isRuntime(name) {
+		if !isRuntime(name) && !isSharedQuota(name) { // a shared quota's series carry its name, not the client's
 			want[labelClient] = sampleClient
 		} else if s.matcher(labelClient) != nil {
 			t.Errorf("%s: %s has no %s label; the client matcher would select nothing", where, name, labelClient)

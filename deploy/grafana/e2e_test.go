@@ -32,8 +32,8 @@ import (
 // return data and every alert rule must evaluate without error.
 //
 // Two targets, run in parallel:
-//   - demo: examples/otel-demo, built from the repository (in the library's
-//     own module) and run with -metrics-addr on a free port. Skipped while
+//   - demo: examples/otel-demo, built from the repository (in its own
+//     module) and run with -metrics-addr on a free port. Skipped while
 //     examples/otel-demo/main.go does not exist. MUSTER_E2E_DEMO_ARGS
 //     replaces its other flags (space-separated; default -duration 90s).
 //   - standin: a server inside this test that records every instrument of
@@ -67,7 +67,7 @@ func TestE2EPrometheus(t *testing.T) {
 		}
 		t.Parallel()
 		addr := startStandin(t)
-		runE2E(t, prom, addr, d)
+		runE2E(t, prom, addr, d, true)
 	})
 	t.Run("demo", func(t *testing.T) {
 		main := filepath.Join(repoRoot, "examples", "otel-demo", "main.go")
@@ -75,20 +75,24 @@ func TestE2EPrometheus(t *testing.T) {
 			t.Fatalf("the demo the dashboard is tested against is missing: %v", err)
 		}
 		t.Parallel()
-		addr := startDemo(t)
-		runE2E(t, prom, addr, d)
+		addr, shared := startDemo(t)
+		runE2E(t, prom, addr, d, shared)
 	})
 }
 
 // runE2E starts Prometheus scraping addr and checks the dashboard and the
-// alert rules against it.
-func runE2E(t *testing.T, prom, addr string, d jsonDashboard) {
+// alert rules against it; the shared quota panel only if sharedQuota (the
+// target uses a shared rate limit).
+func runE2E(t *testing.T, prom, addr string, d jsonDashboard, sharedQuota bool) {
 	api := startPrometheus(t, prom, addr)
 	waitTargetUp(t, api)
 
 	type query struct{ where, expr string }
 	var queries []query
 	for _, p := range d.queryPanels() {
+		if !sharedQuota && showsSharedQuota(p) {
+			continue
+		}
 		for _, tg := range p.Targets {
 			queries = append(queries, query{panelRef(p) + " " + tg.RefID, expand(tg.Expr, e2eRateInterval, ".+", ".+", ".+")})
 		}
@@ -398,9 +402,9 @@ func presentSeries(api string) string {
 	return strings.Join(names, " ")
 }
 
-// startDemo builds examples/otel-demo in the library's own module (as users
-// run it) and starts it serving /metrics on a free port.
-func startDemo(t *testing.T) string {
+// startDemo builds examples/otel-demo in its own module (as `make demo`
+// runs it) and starts it serving /metrics on a free port.
+func startDemo(t *testing.T) (addr string, sharedQuota bool) {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -409,24 +413,28 @@ func startDemo(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "otel-demo")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./examples/otel-demo")
-	build.Dir = repoRoot
+	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
+	build.Dir = filepath.Join(repoRoot, "examples", "otel-demo") // a module of its own
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build examples/otel-demo: %v\n%s", err, out)
 	}
 
-	addr := freeAddr(t)
+	addr = freeAddr(t)
 	args := defaultDemoArgs
 	if s := os.Getenv("MUSTER_E2E_DEMO_ARGS"); s != "" {
 		args = strings.Fields(s)
 	}
 	args = append([]string{"-metrics-addr", addr}, args...)
+	if redis := startRedisForDemo(t); redis != "" { // the shared quota panel
+		args = append(args, "-redis-addr", redis)
+		sharedQuota = true
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = hermeticEnv()
 	out, exited := startProcess(t, "otel-demo", cmd)
 	waitHTTP(t, "otel-demo "+strings.Join(args, " "), "http://"+addr+"/metrics", exited, out, 20*time.Second)
-	return addr
+	return addr, sharedQuota
 }
 
 // hermeticEnv is the environment without OpenTelemetry exporter settings,
@@ -454,6 +462,9 @@ func startStandin(t *testing.T) string {
 	m := p.MeterProvider().Meter("github.com/musterhq/muster/deploy/grafana/standin")
 	rec, err := newStandinRecorder(m)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recordSharedQuota(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()

@@ -219,6 +219,9 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 			return "create " + s.Name() + ": " + err.Error()
 		}
 	}
+	if err := recordSharedQuota(ctx, m); err != nil {
+		return "shared quota: " + err.Error()
+	}
 	return ""
 }
 

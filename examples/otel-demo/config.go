@@ -34,6 +34,8 @@ type config struct {
 	poisonEvery     int
 	rateLimit       float64
 	adaptive        bool
+	redisAddr       string // share the rate limit through this Redis ("": in process)
+	redisKey        string
 	batchSize       int
 	batchTimeout    time.Duration
 	maxInflight     int
@@ -59,6 +61,7 @@ func defaultConfig() config {
 		poisonEvery:     2000,
 		rateLimit:       1000,
 		adaptive:        true,
+		redisKey:        "otel-demo:orders-db",
 		batchSize:       50,
 		batchTimeout:    50 * time.Millisecond,
 		maxInflight:     4,
@@ -96,6 +99,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.poisonEvery, "poison-every", c.poisonEvery, "every `n`th order is malformed, and orders-db rejects its whole batch for good (0: never)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", c.rateLimit, "orders per second the downstream accepts (0: no limit)")
 	fs.BoolVar(&c.adaptive, "adaptive", c.adaptive, "adapt the rate limit to overload errors (AIMD, between rate-limit/10 and rate-limit)")
+	fs.StringVar(&c.redisAddr, "redis-addr", c.redisAddr, "share the rate limit with every replica of the demo through the Redis at `host:port` (ratelimit/redisrate; empty: a limiter in this process)")
+	fs.StringVar(&c.redisKey, "redis-key", c.redisKey, "the shared quota's `key` in Redis (with -redis-addr)")
 	fs.IntVar(&c.batchSize, "batch-size", c.batchSize, "MaxBatchSize: fire a batch at this many orders (0: no size trigger)")
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", c.batchTimeout, "BatchTimeout: fire a batch this long after its first order (0: no timeout trigger)")
 	fs.IntVar(&c.maxInflight, "max-inflight", c.maxInflight, "MaxConcurrentBatches: batches in flight at once (0: no limit)")
@@ -165,6 +170,12 @@ func (c config) validate() error {
 	}
 	if !(c.rateLimit >= 0) || c.rateLimit > 1e9 {
 		bad("-rate-limit must be 0 (no limit) or a positive number of orders/s (got %g)", c.rateLimit)
+	}
+	if c.redisAddr != "" && c.rateLimit == 0 {
+		bad("-redis-addr shares the rate limit: it needs -rate-limit above 0")
+	}
+	if c.redisAddr != "" && c.redisKey == "" {
+		bad("-redis-key must not be empty with -redis-addr")
 	}
 	if c.poisonEvery < 0 {
 		bad("-poison-every must not be negative (got %d)", c.poisonEvery)

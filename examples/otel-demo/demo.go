@@ -77,9 +77,11 @@ type demo struct {
 	metricsURL string
 	metricsDsc string
 
-	batcher *muster.Keyed[string, Order]
-	limit   func() float64 // the current rate limit (0: none)
-	tally   *tally
+	batcher      *muster.Keyed[string, Order]
+	limit        func() float64 // the current rate limit (0: none)
+	closeLimiter func()         // stops a shared limiter's background work; nil for none
+	limitMode    func() string  // a shared limiter's mode when not shared; nil for none
+	tally        *tally
 
 	stopProducers   chan struct{}
 	producers       sync.WaitGroup
@@ -207,7 +209,13 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		failureRate: cfg.failureRate,
 		batchSize:   cfg.batchSize,
 	}
-	waiter, limit, err := newLimiter(cfg)
+	var waiter ratelimit.Waiter
+	var limit func() float64
+	if cfg.redisAddr != "" {
+		waiter, limit, d.limitMode, d.closeLimiter, err = newSharedLimiter(cfg, p.MeterProvider())
+	} else {
+		waiter, limit, err = newLimiter(cfg)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +328,9 @@ func (d *demo) banner() {
 		if c.adaptive {
 			limit += " (adaptive)"
 		}
+		if c.redisAddr != "" {
+			limit += " shared through Redis at " + c.redisAddr
+		}
 	}
 	poison := ""
 	if c.poisonEvery > 0 {
@@ -396,6 +407,9 @@ func (d *demo) printProgress(now time.Time, interval time.Duration) {
 	if d.limit != nil {
 		g.limit = d.limit()
 	}
+	if d.limitMode != nil {
+		g.limitMode = d.limitMode()
+	}
 	fmt.Fprintln(d.stdout, progressLine(now.Sub(d.began), interval, d.tally.take(), g))
 }
 
@@ -442,6 +456,9 @@ func (d *demo) wait(ctx context.Context) int {
 	}
 	close(d.stopProgress)
 	d.progressing.Wait()
+	if d.closeLimiter != nil {
+		d.closeLimiter()
+	}
 
 	r.stats = d.batcher.Stats()
 	r.inFlight = r.stats.InFlight

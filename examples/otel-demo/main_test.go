@@ -53,6 +53,8 @@ func TestBadFlags(t *testing.T) {
 		{"zero rate", []string{"-rate", "0"}, "-rate must be in (0, 1e6]"},
 		{"negative rate limit", []string{"-rate-limit", "-1"}, "-rate-limit must be 0 (no limit) or a positive number"},
 		{"NaN rate limit", []string{"-rate-limit", "NaN"}, "-rate-limit must be 0 (no limit) or a positive number"},
+		{"shared without a limit", []string{"-redis-addr", "127.0.0.1:6379", "-rate-limit", "0"}, "-redis-addr shares the rate limit: it needs -rate-limit above 0"},
+		{"shared without a key", []string{"-redis-addr", "127.0.0.1:6379", "-redis-key", ""}, "-redis-key must not be empty"},
 		{"failure rate above 1", []string{"-failure-rate", "1.5"}, "-failure-rate must be in [0,1]"},
 		{"negative failure rate", []string{"-failure-rate", "-0.1"}, "-failure-rate must be in [0,1]"},
 		{"negative latency", []string{"-latency", "-5ms"}, "-latency must not be negative"},

@@ -156,6 +156,7 @@ type gauges struct {
 	maxIn     int     // MaxConcurrentBatches (0: no limit)
 	capacity  int     // PendingWorkCapacity
 	limit     float64 // current rate limit in orders/s (0: none)
+	limitMode string  // a shared limit's mode when not shared ("local", "closed"); "" otherwise
 	phase     string
 }
 
@@ -188,6 +189,9 @@ func progressLine(elapsed, d time.Duration, iv interval, g gauges) string {
 	fmt.Fprintf(&b, "  queue %3d/%d", g.stats.Queued, g.capacity)
 	if g.limit > 0 {
 		fmt.Fprintf(&b, "  limit %.0f/s", g.limit)
+		if g.limitMode != "" {
+			fmt.Fprintf(&b, " (%s: Redis failing)", g.limitMode)
+		}
 	}
 	return b.String()
 }

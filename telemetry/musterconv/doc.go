@@ -65,6 +65,20 @@
 // Every instrument carries [BatcherNameKey] (label muster_batcher_name); the
 // others are listed by [Spec.AttributeKeys].
 //
+// # The shared rate limiter
+//
+// A quota shared by replicas (github.com/musterhq/muster/ratelimit/redisrate)
+// belongs to no one batcher, so its instruments carry [RateLimitNameKey]
+// (label muster_ratelimit_name) instead of [BatcherNameKey], and are listed by
+// [SharedRateLimit], not [All]:
+//
+//	| instrument                      | kind                  | unit      | Prometheus series                                          |
+//	|---------------------------------|-----------------------|-----------|------------------------------------------------------------|
+//	| muster.ratelimit.store.requests | counter               | {request} | muster_ratelimit_store_requests_total                      |
+//	| muster.ratelimit.store.duration | histogram (float64)   | s         | muster_ratelimit_store_duration_seconds_{bucket,sum,count} |
+//	| muster.ratelimit.state          | async up-down counter | {limiter} | muster_ratelimit_state                                     |
+//	| muster.ratelimit.switches       | counter               | {switch}  | muster_ratelimit_switches_total                            |
+//
 // # Buckets
 //
 // The SDK's default histogram boundaries are millisecond-sized (0, 5, 10, ...,

@@ -254,7 +254,7 @@ func TestDocTable(t *testing.T) {
 		}
 		rows[cells[0]] = cells
 	}
-	specs := musterconv.All()
+	specs := append(musterconv.All(), musterconv.SharedRateLimit()...)
 	if len(rows) != len(specs) {
 		t.Errorf("doc.go's table has %d rows, the catalogue %d instruments", len(rows), len(specs))
 	}

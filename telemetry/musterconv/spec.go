@@ -73,6 +73,7 @@ type Spec struct {
 	buckets     []float64
 	attrs       []attribute.Key // beyond BatcherNameKey
 	promName    string
+	nameKey     attribute.Key // the key on every measurement; "" means BatcherNameKey
 }
 
 // Name returns the OpenTelemetry instrument name, for example
@@ -95,10 +96,15 @@ func (s Spec) Description() string { return s.description }
 func (s Spec) Buckets() []float64 { return slices.Clone(s.buckets) }
 
 // AttributeKeys returns the attribute keys a measurement of this instrument
-// may carry: [BatcherNameKey] first (it is on every measurement), then the
+// may carry: [BatcherNameKey] first (it is on every measurement; for the
+// shared rate limiter's instruments, [RateLimitNameKey]), then the
 // instrument's own keys, such as [BatchTriggerKey] or [ErrorTypeKey].
 func (s Spec) AttributeKeys() []attribute.Key {
-	return append([]attribute.Key{BatcherNameKey}, s.attrs...)
+	first := BatcherNameKey
+	if s.nameKey != "" {
+		first = s.nameKey
+	}
+	return append([]attribute.Key{first}, s.attrs...)
 }
 
 // PrometheusName returns the metric family name under which OpenTelemetry's
