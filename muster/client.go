@@ -264,32 +264,39 @@ func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{
 	var refused []error
 	ctx := context.Background()
 	e.mu.Lock()
-	for range 256 {
-		switch {
-		case e.phase == aborted:
+	for n := 1; ; n++ {
+		if e.phase == aborted {
 			e.late++
 			refused = append(refused, ErrIncomplete)
-		default:
-			if err := e.appendLocked(ctx, e.single, item, 0, &l); err != nil {
-				refused = append(refused, err)
-			}
+		} else if err := e.appendLocked(ctx, e.single, item, 0, &l); err != nil {
+			refused = append(refused, err)
 		}
-		if len(e.ready) > 0 && e.phase != aborted {
-			break
+		if n == maxRun || len(e.ready) > 0 && e.phase != aborted {
+			break // a batch waits for a slot: as in the seed, leave Work alone
 		}
-		var ok bool
-		select {
-		case item, ok = <-work:
-		default:
-		}
+		next, ok := tryRecv(work)
 		if !ok {
 			break
 		}
+		item = next
 	}
 	e.mu.Unlock()
 	e.launch(l)
 	for _, err := range refused {
 		e.refuse(ctx, err, 0)
+	}
+}
+
+// maxRun bounds the items the worker adds under one lock.
+const maxRun = 256
+
+// tryRecv takes an item from work if one is there.
+func tryRecv(work chan interface{}) (any, bool) {
+	select {
+	case item, ok := <-work:
+		return item, ok
+	default:
+		return nil, false
 	}
 }
 

@@ -906,3 +906,37 @@ func TestClientMiddleware(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkLongRuns sends more items through a buffered Work than the worker
+// takes under one lock, many times over: every item sent is fired, once. (The
+// worker once lost the item it had taken from Work when its run ended.)
+func TestWorkLongRuns(t *testing.T) {
+	for round := range 20 {
+		r := &recorder{}
+		c := &muster.Client{MaxBatchSize: 100, BatchTimeout: time.Hour, PendingWorkCapacity: 1024, BatchMaker: r.maker}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		const n = 3000
+		for i := range n {
+			c.Work <- i
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		seen := make(map[any]int)
+		for _, b := range r.snapshot() {
+			for _, it := range b {
+				seen[it]++
+			}
+		}
+		if len(seen) != n {
+			t.Fatalf("round %d: %d distinct items fired, want %d", round, len(seen), n)
+		}
+		for it, k := range seen {
+			if k != 1 {
+				t.Fatalf("round %d: item %v fired %d times", round, it, k)
+			}
+		}
+	}
+}
