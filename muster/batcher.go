@@ -114,7 +114,13 @@ func (b *Batcher[T]) Start() error {
 // make it fail or drop instead. Once Stop or Shutdown has begun it returns
 // ErrStopped. ctx reaches hooks (tracing links the batch to it); it is not
 // the context the batch fires with, and is not checked when there is room.
-func (b *Batcher[T]) Add(ctx context.Context, item T) error { return b.k.Add(ctx, item) }
+func (b *Batcher[T]) Add(ctx context.Context, item T) error {
+	if b.k.e == nil {
+		return ErrNotStarted
+	}
+	_, err := b.k.e.add(ctx, item, false)
+	return err
+}
 
 // AddResult adds an item as Add does and returns its Result, which is done
 // when the item's batch is done (after the retries of a retry middleware):

@@ -251,7 +251,7 @@ func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
 	drained := e.drainedLocked()
 	e.mu.Unlock()
 	close(e.fed)
-	e.launch(l)
+	e.launch(&l)
 	if drained {
 		e.stopped()
 	}
@@ -268,7 +268,7 @@ func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{
 		if e.phase == aborted {
 			e.late++
 			refused = append(refused, ErrIncomplete)
-		} else if err := e.appendLocked(ctx, e.single, item, 0, &l); err != nil {
+		} else if err := e.appendLocked(ctx, &e.single, item, 0, &l); err != nil {
 			refused = append(refused, err)
 		}
 		if n == maxRun || len(e.ready) > 0 && e.phase != aborted {
@@ -281,7 +281,7 @@ func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{
 		item = next
 	}
 	e.mu.Unlock()
-	e.launch(l)
+	e.launch(&l)
 	for _, err := range refused {
 		e.refuse(ctx, err, 0)
 	}

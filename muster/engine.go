@@ -103,10 +103,14 @@ type engine[K comparable, T any] struct {
 	workQ  func() int    // len(Work) for a Client
 	fed    chan struct{} // closed when a Client's worker has exited
 
+	// What every Add touches comes first, near the lock.
 	mu          sync.Mutex
 	phase       phase
-	feeding     bool // a Client's worker may still add items
-	single      *keyState[K, T]
+	feeding     bool           // a Client's worker may still add items
+	single      keyState[K, T] // the one key of a Batcher or Client
+	ready       []*batch[K, T] // closed, waiting for a slot, oldest first
+	pending     int            // items taken and not fired: open and ready batches
+	stats       Stats
 	keys        map[K]*keyState[K, T]
 	idleHead    *keyState[K, T]
 	idleTail    *keyState[K, T]
@@ -116,17 +120,14 @@ type engine[K comparable, T any] struct {
 	openTail    *batch[K, T]
 	timer       *time.Timer
 	timerSet    bool
-	ready       []*batch[K, T] // closed, waiting for a slot, oldest first
 	inflight    int
 	flightItems int
-	pending     int // items taken and not fired: open and ready batches
 	abandoning  int // batches abandoned whose Done hooks are running
 	space       chan struct{}
 	barriers    []*barrier
 	free        []*batch[K, T]
 	nextID      uint64
 	late        int // Work items refused after a deadline
-	stats       Stats
 	drained     chan struct{}
 }
 
@@ -150,9 +151,7 @@ func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
 		}
 	}
 	e.base, e.cancel = context.WithCancelCause(base)
-	if c.keyFn == nil {
-		e.single = &keyState[K, T]{}
-	} else {
+	if c.keyFn != nil {
 		e.keys = make(map[K]*keyState[K, T])
 	}
 	if c.timeout > 0 {
@@ -186,85 +185,141 @@ func (e *engine[K, T]) observe() {
 	}
 }
 
-// add offers one item: the path of Add and AddResult.
+// add offers one item: the path of Add, AddResult and Client.Add. What
+// most items never meet (a key or size to compute, a full client, a
+// refusal) is in functions of their own, so that the common path is a
+// lock, an append and an unlock.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result, error) {
 	var key K
 	size := 0
-	if e.keyFn != nil {
+	if e.keyFn != nil || e.sizer != nil {
 		var err error
-		if key, err = keyOf(e.keyFn, item); err != nil {
+		if key, size, err = e.measure(item); err != nil {
 			return Result{}, e.refuse(ctx, err, 0)
+		}
+	}
+	e.mu.Lock()
+	var slow *slowAdd
+	if e.phase != running || e.fullLocked() {
+		if slow = e.makeRoomLocked(ctx, key, wantResult); slow.done {
+			return slow.r, slow.err // unlocked
+		}
+	}
+	ks, err := &e.single, error(nil)
+	if e.keyFn != nil {
+		ks, err = e.keyLocked(key)
+	}
+	var l launches[K, T]
+	var r Result
+	if err == nil {
+		if err = e.appendLocked(ctx, ks, item, size, &l); err == nil && wantResult {
+			r = ks.curOrLast(&l).result()
+		}
+	}
+	e.mu.Unlock()
+	if l.one != nil {
+		e.launch(&l)
+	}
+	if slow != nil || err != nil {
+		return e.afterSlow(ctx, slow, r, err)
+	}
+	return r, nil
+}
+
+// measure calls the Key and Sizer functions, outside the lock.
+func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
+	if e.keyFn != nil {
+		if key, err = keyOf(e.keyFn, item); err != nil {
+			return key, 0, err
 		}
 	}
 	if e.sizer != nil {
-		var err error
 		if size, err = sizeOf(e.sizer, item); err == nil && (size < 0 || size > e.maxBytes) {
 			err = ErrTooLarge
 		}
-		if err != nil {
-			return Result{}, e.refuse(ctx, err, 0)
-		}
 	}
-	var since time.Time
-	var drop *dropped
-	e.mu.Lock()
+	return key, size, err
+}
+
+// slowAdd is what makeRoomLocked learned: the item's outcome when it
+// settled it (done), or else how long the producer was held and what was
+// dropped to make room.
+type slowAdd struct {
+	done  bool
+	r     Result
+	err   error
+	since time.Time
+	drop  *dropped
+}
+
+// makeRoomLocked applies the Overflow policy while the pending capacity is
+// used up, and refuses the item once the client stops. When it returns
+// done, the item's fate is settled and the lock released; otherwise the
+// lock is held and the item may join.
+//
+//go:noinline
+func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult bool) *slowAdd {
+	s := &slowAdd{}
 	for e.phase == running && e.fullLocked() {
 		if e.overflow == OverflowDropOldest {
 			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
 				e.mu.Unlock()
-				return Result{}, e.refuse(ctx, ErrTooManyKeys, 0)
+				s.done, s.err = true, e.refuse(ctx, ErrTooManyKeys, 0)
+				return s
 			}
-			if drop = e.dropOldestLocked(); drop != nil {
-				break
+			if s.drop = e.dropOldestLocked(); s.drop != nil {
+				return s
 			}
 		}
 		switch e.overflow {
 		case OverflowFail:
 			e.mu.Unlock()
-			return Result{}, e.refuse(ctx, ErrFull, 0)
+			s.done, s.err = true, e.refuse(ctx, ErrFull, 0)
+			return s
 		case OverflowDropNewest, OverflowDropOldest:
 			e.mu.Unlock()
 			e.refuse(ctx, ErrDropped, 0)
-			if wantResult {
-				return Result{o: droppedOutcome}, nil
+			if s.done = true; wantResult {
+				s.r = Result{o: droppedOutcome}
 			}
-			return Result{}, nil
+			return s
 		}
-		if since.IsZero() {
-			since = time.Now()
+		if s.since.IsZero() {
+			s.since = time.Now()
 		}
 		space := e.spaceLocked()
 		e.mu.Unlock()
 		select {
 		case <-space:
 		case <-ctx.Done():
-			return Result{}, e.refuse(ctx, ctx.Err(), time.Since(since))
+			s.done, s.err = true, e.refuse(ctx, ctx.Err(), time.Since(s.since))
+			return s
 		}
 		e.mu.Lock()
 	}
 	if e.phase != running {
 		e.mu.Unlock()
-		return Result{}, e.refuse(ctx, ErrStopped, blockedFor(since))
+		s.done, s.err = true, e.refuse(ctx, ErrStopped, blockedFor(s.since))
 	}
-	ks, err := e.keyLocked(key)
-	var l launches[K, T]
-	var r Result
-	if err == nil {
-		err = e.appendLocked(ctx, ks, item, size, &l)
-		if err == nil && wantResult {
-			r = ks.curOrLast(l).result()
+	return s
+}
+
+// afterSlow reports, once the lock is released, what the slow path or a
+// failed append left to say.
+//
+//go:noinline
+func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd, r Result, err error) (Result, error) {
+	var since time.Time
+	if s != nil {
+		since = s.since
+		if s.drop != nil {
+			e.reportDrop(s.drop)
 		}
-	}
-	e.mu.Unlock()
-	e.launch(l)
-	if drop != nil {
-		e.reportDrop(drop)
 	}
 	if err != nil {
 		return Result{}, e.refuse(ctx, err, blockedFor(since))
 	}
-	if !since.IsZero() && e.hooks != nil && e.hooks.Waited != nil {
-		h := e.hooks
+	if h := e.hooks; !since.IsZero() && h != nil && h.Waited != nil {
 		safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since)}) })
 	}
 	return r, nil
@@ -272,7 +327,7 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result
 
 // curOrLast returns the batch the last item joined: the key's open batch,
 // or the one it just closed.
-func (ks *keyState[K, T]) curOrLast(l launches[K, T]) *batch[K, T] {
+func (ks *keyState[K, T]) curOrLast(l *launches[K, T]) *batch[K, T] {
 	if ks.cur != nil {
 		return ks.cur
 	}
@@ -362,7 +417,7 @@ func (e *engine[K, T]) wakeLocked() {
 
 // keyFitsLocked reports whether keyLocked would find or make key's state.
 func (e *engine[K, T]) keyFitsLocked(key K) bool {
-	if e.single != nil || e.idleHead != nil || len(e.keys) < e.maxKeys {
+	if e.keyFn == nil || e.idleHead != nil || len(e.keys) < e.maxKeys {
 		return true
 	}
 	_, ok := e.keys[key]
@@ -371,8 +426,8 @@ func (e *engine[K, T]) keyFitsLocked(key K) bool {
 
 // keyLocked finds or makes the state of key.
 func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
-	if e.single != nil {
-		return e.single, nil
+	if e.keyFn == nil {
+		return &e.single, nil
 	}
 	if ks := e.keys[key]; ks != nil {
 		if ks.idle {
@@ -392,9 +447,36 @@ func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
 }
 
 // appendLocked puts an item into its key's open batch, closing the batches
-// its arrival completes. It is the one way an item joins a batch. An error
-// (a BatchMaker or Batch.Add that panicked) means the item was not taken.
+// its arrival completes: the one way an item joins a batch. What most items
+// never need (a new batch, a Batch's Add, sizes) is in prepareLocked, and
+// what happens once per batch or with hooks in joinedLocked, so that the
+// rest stays small. An error (a BatchMaker or Batch.Add that panicked) means
+// the item was not taken.
 func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, l *launches[K, T]) error {
+	b := ks.cur
+	if b == nil || b.user != nil || e.sizer != nil {
+		var err error
+		if b, err = e.prepareLocked(ks, item, size, l); err != nil {
+			return err
+		}
+	}
+	if b.user == nil || e.keepAll {
+		b.items = append(b.items, item)
+	}
+	b.n++
+	b.joined++
+	e.pending++
+	e.stats.Added++
+	if b.n == 1 || b.n == e.max || e.hooks != nil || e.maxBytes > 0 {
+		e.joinedLocked(ctx, b, l)
+	}
+	return nil
+}
+
+// prepareLocked readies ks's open batch for an item: it closes the batch
+// the item would take past MaxBatchBytes, makes a new one, hands the item to
+// a Batch, and records the item's size.
+func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *launches[K, T]) (*batch[K, T], error) {
 	b := ks.cur
 	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
 		e.closeLocked(b, TriggerBytes, l)
@@ -404,7 +486,7 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 		var err error
 		if b, err = e.newBatchLocked(ks); err != nil {
 			e.idleIfEmptyLocked(ks)
-			return err
+			return nil, err
 		}
 	}
 	if b.user != nil {
@@ -412,20 +494,19 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 			if b.n == 0 {
 				e.discardLocked(b)
 			}
-			return err
+			return nil, err
 		}
-	}
-	if b.user == nil || e.keepAll {
-		b.items = append(b.items, item)
 	}
 	if e.sizer != nil {
 		b.sizes = append(b.sizes, size)
 		b.bytes += size
 	}
-	b.n++
-	b.joined++
-	e.pending++
-	e.stats.Added++
+	return b, nil
+}
+
+// joinedLocked finishes an item's joining b: the Added hook, the batch's age
+// when it is the first item, the batch's close when it is the last.
+func (e *engine[K, T]) joinedLocked(ctx context.Context, b *batch[K, T], l *launches[K, T]) {
 	if h := e.hooks; h != nil && h.Added != nil {
 		e.keepLocked(b, callAdded(h.Added, ctx))
 	}
@@ -438,7 +519,6 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
 		e.closeLocked(b, TriggerBytes, l)
 	}
-	return nil
 }
 
 // keepLocked keeps the context the Added hook returned for b's last item.
@@ -566,7 +646,7 @@ func (e *engine[K, T]) onTimer() {
 		e.closeLocked(b, TriggerTimeout, &l)
 	}
 	e.mu.Unlock()
-	e.launch(l)
+	e.launch(&l)
 }
 
 // discardLocked drops an open batch that holds nothing.
@@ -595,7 +675,7 @@ func (l *launches[K, T]) add(b *batch[K, T]) {
 }
 
 // launch starts a goroutine for each admitted batch.
-func (e *engine[K, T]) launch(l launches[K, T]) {
+func (e *engine[K, T]) launch(l *launches[K, T]) {
 	if l.one != nil {
 		go e.run(l.one)
 	}
@@ -708,10 +788,11 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 // for the caller's goroutine to run.
 func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInfo, err error) *batch[K, T] {
 	if info != nil && e.hooks.Done != nil {
-		done := DoneInfo{FireInfo: *info, Duration: time.Since(info.Start), Err: err}
-		safely(func() { e.hooks.Done(ctx, done) })
+		e.doneHook(ctx, info, err)
 	}
-	b.complete(err)
+	if b.res != nil {
+		b.complete(err)
+	}
 	var l launches[K, T]
 	e.mu.Lock()
 	e.inflight--
@@ -728,12 +809,22 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 	drained := e.drainedLocked()
 	e.mu.Unlock()
 	if l.more != nil { // only Flush and Stop close several at once
-		e.launch(launches[K, T]{more: l.more})
+		e.launch(&launches[K, T]{more: l.more})
 	}
 	if drained {
 		e.stopped()
 	}
 	return l.one
+}
+
+// doneHook runs the Done hook in a frame of its own: the goroutine of a
+// batch without hooks keeps a small stack (growing it costs more than a
+// batch of Adds).
+//
+//go:noinline
+func (e *engine[K, T]) doneHook(ctx context.Context, info *FireInfo, err error) {
+	done := DoneInfo{FireInfo: *info, Duration: time.Since(info.Start), Err: err}
+	safely(func() { e.hooks.Done(ctx, done) })
 }
 
 // batchGoneLocked forgets a batch that is done or abandoned.
@@ -750,14 +841,16 @@ func (e *engine[K, T]) recycleLocked(b *batch[K, T]) {
 	}
 	clear(b.items)
 	clear(b.ctxs)
-	*b = batch[K, T]{items: b.items[:0], ctxs: b.ctxs[:0], sizes: b.sizes[:0]}
+	items, ctxs, sizes := b.items[:0], b.ctxs[:0], b.sizes[:0]
+	*b = batch[K, T]{} // cleared in place: a composite literal would be built on the stack
+	b.items, b.ctxs, b.sizes = items, ctxs, sizes
 	e.free = append(e.free, b)
 }
 
 // idleIfEmptyLocked puts a key that holds nothing at the end of the idle
 // list, from which the janitor and MaxKeys evict.
 func (e *engine[K, T]) idleIfEmptyLocked(ks *keyState[K, T]) {
-	if e.single != nil || ks.idle || ks.cur != nil || ks.busy > 0 || e.keys[ks.key] != ks {
+	if e.keyFn == nil || ks.idle || ks.cur != nil || ks.busy > 0 || e.keys[ks.key] != ks {
 		return
 	}
 	ks.idle = true
@@ -918,7 +1011,7 @@ func (e *engine[K, T]) flush(ctx context.Context) error {
 		e.barriers = append(e.barriers, bar)
 	}
 	e.mu.Unlock()
-	e.launch(l)
+	e.launch(&l)
 	if bar == nil {
 		return nil
 	}
@@ -955,7 +1048,7 @@ func (e *engine[K, T]) beginStop() bool {
 	}
 	drained := e.drainedLocked()
 	e.mu.Unlock()
-	e.launch(l)
+	e.launch(&l)
 	if drained {
 		e.stopped()
 	}

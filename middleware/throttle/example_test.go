@@ -11,13 +11,17 @@ import (
 
 // A downstream that takes 50 rows a second, in bulk inserts of up to 2 rows.
 // The first batch finds its tokens ready; the others wait, and the Waited
-// hook (where tracing and metrics listen) hears of each wait.
+// hook (where tracing and metrics listen) hears of each wait (and of the
+// producer's, held by backpressure meanwhile).
 func ExampleNew() {
 	rows := ratelimit.NewLimiter(50, 2) // 50 rows/s, bursts of one batch
 	b := &muster.Batcher[string]{
 		MaxBatchSize:         2,
 		MaxConcurrentBatches: 1,
 		Hooks: &muster.Hooks{Waited: func(ctx context.Context, info muster.WaitInfo) {
+			if info.Reason != muster.WaitRateLimit {
+				return // a producer held by backpressure, as the limit slows batches down
+			}
 			fmt.Printf("batch %d waited for %d %s tokens: %v\n", info.BatchID, info.Tokens, info.Reason, info.Duration > 0)
 		}},
 		Fire: throttle.New[string](rows, throttle.WithPerItem())(
