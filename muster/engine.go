@@ -2,6 +2,7 @@ package muster
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,8 @@ type engine[K comparable, T any] struct {
 	space       chan struct{}
 	barriers    []*barrier
 	free        []*batch[K, T]
+	parked      []chan *batch[K, T] // idle batch goroutines, the latest last
+	maxParked   int
 	nextID      uint64
 	late        int // Work items refused after a deadline
 	drained     chan struct{}
@@ -143,7 +146,10 @@ const (
 )
 
 func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
-	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{})}
+	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{}), maxParked: c.limit}
+	if e.maxParked == 0 {
+		e.maxParked = runtime.GOMAXPROCS(0)
+	}
 	base := context.Background()
 	if c.base != nil {
 		if b := c.base(); b != nil {
@@ -719,20 +725,43 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 				b.queued += e.workQ()
 			}
 		}
-		l.add(b)
+		if n := len(e.parked); n > 0 {
+			e.parked[n-1] <- b // a parked batch goroutine takes it
+			e.parked = e.parked[:n-1]
+		} else {
+			l.add(b)
+		}
 		e.wakeLocked()
 	}
 }
 
 // run is the goroutine of an admitted batch. When the batch is done it runs
-// the next batch the freed slot admitted, so that a saturated client starts
-// no goroutine per batch.
+// the next batch the freed slot admitted; with none, it parks (up to
+// maxParked goroutines do) until a batch is admitted or the client stops.
+// A busy client thus starts no goroutine per batch, and reuses stacks that
+// hooks and middleware have grown.
 func (e *engine[K, T]) run(b *batch[K, T]) {
-	for b != nil {
-		if e.hooks == nil {
-			b = e.finish(e.base, b, nil, e.fire(e.base, b))
-		} else {
-			b = e.runHooked(b)
+	var next chan *batch[K, T]
+	for {
+		for b != nil {
+			if e.hooks == nil {
+				b = e.finish(e.base, b, nil, e.fire(e.base, b))
+			} else {
+				b = e.runHooked(b)
+			}
+		}
+		e.mu.Lock()
+		if e.phase == stopped || len(e.parked) >= e.maxParked {
+			e.mu.Unlock()
+			return
+		}
+		if next == nil {
+			next = make(chan *batch[K, T], 1)
+		}
+		e.parked = append(e.parked, next)
+		e.mu.Unlock()
+		if b = <-next; b == nil {
+			return // stopped
 		}
 	}
 }
@@ -1062,6 +1091,10 @@ func (e *engine[K, T]) drainedLocked() bool {
 		return false
 	}
 	e.phase = stopped
+	for _, next := range e.parked {
+		next <- nil
+	}
+	e.parked = nil
 	e.cancel(ErrStopped)
 	if e.timer != nil {
 		e.timer.Stop()
