@@ -215,7 +215,9 @@ Flags:
 	fmt.Fprint(w, `
 With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_PROTOCOL, or their
 _TRACES_/_METRICS_ forms) set, traces and metrics are also pushed over OTLP,
-and -traces defaults to off. Exit status: 0 after a clean shutdown, 1 when the
+and -traces defaults to off. OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER
+choose the exporters (otlp, console, prometheus, none): for a traces-only
+backend such as Jaeger, set OTEL_METRICS_EXPORTER=prometheus. Exit status: 0 after a clean shutdown, 1 when the
 shutdown deadline left work undone (or the demo could not start), 2 for bad flags.
 `)
 }

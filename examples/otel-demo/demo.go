@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -469,12 +470,20 @@ func (d *demo) wait(ctx context.Context) int {
 }
 
 // otlpEnv says where OTLP sends each signal ("" when it does not), read from
-// the environment as package telemetry reads it: on when an endpoint or a
-// protocol is set for the signal or for all.
+// the environment as package telemetry reads it: on when OTEL_*_EXPORTER
+// names otlp, or, with that variable unset, when an endpoint or a protocol
+// is set for the signal or for all.
 type otlpEnv struct{ traces, metrics string }
 
 func otlpFromEnv(getenv func(string) string) otlpEnv {
 	where := func(signal string) string {
+		explicit := false
+		if exp := strings.ToLower(getenv("OTEL_" + signal + "_EXPORTER")); exp != "" {
+			if !slices.Contains(strings.Split(strings.ReplaceAll(exp, " ", ""), ","), "otlp") {
+				return "" // the operator chose other exporters
+			}
+			explicit = true
+		}
 		endpoint := getenv("OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT")
 		if endpoint == "" {
 			endpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -483,7 +492,7 @@ func otlpFromEnv(getenv func(string) string) otlpEnv {
 		if protocol == "" {
 			protocol = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 		}
-		if endpoint == "" && protocol == "" {
+		if endpoint == "" && protocol == "" && !explicit {
 			return ""
 		}
 		if protocol == "" {

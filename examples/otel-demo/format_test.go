@@ -125,6 +125,10 @@ func TestOTLPFromEnv(t *testing.T) {
 		{"grpc protocol only", env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), "push (grpc) to localhost:4317", "push (grpc) to localhost:4317"},
 		{"traces only", env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces"),
 			"push (http/protobuf) to http://jaeger:4318/v1/traces", ""},
+		{"traces-only backend, metrics to Prometheus", env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318", "OTEL_METRICS_EXPORTER", "prometheus"),
+			"push (http/protobuf) to http://jaeger:4318", ""},
+		{"exporters none", env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318", "OTEL_METRICS_EXPORTER", "none", "OTEL_TRACES_EXPORTER", "none"), "", ""},
+		{"otlp named without endpoint", env("OTEL_TRACES_EXPORTER", "console, otlp"), "push (http/protobuf) to localhost:4318", ""},
 	} {
 		got := otlpFromEnv(tc.getenv)
 		if got.traces != tc.wantTraces || got.metrics != tc.wantMetrs {
