@@ -4,12 +4,17 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race deploy-test bench lint fmt demo fuzz stress
+.PHONY: test tidy vet race deploy-test bench lint fmt demo fuzz stress
 
-## test: vet, then every test with the race detector, then the deploy module
+## test: go mod tidy -diff in every module, vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
 ## which skips loudly when prometheus/promtool are missing). CI runs this.
-test: vet race deploy-test
+test: tidy vet race deploy-test
+
+## tidy: every module's go.mod and go.sum are what `go mod tidy` makes.
+tidy:
+	@for mod in $$(git ls-files '*go.mod'); do dir=$$(dirname $$mod); \
+		echo "go mod tidy -diff ($$dir)"; (cd $$dir && $(GO) mod tidy -diff) || exit 1; done
 
 vet:
 	$(GO) vet $(PKGS)

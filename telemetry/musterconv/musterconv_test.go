@@ -273,3 +273,22 @@ func TestDocTable(t *testing.T) {
 		}
 	}
 }
+
+// TestItemPending: the pending-items gauge is a well-formed spec, named as
+// the dashboard and alert rules expect.
+func TestItemPending(t *testing.T) {
+	s := musterconv.ItemPending
+	if s.Name() != "muster.item.pending" || s.Unit() != "{item}" || s.Kind() != musterconv.KindObservableUpDownCounter ||
+		s.PrometheusName() != "muster_item_pending" || !strings.HasSuffix(s.Description(), ".") {
+		t.Errorf("ItemPending = %s %s %v %s %q", s.Name(), s.Unit(), s.Kind(), s.PrometheusName(), s.Description())
+	}
+	if got := s.PrometheusSeries(); len(got) != 1 || got[0] != "muster_item_pending" {
+		t.Errorf("series %v", got)
+	}
+	if got := s.AttributeKeys(); len(got) != 1 || got[0] != musterconv.BatcherNameKey {
+		t.Errorf("attribute keys %v", got)
+	}
+	if _, err := s.New(noop.NewMeterProvider().Meter("test")); err != nil {
+		t.Fatal(err)
+	}
+}
