@@ -281,11 +281,17 @@ func waitHTTP(t *testing.T, name, u string, exited <-chan struct{}, out *lockedB
 // base URL once ready.
 func startPrometheus(t *testing.T, bin, target string) string {
 	t.Helper()
-	dir := t.TempDir()
 	rules, err := filepath.Abs(alertsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startPrometheusWith(t, bin, target, rules)
+}
+
+// startPrometheusWith is startPrometheus with another rules file.
+func startPrometheusWith(t *testing.T, bin, target, rules string) string {
+	t.Helper()
+	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -402,6 +408,18 @@ func presentSeries(api string) string {
 // run it) and starts it serving /metrics on a free port.
 func startDemo(t *testing.T) string {
 	t.Helper()
+	args := defaultDemoArgs
+	if s := os.Getenv("MUSTER_E2E_DEMO_ARGS"); s != "" {
+		args = strings.Fields(s)
+	}
+	addr, _, _ := runDemo(t, buildDemo(t), args)
+	return addr
+}
+
+// buildDemo builds examples/otel-demo in the library's own module and
+// returns the binary's path.
+func buildDemo(t *testing.T) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("go not on PATH: %v", err)
@@ -414,19 +432,22 @@ func startDemo(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build examples/otel-demo: %v\n%s", err, out)
 	}
+	return bin
+}
 
+// runDemo starts the demo binary serving /metrics on a free port with the
+// given flags, and returns the address, its output and a channel closed
+// when it exits, once /metrics answers.
+func runDemo(t *testing.T, bin string, args []string) (string, *lockedBuffer, <-chan struct{}) {
+	t.Helper()
 	addr := freeAddr(t)
-	args := defaultDemoArgs
-	if s := os.Getenv("MUSTER_E2E_DEMO_ARGS"); s != "" {
-		args = strings.Fields(s)
-	}
 	args = append([]string{"-metrics-addr", addr}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = hermeticEnv()
 	out, exited := startProcess(t, "otel-demo", cmd)
 	waitHTTP(t, "otel-demo "+strings.Join(args, " "), "http://"+addr+"/metrics", exited, out, 20*time.Second)
-	return addr
+	return addr, out, exited
 }
 
 // hermeticEnv is the environment without OpenTelemetry exporter settings,

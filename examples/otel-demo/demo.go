@@ -199,7 +199,7 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		return nil, err
 	}
 	d.began = time.Now()
-	d.profile = profile{start: d.began, cycle: cfg.cycle}
+	d.profile = profile{start: d.began, cycle: cfg.cycle, outage: cfg.outage}
 	tracer := p.TracerProvider().Tracer(scopeName)
 	ds := &downstream{
 		tracer:      tracer,
@@ -332,6 +332,9 @@ func (d *demo) banner() {
 			c.cycle, frac(c.cycle, 0.30), frac(c.cycle, 0.55), frac(c.cycle, 0.80))
 	} else {
 		fmt.Fprintf(w, "  steady load, healthy downstream (-cycle 0)\n")
+	}
+	if o := c.outage; o.length > 0 {
+		fmt.Fprintf(w, "  downstream outage at %v for %v: every write fails (-outage)\n", o.start, o.length)
 	}
 	if c.checkpoint > 0 {
 		fmt.Fprintf(w, "  checkpoint (Flush) every %v\n", c.checkpoint)
