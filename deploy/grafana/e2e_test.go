@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,10 +87,24 @@ func runE2E(t *testing.T, prom, addr string, d jsonDashboard) {
 	api := startPrometheus(t, prom, addr)
 	waitTargetUp(t, api)
 
+	// Series the dashboard shows ahead of the middleware are checked only
+	// where the target exports them (the standin does).
+	exported := scrapeText(t, addr)
+	var ahead []string
+	for _, s := range aheadOfMiddleware() {
+		if !strings.Contains(exported, "\n"+s+"{") {
+			ahead = append(ahead, s)
+			t.Logf("!!! %s does not export %s yet: the panels that show it are not checked against it", addr, s)
+		}
+	}
+
 	type query struct{ where, expr string }
 	var queries []query
 	for _, p := range d.queryPanels() {
 		for _, tg := range p.Targets {
+			if slices.ContainsFunc(ahead, func(s string) bool { return strings.Contains(tg.Expr, s) }) {
+				continue
+			}
 			queries = append(queries, query{panelRef(p) + " " + tg.RefID, expand(tg.Expr, e2eRateInterval, ".+", ".+", ".+")})
 		}
 	}
@@ -183,6 +198,33 @@ func checkRules(t *testing.T, api string) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// aheadOfMiddleware returns the Prometheus names of the instruments that
+// catalogue() adds to musterconv.All(): shown by the dashboard before the
+// middleware records them.
+func aheadOfMiddleware() []string {
+	var out []string
+	for _, s := range catalogue()[len(musterconv.All()):] {
+		out = append(out, s.PrometheusName())
+	}
+	return out
+}
+
+// scrapeText returns the text exposition served at addr.
+func scrapeText(t *testing.T, addr string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // freeAddr returns a free TCP address on 127.0.0.1.
@@ -512,7 +554,7 @@ type standinRecorder struct {
 
 func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	r := &standinRecorder{}
-	var errs [14]error
+	var errs [15]error
 	r.added, errs[0] = musterconv.ItemAdded.New(m)
 	r.processed, errs[1] = musterconv.ItemProcessed.New(m)
 	r.retries, errs[2] = musterconv.BatchRetries.New(m)
@@ -533,6 +575,7 @@ func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	_, errs[11] = musterconv.QueueSize.New(m, observe(700))
 	_, errs[12] = musterconv.QueueCapacity.New(m, observe(1000))
 	_, errs[13] = musterconv.BatcherKeys.New(m, observe(3))
+	_, errs[14] = musterconv.ItemPending.New(m, observe(560))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
