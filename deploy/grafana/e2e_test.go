@@ -482,11 +482,21 @@ func buildDemo(t *testing.T) string {
 // when it exits, once /metrics answers.
 func runDemo(t *testing.T, bin string, args []string) (string, *lockedBuffer, <-chan struct{}) {
 	t.Helper()
+	return runDemoEnv(t, bin, args, nil)
+}
+
+// runDemoEnv is runDemo with variables added to the hermetic environment
+// (OTEL_* ones, which it otherwise drops).
+func runDemoEnv(t *testing.T, bin string, args []string, env map[string]string) (string, *lockedBuffer, <-chan struct{}) {
+	t.Helper()
 	addr := freeAddr(t)
 	args = append([]string{"-metrics-addr", addr}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = hermeticEnv()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	out, exited := startProcess(t, "otel-demo", cmd)
 	waitHTTP(t, "otel-demo "+strings.Join(args, " "), "http://"+addr+"/metrics", exited, out, 20*time.Second)
 	return addr, out, exited
