@@ -16,8 +16,10 @@ tidy:
 	@for mod in $$(git ls-files '*go.mod'); do dir=$$(dirname $$mod); \
 		echo "go mod tidy -diff ($$dir)"; (cd $$dir && $(GO) mod tidy -diff) || exit 1; done
 
+## (vet takes -race, so that it shares the race build of the dependencies
+## with the race target: about half the cold build time.)
 vet:
-	$(GO) vet $(PKGS)
+	$(GO) vet -race $(PKGS)
 
 race:
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)

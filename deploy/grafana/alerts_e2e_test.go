@@ -159,6 +159,7 @@ func waitOutput(t *testing.T, name string, out *lockedBuffer, exited <-chan stru
 }
 
 func TestE2EAlerts(t *testing.T) {
+	t.Parallel() // the end-to-end tests overlap: most of their time is waiting
 	prom := findTool(t, "PROMETHEUS", "prometheus")
 	if os.Getenv("MUSTER_E2E_ALERTS") == "0" {
 		t.Skip("MUSTER_E2E_ALERTS=0")

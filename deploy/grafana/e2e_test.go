@@ -60,6 +60,7 @@ const (
 var defaultDemoArgs = []string{"-duration", "90s"}
 
 func TestE2EPrometheus(t *testing.T) {
+	t.Parallel() // the end-to-end tests overlap: most of their time is waiting
 	prom := findTool(t, "PROMETHEUS", "prometheus")
 	d := loadDashboard(t)
 	t.Run("standin", func(t *testing.T) {

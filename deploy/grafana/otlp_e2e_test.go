@@ -107,6 +107,7 @@ func collect(traces *consumertest.TracesSink, metrics *consumertest.MetricsSink)
 }
 
 func TestE2EOTLP(t *testing.T) {
+	t.Parallel() // the end-to-end tests overlap: most of their time is waiting
 	if os.Getenv("MUSTER_E2E_OTLP") == "0" {
 		t.Skip("MUSTER_E2E_OTLP=0")
 	}
