@@ -4,16 +4,23 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test vet race deploy-test redisrate-test demo-test bench bench-peers bench-smoke lint fmt demo fuzz stress
+.PHONY: test tidy vet race deploy-test redisrate-test demo-test bench bench-peers bench-smoke lint fmt demo fuzz stress
 
-## test: vet, then every test with the race detector, then the deploy module
+## test: go mod tidy -diff in every module, vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
 ## which skips loudly when prometheus/promtool are missing), the shared-quota
 ## and demo modules, then a brief run of the benchmarks module. CI runs this.
-test: vet race deploy-test redisrate-test demo-test bench-smoke
+test: tidy vet race deploy-test redisrate-test demo-test bench-smoke
 
+## tidy: every module's go.mod and go.sum are what `go mod tidy` makes.
+tidy:
+	@for mod in $$(git ls-files '*go.mod'); do dir=$$(dirname $$mod); \
+		echo "go mod tidy -diff ($$dir)"; (cd $$dir && $(GO) mod tidy -diff) || exit 1; done
+
+## (vet takes -race, so that it shares the race build of the dependencies
+## with the race target: about half the cold build time.)
 vet:
-	$(GO) vet $(PKGS)
+	$(GO) vet -race $(PKGS)
 
 race:
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)

@@ -18,21 +18,40 @@
 //
 // # Exporters
 //
-// Each exporter is switched on its own:
+// The operator chooses exporters with OpenTelemetry's standard environment,
+// as contrib's autoexport reads it (package autoexport itself is not used:
+// its Prometheus exporter serves on a port of its own, where Setup hands
+// the application a handler and a registry it controls):
 //
-//   - Prometheus (pull), on unless [WithoutPrometheus]: OpenTelemetry's
-//     Prometheus exporter registers in a registry of its own (never the
-//     global default registry), together with the Go runtime and process
-//     collectors, and [Providers.MetricsHandler] serves it. Metric names are
-//     those listed in package
-//     github.com/musterhq/muster/telemetry/musterconv, with no
+//   - OTEL_TRACES_EXPORTER: a comma-separated list of otlp and console, or
+//     none. Unset: otlp when the OTLP environment names an endpoint or
+//     protocol for traces (see below), else no exporter.
+//   - OTEL_METRICS_EXPORTER: a comma-separated list of otlp, prometheus and
+//     console, or none. Unset: prometheus, plus otlp when the OTLP
+//     environment names an endpoint or protocol for metrics. With a
+//     traces-only backend such as Jaeger behind OTEL_EXPORTER_OTLP_ENDPOINT,
+//     set OTEL_METRICS_EXPORTER=prometheus (or none), or name the backend
+//     with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT alone.
+//   - An unknown name is an error from Setup.
+//
+// Options have the last word: [WithOTLP] adds OTLP to both signals,
+// [WithoutOTLP] removes it, [WithoutPrometheus] removes Prometheus.
+//
+// The exporters:
+//
+//   - prometheus (pull): OpenTelemetry's Prometheus exporter registers in a
+//     registry of its own (never the global default registry), together
+//     with the Go runtime and process collectors, and
+//     [Providers.MetricsHandler] serves it; or, with
+//     [WithPrometheusRegisterer], in the service's registry, beside what
+//     the service registered there. Metric names are those listed in
+//     package github.com/musterhq/muster/telemetry/musterconv, with no
 //     otel_scope_* labels; the resource appears once, as target_info.
-//   - OTLP (push, traces and metrics) over gRPC or HTTP: on with [WithOTLP],
-//     off with [WithoutOTLP], and otherwise on for a signal when the standard
-//     environment names an OTLP endpoint or protocol for it
-//     (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, or their
-//     _TRACES_ / _METRICS_ forms). Endpoint, headers, TLS and timeouts always
-//     come from the OTEL_EXPORTER_OTLP_* variables.
+//   - otlp (push) over gRPC or HTTP, as OTEL_EXPORTER_OTLP_PROTOCOL or its
+//     _TRACES_ / _METRICS_ form says (http/protobuf by default). Endpoint,
+//     headers, TLS and timeouts always come from the OTEL_EXPORTER_OTLP_*
+//     variables, per signal where set.
+//   - console: indented JSON on standard output.
 //   - A writer for spans, for local runs and tests: [WithTraceWriter].
 //
 // # Buckets

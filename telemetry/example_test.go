@@ -10,6 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/musterhq/muster/telemetry"
@@ -75,4 +78,30 @@ func ExampleWithTraceWriter() {
 	}
 	fmt.Println(s.Name)
 	// Output: fire orders
+}
+
+// A service that already serves a registry of its own (here one with the Go
+// collector) adds muster's metrics to it: one scrape, nothing registered
+// twice.
+func ExampleWithPrometheusRegisterer() {
+	reg := prometheus.NewRegistry() // the service's; prometheus.DefaultRegisterer works the same
+	reg.MustRegister(collectors.NewGoCollector())
+
+	ctx := context.Background()
+	p, err := telemetry.Setup(ctx, telemetry.WithPrometheusRegisterer(reg, nil), telemetry.WithoutOTLP())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+	added, err := musterconv.ItemAdded.New(p.MeterProvider().Meter("github.com/musterhq/muster/middleware"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	added.Add(ctx, 3, metric.WithAttributes(musterconv.BatcherName("orders")))
+
+	rec := httptest.NewRecorder() // the service's own handler; p.MetricsHandler() serves the same
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	fmt.Println(rec.Code, strings.Count(body, "# TYPE go_goroutines "), strings.Contains(body, `muster_item_added_total{muster_batcher_name="orders"} 3`))
+	// Output: 200 1 true
 }

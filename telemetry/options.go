@@ -2,7 +2,9 @@ package telemetry
 
 import (
 	"io"
+	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 )
 
@@ -48,12 +50,16 @@ type config struct {
 	traceWriter       io.Writer
 	compact           bool
 	global            bool
+	registerer        prometheus.Registerer
+	gatherer          prometheus.Gatherer
+	registererSet     bool
 
 	getenv func(string) string
+	stdout io.Writer // the console exporters'
 }
 
 func newConfig(getenv func(string) string, opts []Option) config {
-	c := config{getenv: getenv}
+	c := config{getenv: getenv, stdout: os.Stdout}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
@@ -133,4 +139,26 @@ func WithCompactOutput() Option {
 // providers. Without it Setup changes no global state.
 func WithGlobal() Option {
 	return optionFunc(func(c *config) { c.global = true })
+}
+
+// WithPrometheusRegisterer makes the Prometheus exporter register in the
+// service's own registerer (prometheus.DefaultRegisterer, or a registry the
+// service already serves) instead of a registry of Setup's, so that one
+// scrape serves the service's metrics and muster's. Setup then registers the
+// Go runtime and process collectors there only if reg does not have them
+// already, so nothing is registered twice, and [Providers.MetricsHandler]
+// serves gather: pass the gatherer behind reg (prometheus.DefaultGatherer
+// for prometheus.DefaultRegisterer), or nil when reg is itself a
+// prometheus.Gatherer, such as a *prometheus.Registry. [Providers.Registry]
+// returns nil. Setup fails if reg is nil, if gather is nil and reg is not a
+// Gatherer, or if Prometheus is off.
+//
+// Without it, Setup's registry is a fresh one: merging it with another
+// registry that has the Go collector (prometheus.Gatherers) fails the scrape
+// on the duplicate go_* series.
+func WithPrometheusRegisterer(reg prometheus.Registerer, gather prometheus.Gatherer) Option {
+	return optionFunc(func(c *config) {
+		c.registerer, c.gatherer = reg, gather
+		c.registererSet = true
+	})
 }

@@ -114,6 +114,10 @@ func recordCatalogue(t *testing.T, ctx context.Context, m metric.Meter) {
 			_, err := musterconv.BatcherKeys.New(m, observe(3))
 			return err
 		},
+		musterconv.ItemPending.Name(): func() error {
+			_, err := musterconv.ItemPending.New(m, observe(560))
+			return err
+		},
 		musterconv.AddBlockedDuration.Name(): func() error {
 			h, err := musterconv.AddBlockedDuration.New(m)
 			h.Record(ctx, 0.0003, with())

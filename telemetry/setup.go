@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -50,6 +53,8 @@ type plan struct {
 	metricOTLP    Protocol // "" when off
 	traceWriter   bool
 	compactWriter bool
+	traceConsole  bool // OTEL_TRACES_EXPORTER=console
+	metricConsole bool // OTEL_METRICS_EXPORTER=console
 }
 
 // Setup builds the providers of an application (not a library: a library
@@ -67,10 +72,10 @@ type plan struct {
 //     makes valid span contexts, so trace links and exemplars keep working.
 //
 // Setup honours the SDK's standard environment variables (OTEL_TRACES_SAMPLER,
-// OTEL_BSP_*, OTEL_METRIC_EXPORT_INTERVAL, OTEL_EXPORTER_OTLP_*, ...); see
-// [WithOTLP] for when OTLP is on. It does not read OTEL_TRACES_EXPORTER or
-// OTEL_METRICS_EXPORTER: choose exporters with options. It sets no global
-// unless given [WithGlobal].
+// OTEL_BSP_*, OTEL_METRIC_EXPORT_INTERVAL, OTEL_EXPORTER_OTLP_*, ...), and
+// chooses exporters by OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER as the
+// package documentation ("Exporters") describes; see [WithOTLP] for when OTLP
+// is on without them. It sets no global unless given [WithGlobal].
 //
 // ctx bounds the detection of resource attributes and the creation of the
 // exporters; it is not kept. A failure to detect part of the resource is
@@ -108,12 +113,23 @@ func Setup(ctx context.Context, opts ...Option) (*Providers, error) {
 	}
 
 	if pl.prometheus {
-		reg, handler, reader, err := newPrometheus()
+		gather := cfg.gatherer
+		if gather == nil && cfg.registerer != nil {
+			gather = cfg.registerer.(prometheus.Gatherer) // checked by plan
+		}
+		reg, handler, reader, err := newPrometheus(cfg.registerer, gather)
 		if err != nil {
 			return fail(err)
 		}
 		p.registry, p.handler = reg, handler
 		readers = append(readers, reader)
+	}
+	if pl.metricConsole {
+		exp, err := stdoutmetric.New(stdoutmetric.WithWriter(cfg.stdout), stdoutmetric.WithPrettyPrint())
+		if err != nil {
+			return fail(fmt.Errorf("telemetry: console metric exporter: %w", err))
+		}
+		readers = append(readers, sdkmetric.NewPeriodicReader(exp))
 	}
 	if pl.metricOTLP != "" {
 		exp, err := newOTLPMetricExporter(ctx, pl.metricOTLP)
@@ -126,6 +142,13 @@ func Setup(ctx context.Context, opts ...Option) (*Providers, error) {
 		exp, err := newOTLPTraceExporter(ctx, pl.traceOTLP)
 		if err != nil {
 			return fail(fmt.Errorf("telemetry: OTLP trace exporter: %w", err))
+		}
+		spanExporters = append(spanExporters, exp)
+	}
+	if pl.traceConsole {
+		exp, err := stdouttrace.New(stdouttrace.WithWriter(cfg.stdout), stdouttrace.WithPrettyPrint())
+		if err != nil {
+			return fail(fmt.Errorf("telemetry: console trace exporter: %w", err))
 		}
 		spanExporters = append(spanExporters, exp)
 	}
@@ -163,42 +186,119 @@ func Setup(ctx context.Context, opts ...Option) (*Providers, error) {
 }
 
 // plan decides the exporters from the configuration and the environment.
+//
+// OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER, when set, list the
+// exporters of their signal (comma-separated; "none" alone for none), as
+// OpenTelemetry's SDK environment specification and contrib's autoexport
+// spell them. Unset, traces go to OTLP when the OTLP environment names an
+// endpoint or protocol for them, and metrics to Prometheus plus, likewise,
+// OTLP. Options then have the last word: [WithOTLP] adds OTLP to both
+// signals, [WithoutOTLP] removes it, [WithoutPrometheus] removes Prometheus.
 func (c config) plan() (plan, error) {
 	pl := plan{
-		prometheus:    !c.withoutPrometheus,
 		traceWriter:   c.traceWriter != nil,
 		compactWriter: c.compact,
 	}
-	var err error
-	if pl.traceOTLP, err = c.otlpProtocol("TRACES"); err != nil {
+	traces, tracesSet, err := c.exporters("OTEL_TRACES_EXPORTER", "otlp", "console")
+	if err != nil {
 		return plan{}, err
 	}
-	if pl.metricOTLP, err = c.otlpProtocol("METRICS"); err != nil {
+	metrics, metricsSet, err := c.exporters("OTEL_METRICS_EXPORTER", "otlp", "prometheus", "console")
+	if err != nil {
 		return plan{}, err
+	}
+	if !tracesSet {
+		traces["otlp"] = c.otlpEnvNamed("TRACES")
+	}
+	if !metricsSet {
+		metrics["prometheus"] = true
+		metrics["otlp"] = c.otlpEnvNamed("METRICS")
+	}
+	switch c.otlp {
+	case otlpOn:
+		traces["otlp"], metrics["otlp"] = true, true
+	case otlpOff:
+		traces["otlp"], metrics["otlp"] = false, false
+	}
+	if c.withoutPrometheus {
+		metrics["prometheus"] = false
+	}
+	if c.registererSet {
+		if c.registerer == nil {
+			return plan{}, errors.New("telemetry: WithPrometheusRegisterer: nil registerer")
+		}
+		if _, ok := c.registerer.(prometheus.Gatherer); !ok && c.gatherer == nil {
+			return plan{}, fmt.Errorf("telemetry: WithPrometheusRegisterer: the registerer (%T) is not a prometheus.Gatherer: pass the gatherer that serves it", c.registerer)
+		}
+		if !metrics["prometheus"] {
+			return plan{}, errors.New("telemetry: WithPrometheusRegisterer given, but Prometheus is off (WithoutPrometheus, or OTEL_METRICS_EXPORTER without prometheus)")
+		}
+	}
+	pl.prometheus = metrics["prometheus"]
+	pl.traceConsole, pl.metricConsole = traces["console"], metrics["console"]
+	if traces["otlp"] {
+		if pl.traceOTLP, err = c.otlpProtocol("TRACES"); err != nil {
+			return plan{}, err
+		}
+	}
+	if metrics["otlp"] {
+		if pl.metricOTLP, err = c.otlpProtocol("METRICS"); err != nil {
+			return plan{}, err
+		}
 	}
 	return pl, nil
 }
 
-// otlpProtocol returns the OTLP protocol for a signal ("TRACES" or
-// "METRICS"), or "" when the signal is not pushed over OTLP.
+// exporters reads an OTEL_*_EXPORTER variable: the exporters it names, and
+// whether it is set at all. Names are trimmed and lowercased; "none" must
+// stand alone; an unknown name is an error that lists the known ones.
+func (c config) exporters(env string, known ...string) (map[string]bool, bool, error) {
+	set := map[string]bool{}
+	v := strings.TrimSpace(c.getenv(env))
+	if v == "" {
+		return set, false, nil
+	}
+	names := strings.Split(v, ",")
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSpace(n))
+		switch {
+		case n == "none" && len(names) == 1:
+			return set, true, nil
+		case n == "none":
+			return nil, true, fmt.Errorf("telemetry: %s=%q: none cannot be combined with other exporters", env, v)
+		case slices.Contains(known, n):
+			set[n] = true
+		default:
+			return nil, true, fmt.Errorf("telemetry: %s=%q: unknown exporter %q (want a comma-separated list of %s, or none)",
+				env, v, n, strings.Join(known, ", "))
+		}
+	}
+	return set, true, nil
+}
+
+// otlpEnvNamed reports whether the OTLP environment names an endpoint or a
+// protocol for a signal ("TRACES" or "METRICS"), or for all.
+func (c config) otlpEnvNamed(signal string) bool {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if c.getenv(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// otlpProtocol returns the OTLP protocol of a signal ("TRACES" or "METRICS")
+// that is pushed over OTLP: [WithOTLP]'s, else the per-signal protocol
+// variable's, else OTEL_EXPORTER_OTLP_PROTOCOL's, else http/protobuf.
 func (c config) otlpProtocol(signal string) (Protocol, error) {
-	var p Protocol
-	switch c.otlp {
-	case otlpOff:
-		return "", nil
-	case otlpOn:
-		p = c.protocol
-	default:
-		hasEndpoint := c.getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != "" ||
-			c.getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != ""
+	p := c.protocol
+	if c.otlp != otlpOn {
 		p = Protocol(c.getenv("OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL"))
 		if p == "" {
 			p = Protocol(c.getenv("OTEL_EXPORTER_OTLP_PROTOCOL"))
 		}
-		switch {
-		case p == "" && !hasEndpoint:
-			return "", nil
-		case p == "":
+		if p == "" {
 			p = ProtocolHTTPProtobuf
 		}
 	}
@@ -269,13 +369,24 @@ func newResource(ctx context.Context, cfg config) (*resource.Resource, error) {
 //   - histograms stay explicit-bucket (the default aggregation), so the
 //     instruments' advisory boundaries become classic le buckets that
 //     histogram_quantile reads without native-histogram support.
-func newPrometheus() (*prometheus.Registry, http.Handler, sdkmetric.Reader, error) {
-	reg := prometheus.NewRegistry()
+//
+// With reg (see [WithPrometheusRegisterer]) the exporter registers there
+// instead, and so do the Go runtime and process collectors unless reg has
+// them already; the handler serves gather.
+func newPrometheus(reg prometheus.Registerer, gather prometheus.Gatherer) (*prometheus.Registry, http.Handler, sdkmetric.Reader, error) {
+	var own *prometheus.Registry
+	if reg == nil {
+		own = prometheus.NewRegistry()
+		reg, gather = own, own
+	}
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+				continue // the service registered its own: keep it
+			}
 			return nil, nil, nil, fmt.Errorf("telemetry: register collector: %w", err)
 		}
 	}
@@ -287,7 +398,7 @@ func newPrometheus() (*prometheus.Registry, http.Handler, sdkmetric.Reader, erro
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("telemetry: Prometheus exporter: %w", err)
 	}
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	h := promhttp.HandlerFor(gather, promhttp.HandlerOpts{
 		// One metric that fails to translate costs that metric, not the
 		// whole scrape (the exporter reports such failures as errors since
 		// v0.61); the error goes to otel.Handle.
@@ -298,7 +409,7 @@ func newPrometheus() (*prometheus.Registry, http.Handler, sdkmetric.Reader, erro
 		// exemplars (trace ids) the SDK attaches to histogram buckets.
 		EnableOpenMetrics: true,
 	})
-	return reg, promhttp.InstrumentMetricHandler(reg, h), exp, nil
+	return own, promhttp.InstrumentMetricHandler(reg, h), exp, nil
 }
 
 // errorLog sends promhttp's errors to OpenTelemetry's error handler.
@@ -340,10 +451,11 @@ func (p *Providers) Resource() *resource.Resource { return p.resource }
 // handler (promhttp_*) collectors. Without Prometheus it answers 404.
 func (p *Providers) MetricsHandler() http.Handler { return p.handler }
 
-// Registry returns the Prometheus registry behind [Providers.MetricsHandler],
-// a registry of its own, never prometheus.DefaultRegisterer. An application
-// can register its own client_golang collectors in it to serve them on the
-// same endpoint. It is nil when Prometheus is off.
+// Registry returns the Prometheus registry behind [Providers.MetricsHandler]
+// when Setup made one of its own (never prometheus.DefaultRegisterer). An
+// application can register its own client_golang collectors in it to serve
+// them on the same endpoint. It is nil when Prometheus is off, and when the
+// application passed its own registerer with [WithPrometheusRegisterer].
 func (p *Providers) Registry() *prometheus.Registry { return p.registry }
 
 // Shutdown flushes and stops the TracerProvider and the MeterProvider, and

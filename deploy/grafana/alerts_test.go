@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -28,6 +29,7 @@ type rule struct {
 	Record      string            `yaml:"record"`
 	Expr        string            `yaml:"expr"`
 	For         string            `yaml:"for"`
+	KeepFiring  string            `yaml:"keep_firing_for"`
 	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
 }
@@ -60,12 +62,78 @@ func loadYAML(t *testing.T, path string, v any) {
 
 // wantAlerts are the alerts the rules file must define.
 var wantAlerts = []string{
-	"MusterQueueNearlyFull",
-	"MusterErrorRatioHigh",
-	"MusterItemsFailing",
-	"MusterBatchWaitFarPastTimeout",
+	"MusterErrorBudgetBurn",
+	"MusterErrorBudgetBurnSlow",
 	"MusterInflightAtLimit",
+	"MusterQueueNearlyFull",
+	"MusterProducersBlocked",
+	"MusterRateLimited",
+	"MusterBatchWaitFarPastTimeout",
 	"MusterNoItemsProcessed",
+}
+
+// TestAlertsFileIsGenerated: the committed alerts.yml is what the
+// generator makes of DefaultRuleConfig.
+func TestAlertsFileIsGenerated(t *testing.T) {
+	want, err := AlertRules(DefaultRuleConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s is not what the generator makes: run `cd deploy/grafana && go generate ./...`", alertsFile)
+	}
+}
+
+// TestRuleConfigScaled: scaling compresses every window, keeps the
+// thresholds, and leaves the default untouched.
+func TestRuleConfigScaled(t *testing.T) {
+	c := DefaultRuleConfig()
+	s := c.Scaled(1.0 / 60)
+	if s.Burn[0].Long != time.Minute || s.Burn[0].Short != 5*time.Second || s.Burn[0].For != 2*time.Second ||
+		s.SaturationWindow != 3*time.Second || s.KeepFiringFor != 5*time.Second || s.Burn[2].Long != 72*time.Minute {
+		t.Errorf("scaled 1/60: %+v", s)
+	}
+	if s.Objective != c.Objective || s.Burn[0].Factor != c.Burn[0].Factor || s.ProducersBlocked != c.ProducersBlocked {
+		t.Error("scaling changed a threshold")
+	}
+	if c.Burn[0].Long != time.Hour {
+		t.Error("Scaled changed its receiver's burn windows")
+	}
+	data, err := AlertRules(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "[1m]") || !strings.Contains(string(data), "[1h12m]") || !strings.Contains(string(data), "keep_firing_for: 5s") {
+		t.Errorf("scaled rules lack the compressed windows:\n%s", data)
+	}
+}
+
+// TestRuleConfigInvalid: a configuration that cannot work is an error that
+// says why.
+func TestRuleConfigInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*RuleConfig)
+		want   string
+	}{
+		{"objective 1", func(c *RuleConfig) { c.Objective = 1 }, "objective 1"},
+		{"objective as a percentage", func(c *RuleConfig) { c.Objective = 99.9 }, "want a share in (0, 1)"},
+		{"unreachable burn", func(c *RuleConfig) { c.Objective = 0.9; c.Burn[0].Factor = 14.4 }, "could never fire"},
+		{"short not shorter", func(c *RuleConfig) { c.Burn[1].Short = c.Burn[1].Long }, "short (6h0m0s) < long (6h0m0s)"},
+		{"too compressed", func(c *RuleConfig) { *c = c.Scaled(1.0 / 1000) }, "want at least 1s"},
+		{"no burn", func(c *RuleConfig) { c.Burn = nil }, "no burn windows"},
+	} {
+		c := DefaultRuleConfig()
+		tc.change(&c)
+		_, err := AlertRules(c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
 }
 
 // TestAlertRulesStatic: without promtool, the rules file is what the
@@ -94,8 +162,11 @@ func TestAlertRulesStatic(t *testing.T) {
 			t.Errorf("%s: %v", where, err)
 			continue
 		}
-		if _, err := time.ParseDuration(r.For); err != nil || r.For == "" {
+		if _, err := model.ParseDuration(r.For); err != nil || r.For == "" {
 			t.Errorf("%s: for %q: want a duration", where, r.For)
+		}
+		if _, err := model.ParseDuration(r.KeepFiring); err != nil || r.KeepFiring == "" {
+			t.Errorf("%s: keep_firing_for %q: want a duration (hysteresis)", where, r.KeepFiring)
 		}
 		for _, s := range selectors(e) {
 			name := s.metricName()
@@ -152,7 +223,7 @@ func TestAlertTestsCoverEveryAlert(t *testing.T) {
 	if !slices.Contains(tf.RuleFiles, "alerts.yml") {
 		t.Errorf("%s does not load alerts.yml", alertsTestFile)
 	}
-	firing, silent, severities := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	firing, silent, severities, burnRates := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, tc := range tf.Tests {
 		for _, at := range tc.AlertRuleTests {
 			if len(at.ExpAlerts) == 0 {
@@ -161,6 +232,7 @@ func TestAlertTestsCoverEveryAlert(t *testing.T) {
 			for _, a := range at.ExpAlerts {
 				firing[at.Alertname] = true
 				severities[at.Alertname+"/"+a.ExpLabels["severity"]] = true
+				burnRates[at.Alertname+"/"+a.ExpLabels["burn_rate"]] = true
 			}
 		}
 	}
@@ -173,6 +245,9 @@ func TestAlertTestsCoverEveryAlert(t *testing.T) {
 		}
 		if !severities[r.Alert+"/"+r.Labels["severity"]] {
 			t.Errorf("%s: no test case fires it with severity %s", r.Alert, r.Labels["severity"])
+		}
+		if br := r.Labels["burn_rate"]; br != "" && !burnRates[r.Alert+"/"+br] {
+			t.Errorf("%s: no test case fires its burn rate %s rule", r.Alert, br)
 		}
 	}
 }
@@ -242,4 +317,53 @@ func TestPromtoolParsesDashboard(t *testing.T) {
 // yamlQuote quotes a string for a YAML double-quoted scalar.
 func yamlQuote(s string) string {
 	return `"` + regexp.MustCompile(`["\\]`).ReplaceAllString(s, `\$0`) + `"`
+}
+
+// flappingTest is a promtool test of the fast burn-rate rule on a failure
+// ratio that hovers at its threshold (the series of alerts_test.yml's
+// hysteresis case): at 70m the 5m window has been clean for two minutes.
+const flappingTest = `rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'muster_item_processed_total{job="app", instance="a:9464", muster_batcher_name="orders"}'
+        values: '0+96x90'
+      - series: 'muster_item_processed_total{job="app", instance="a:9464", muster_batcher_name="orders", error_type="unavailable"}'
+        values: '0+4x5 20x4 24+4x4 40x4 44+4x4 60x4 64+4x4 80x4 84+4x4 100x4 104+4x4 120x4 124+4x4 140x4 144+4x4 160x4'
+    alert_rule_test:
+      - eval_time: 70m
+        alertname: MusterErrorBudgetBurn
+        exp_alerts: []
+`
+
+// TestPromtoolHysteresis: keep_firing_for is what keeps the fast page
+// firing through the dips of a hovering failure ratio. Without it the
+// alert has resolved at 70m (and would page anew at the next rise); with
+// the committed hysteresis it still fires there.
+func TestPromtoolHysteresis(t *testing.T) {
+	promtool := findTool(t, "PROMTOOL", "promtool")
+	for _, keep := range []time.Duration{0, DefaultRuleConfig().KeepFiringFor} {
+		c := DefaultRuleConfig()
+		c.Burn = c.Burn[:1]
+		c.KeepFiringFor = keep
+		rules, err := AlertRules(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "rules.yml"), rules, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "test.yml"), []byte(flappingTest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runTool(t, dir, promtool, "test", "rules", "test.yml")
+		switch {
+		case keep == 0 && err != nil:
+			t.Errorf("without keep_firing_for the alert should have resolved at 70m: %v\n%s", err, out)
+		case keep > 0 && (err == nil || !strings.Contains(out, `alertname="MusterErrorBudgetBurn"`)):
+			t.Errorf("with keep_firing_for %v the alert should still fire at 70m: %v\n%s", keep, err, out)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
@@ -81,8 +82,9 @@ type row struct {
 
 func f(v float64) *float64 { return &v }
 
-// byClient is the label list of per-client panels.
-var byClient = []string{labelClient}
+// byClient is the label list of per-client panels: job too, so that two
+// services that each name a batcher "orders" stay two series.
+var byClient = []string{"job", labelClient}
 
 // quantiles returns p50, p95 and p99 targets of a histogram per client.
 func quantiles(h hist, extra ...string) []target {
@@ -102,7 +104,6 @@ var healthSteps = func(orange, red float64) []stepSpec {
 
 // rows is the dashboard's content, top to bottom.
 func rows() []row {
-	perInstance := []string{"job", "instance", labelClient}
 	return []row{
 		{title: "Overview", panels: []panel{
 			{kind: kindStat, title: "Items in /s", unit: units.OpsPerSecond, width: 4,
@@ -137,12 +138,12 @@ func rows() []row {
 				}},
 			{title: "Batches fired /s by trigger", unit: units.OpsPerSecond, width: 8,
 				desc: "Batches fired per second per client and trigger: size (MaxBatchSize reached), bytes (MaxBatchBytes would be passed), timeout (BatchTimeout passed), flush, shutdown.",
-				targets: []target{{expr: sumBy(rate(sel(batchSize.count)), labelClient, labelTrigger),
-					legend: legend("", labelClient, labelTrigger)}}},
+				targets: []target{{expr: sumBy(rate(sel(batchSize.count)), "job", labelClient, labelTrigger),
+					legend: legend("", "job", labelClient, labelTrigger)}}},
 			{title: "Items refused or dropped /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
 				desc: "Items a producer offered that never reached a batch, per client and error.type: full (queue full under OverflowFail), dropped (discarded under a drop overflow policy), too_large (larger than MaxBatchBytes), too_many_keys (a Keyed batcher at MaxKeys), stopped (added after Stop), timeout or canceled (the producer's context ended while blocked by backpressure). These items are not processed; see also the data-loss row.",
-				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), labelClient, labelError),
-					legend: legend("", labelClient, labelError)}}},
+				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), "job", labelClient, labelError),
+					legend: legend("", "job", labelClient, labelError)}}},
 		}},
 		{title: "Batch shape", panels: []panel{
 			{title: "Batch size", unit: units.Short, width: 8,
@@ -160,9 +161,9 @@ func rows() []row {
 			{title: "Trigger mix", unit: units.PercentUnit, width: 8, stack: true, min: f(0), max: f(1),
 				desc: "Share of batches fired by each trigger (size, bytes, timeout, flush, shutdown), per client (from the batch size histogram's count). Mostly timeout: traffic is light for MaxBatchSize. Mostly size: batches are full, and BatchTimeout rarely matters. Mostly bytes: items are large, and MaxBatchBytes, not MaxBatchSize, sets the batch size.",
 				targets: []target{{
-					expr: sumBy(rate(sel(batchSize.count)), labelClient, labelTrigger) + " / on (" + labelClient + ") group_left " +
+					expr: sumBy(rate(sel(batchSize.count)), "job", labelClient, labelTrigger) + " / on (job, " + labelClient + ") group_left " +
 						sumBy(rate(sel(batchSize.count)), byClient...),
-					legend: legend("", labelClient, labelTrigger)}}},
+					legend: legend("", "job", labelClient, labelTrigger)}}},
 		}},
 		{title: "Latency", panels: []panel{
 			{title: "Batch wait", unit: units.Seconds, width: 6,
@@ -170,8 +171,8 @@ func rows() []row {
 				targets: quantiles(batchWait)},
 			{title: "Batch wait p99 by trigger", unit: units.Seconds, width: 6,
 				desc: "99th percentile of batch wait per client and trigger. Timeout-triggered batches wait about BatchTimeout; size- and bytes-triggered ones wait as long as filling takes.",
-				targets: []target{{expr: quantile(0.99, batchWait, []string{labelClient, labelTrigger}),
-					legend: legend("p99", labelClient, labelTrigger)}}},
+				targets: []target{{expr: quantile(0.99, batchWait, []string{"job", labelClient, labelTrigger}),
+					legend: legend("p99", "job", labelClient, labelTrigger)}}},
 			{title: "Batch duration", unit: units.Seconds, width: 6,
 				desc:    "Time from a batch's fire to its done, per client: p50, p95, p99. It includes rate-limit waits and retries, so it is the downstream's latency plus the cost of failures.",
 				targets: quantiles(batchDuration)},
@@ -179,8 +180,8 @@ func rows() []row {
 				desc: "99th percentile of batch duration per client, for batches that succeeded and, by error.type, for those that failed for good (after every retry).",
 				targets: []target{
 					{expr: quantile(0.99, batchDuration, byClient, succeeded), legend: legend("ok", labelClient)},
-					{expr: quantile(0.99, batchDuration, []string{labelClient, labelError}, failed),
-						legend: legend("failed", labelClient, labelError)},
+					{expr: quantile(0.99, batchDuration, []string{"job", labelClient, labelError}, failed),
+						legend: legend("failed", "job", labelClient, labelError)},
 				}},
 		}},
 		{title: "Saturation", panels: []panel{
@@ -221,26 +222,52 @@ func rows() []row {
 					legend: legend("", labelClient)}}},
 			{title: "Failed items /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
 				desc: "Items whose batch failed for good per second, per client and error.type. shutdown_incomplete: abandoned at a Shutdown deadline; panic: Fire panicked; after a partial failure (a *muster.ItemErrors), each failed item counts with its own error.type and the others as processed.",
-				targets: []target{{expr: sumBy(rate(sel(itemProcessed, failed)), labelClient, labelError),
-					legend: legend("", labelClient, labelError)}}},
+				targets: []target{{expr: sumBy(rate(sel(itemProcessed, failed)), "job", labelClient, labelError),
+					legend: legend("", "job", labelClient, labelError)}}},
 			{title: "Retries /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
 				desc: "Retry attempts per second after a failed fire, per client and the error.type that caused them. Retries without failures are transient errors absorbed; with failures, the retry budget or attempts ran out.",
-				targets: []target{{expr: sumBy(rate(sel(batchRetries)), labelClient, labelError),
-					legend: legend("", labelClient, labelError)}}},
+				targets: []target{{expr: sumBy(rate(sel(batchRetries)), "job", labelClient, labelError),
+					legend: legend("", "job", labelClient, labelError)}}},
 			{title: "Batches failing after retries /s", unit: units.OpsPerSecond, width: 8, noValue: "0",
 				desc: "Batches per second that failed for good, after every retry, per client and error.type (the batch duration histogram's count).",
-				targets: []target{{expr: sumBy(rate(sel(batchDuration.count, failed)), labelClient, labelError),
-					legend: legend("", labelClient, labelError)}}},
+				targets: []target{{expr: sumBy(rate(sel(batchDuration.count, failed)), "job", labelClient, labelError),
+					legend: legend("", "job", labelClient, labelError)}}},
 			{title: "Refusals and drops /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
 				desc: "Items that never reached a batch, per second, per client and error.type: full (pending capacity full under OverflowFail), dropped (discarded to make room, or as the newest, under a drop overflow policy), too_large (larger than MaxBatchBytes), too_many_keys (a Keyed batcher at MaxKeys with no idle key to evict), timeout or canceled (the producer gave up while held by backpressure), stopped (added after Stop). The producer got the error (for dropped under OverflowDropOldest, only the item's Result did): these items are lost unless it retries them.",
-				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), labelClient, labelError),
-					legend: legend("", labelClient, labelError)}}},
+				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), "job", labelClient, labelError),
+					legend: legend("", "job", labelClient, labelError)}}},
+			{title: "Pending items (lost on a crash)", unit: units.Short, width: 8,
+				desc:    "Items each client has accepted and not yet done: queued, in an open batch, or in a batch in flight (retries included). This is what a crash or a kill now would lose. It grows with throughput × (batch wait + batch duration): a slow or failing downstream raises it, and so does a longer BatchTimeout.",
+				targets: []target{{expr: sumBy(sel(itemPending), byClient...), legend: legend("pending", labelClient)}}},
 			{title: "Items lost: failed, refused or dropped /s", unit: units.OpsPerSecond, width: 8, noValue: "0", stack: true,
 				desc: "Items that did not make it, per second: failed for good (their batch failed after retries, or only they failed in a partial failure) and refused or dropped (never reached a batch: full, dropped, too_large, too_many_keys, timeout, canceled, stopped), per client and error.type. Anything here is data the application must handle or lose.",
 				targets: []target{
-					{expr: sumBy(rate(sel(itemProcessed, failed)), labelClient, labelError), legend: legend("failed", labelClient, labelError)},
-					{expr: sumBy(rate(sel(itemAdded, failed)), labelClient, labelError), legend: legend("refused", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemProcessed, failed)), "job", labelClient, labelError), legend: legend("failed", "job", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemAdded, failed)), "job", labelClient, labelError), legend: legend("refused", "job", labelClient, labelError)},
 				}},
+		}},
+		{title: "Per process", panels: []panel{
+			{title: "Items processed /s per process", unit: units.OpsPerSecond, width: 8,
+				desc:    "Items whose batch finished per second, per process (instance) and client: an instance far from its peers has a problem of its own (its host, its connection to the downstream).",
+				targets: []target{{expr: sumBy(rate(sel(itemProcessed)), perInstance...), legend: legend("", "instance", labelClient)}}},
+			{title: "Pending items per process", unit: units.Short, width: 8,
+				desc:    "Items accepted and not yet done, per process and client: what a crash of that process would lose.",
+				targets: []target{{expr: sumBy(sel(itemPending), perInstance...), legend: legend("", "instance", labelClient)}}},
+			{title: "Failure ratio per process", unit: units.PercentUnit, width: 8, noValue: "0",
+				desc: "Share of processed items whose batch failed for good, per process and client. One instance failing alone points at that instance; all failing together, at the downstream.",
+				targets: []target{{
+					expr:   ratio(sumBy(rate(sel(itemProcessed, failed)), perInstance...), sumBy(rate(sel(itemProcessed)), perInstance...), perInstance...),
+					legend: legend("", "instance", labelClient)}}},
+			{title: "In flight / limit per process", unit: units.PercentUnit, width: 12, min: f(0),
+				desc: "Batches in flight divided by MaxConcurrentBatches, per process and client. At 100% new batches wait for a slot (MusterInflightAtLimit).",
+				targets: []target{{
+					expr:   ratio(sumBy(sel(batchInflight), perInstance...), sumBy(sel(inflightLimit)+" > 0", perInstance...), perInstance...),
+					legend: legend("", "instance", labelClient)}}},
+			{title: "Queue fill per process", unit: units.PercentUnit, width: 12, min: f(0),
+				desc: "Items queued divided by the queue capacity, per process and client. Near 100% producers block (MusterQueueNearlyFull). Empty for unbuffered queues.",
+				targets: []target{{
+					expr:   ratio(sumBy(sel(queueSize), perInstance...), sumBy(sel(queueCapacity)+" > 0", perInstance...), perInstance...),
+					legend: legend("", "instance", labelClient)}}},
 		}},
 		{title: "Go runtime", collapsed: true, panels: []panel{
 			{title: "Goroutines", unit: units.Short, width: 6,
@@ -334,6 +361,36 @@ var rightAxis = []dashboard.DynamicConfigValue{
 
 func refID(i int) string { return string(rune('A' + i)) }
 
+// runbooks maps a panel's title to the alert whose runbook section it
+// links to: the panels an on-call engineer opens for that alert.
+var runbooks = map[string]string{
+	"Failure ratio":                   "MusterErrorBudgetBurn",
+	"Failure ratio by client":         "MusterErrorBudgetBurn",
+	"Failed items /s by error type":   "MusterErrorBudgetBurn",
+	"Failure ratio per process":       "MusterErrorBudgetBurn",
+	"In-flight vs limit":              "MusterInflightAtLimit",
+	"In-flight batches vs limit":      "MusterInflightAtLimit",
+	"In flight / limit per process":   "MusterInflightAtLimit",
+	"Queue size vs capacity":          "MusterQueueNearlyFull",
+	"Queue fill per process":          "MusterQueueNearlyFull",
+	"Producer blocked time p99":       "MusterProducersBlocked",
+	"Blocked adds /s":                 "MusterProducersBlocked",
+	"Batches waiting for tokens":      "MusterRateLimited",
+	"Rate-limit wait p99":             "MusterRateLimited",
+	"Batch wait":                      "MusterBatchWaitFarPastTimeout",
+	"Items added vs processed /s":     "MusterNoItemsProcessed",
+	"Pending items (lost on a crash)": "MusterNoItemsProcessed",
+	"Pending items per process":       "MusterNoItemsProcessed",
+}
+
+// runbookLink is a panel's link to the runbook section of an alert.
+func runbookLink(alert string) []cog.Builder[dashboard.DashboardLink] {
+	return []cog.Builder[dashboard.DashboardLink]{dashboard.NewDashboardLinkBuilder("Runbook: " + alert).
+		Type(dashboard.DashboardLinkTypeLink).
+		Url(RunbookBase + "#" + strings.ToLower(alert)).
+		TargetBlank(true)}
+}
+
 func (p panel) builder(id uint32) cog.Builder[dashboard.Panel] {
 	queries := make([]cog.Builder[variants.Dataquery], len(p.targets))
 	for i, t := range p.targets {
@@ -364,6 +421,9 @@ func (p panel) builder(id uint32) cog.Builder[dashboard.Panel] {
 			Thresholds(thresholds(p.steps))
 		if p.noValue != "" {
 			b.NoValue(p.noValue)
+		}
+		if alert, ok := runbooks[p.title]; ok {
+			b.Links(runbookLink(alert))
 		}
 		return b
 	default:
@@ -397,9 +457,23 @@ func (p panel) builder(id uint32) cog.Builder[dashboard.Panel] {
 		if p.title == "GC pause time" {
 			b.OverrideByQuery(refID(1), rightAxis)
 		}
+		if alert, ok := runbooks[p.title]; ok {
+			b.Links(runbookLink(alert))
+		}
 		return b
 	}
 }
+
+// SchemaVersion is the dashboard JSON model's version: Grafana 10.0's,
+// so that Grafana 10.0 and later import the file as is (later versions
+// migrate it on load, as they do any older dashboard). The foundation SDK
+// writes its own newest (42, Grafana 12's) unless told otherwise.
+const SchemaVersion = 38
+
+// alertAnnotationExpr marks, on every time series panel, when a muster
+// alert of the selected jobs and clients fired (the ALERTS series
+// Prometheus keeps for its alerting rules).
+var alertAnnotationExpr = `ALERTS{alertstate="firing", alertname=~"Muster.+", job=~"$job", ` + labelClient + `=~"$client"}`
 
 // Build returns the dashboard.
 func Build() (dashboard.Dashboard, error) {
@@ -420,7 +494,24 @@ func Build() (dashboard.Dashboard, error) {
 			BuiltIn(1).
 			Enable(true).
 			Hide(true).
-			IconColor("rgba(0, 211, 255, 1)"))
+			IconColor("rgba(0, 211, 255, 1)")).
+		Annotation(dashboard.NewAnnotationQueryBuilder().
+			Name("Muster alerts").
+			Datasource(common.DataSourceRef{Type: datasource.Type, Uid: datasource.Uid}).
+			Enable(true).
+			IconColor("red").
+			Expr(alertAnnotationExpr).
+			Step("30s").
+			TitleFormat("{{alertname}} ({{severity}})").
+			TextFormat("{{job}}/{{" + labelClient + "}} {{instance}}").
+			TagKeys("severity,job," + labelClient).
+			UseValueForTime(false)).
+		Link(dashboard.NewDashboardLinkBuilder("Runbook").
+			Type(dashboard.DashboardLinkTypeLink).
+			Icon("doc").
+			Tooltip("What each alert means and what to do (deploy/README.md)").
+			Url(RunbookBase + "#alert-rules").
+			TargetBlank(true))
 	var id uint32
 	for _, r := range rows() {
 		id++
@@ -439,7 +530,9 @@ func Build() (dashboard.Dashboard, error) {
 			b.WithPanel(p.builder(id))
 		}
 	}
-	return b.Build()
+	d, err := b.Build()
+	d.SchemaVersion = SchemaVersion
+	return d, err
 }
 
 // JSON returns the dashboard as committed in dashboards/muster.json:

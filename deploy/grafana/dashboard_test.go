@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -81,7 +82,7 @@ func TestDashboardShape(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"Overview", "Throughput", "Batch shape", "Latency", "Saturation", "Errors, retries and data loss", "Go runtime"}
+	want := []string{"Overview", "Throughput", "Batch shape", "Latency", "Saturation", "Errors, retries and data loss", "Per process", "Go runtime"}
 	if !slices.Equal(rows, want) {
 		t.Errorf("rows = %q, want %q", rows, want)
 	}
@@ -416,3 +417,52 @@ type fakeT struct{ failed bool }
 
 func (*fakeT) Helper()                 {}
 func (f *fakeT) Errorf(string, ...any) { f.failed = true }
+
+// TestDashboardAlertsAndRunbooks: the alert annotation selects the firing
+// muster alerts of the selected jobs and clients, every runbook link
+// points at a section of deploy/README.md for an alert the rules define,
+// and the schema version is the one the README names.
+func TestDashboardAlertsAndRunbooks(t *testing.T) {
+	d, err := Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.SchemaVersion != SchemaVersion {
+		t.Errorf("schemaVersion %d, want %d", d.SchemaVersion, SchemaVersion)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), fmt.Sprintf("schemaVersion %d", SchemaVersion)) {
+		t.Errorf("deploy/README.md does not name schemaVersion %d", SchemaVersion)
+	}
+	var found bool
+	for _, a := range d.Annotations.List {
+		if a.Expr == nil {
+			continue
+		}
+		found = true
+		e := mustParse(t, "annotation "+a.Name, expand(*a.Expr, "5m", ".+", ".+", ".+"))
+		sels := selectors(e)
+		if len(sels) != 1 || sels[0].metricName() != "ALERTS" || sels[0].matcher("job") == nil ||
+			sels[0].matcher(labelClient) == nil || sels[0].matcher("alertstate") == nil {
+			t.Errorf("annotation %s: %s, want ALERTS of the firing alerts with job and client matchers", a.Name, *a.Expr)
+		}
+	}
+	if !found {
+		t.Error("no Prometheus annotation of the alerts")
+	}
+	titles := map[string]bool{}
+	for _, p := range loadDashboard(t).allPanels() {
+		titles[p.Title] = true
+	}
+	for title, alert := range runbooks {
+		if !titles[title] {
+			t.Errorf("runbook link for panel %q, which does not exist", title)
+		}
+		if !slices.Contains(wantAlerts, alert) || !strings.Contains(string(readme), "### "+alert+"\n") {
+			t.Errorf("panel %q links to the runbook of %s: no such alert or section", title, alert)
+		}
+	}
+}

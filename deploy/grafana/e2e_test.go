@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ const (
 var defaultDemoArgs = []string{"-duration", "90s"}
 
 func TestE2EPrometheus(t *testing.T) {
+	t.Parallel() // the end-to-end tests overlap: most of their time is waiting
 	prom := findTool(t, "PROMETHEUS", "prometheus")
 	d := loadDashboard(t)
 	t.Run("standin", func(t *testing.T) {
@@ -87,6 +89,17 @@ func runE2E(t *testing.T, prom, addr string, d jsonDashboard, sharedQuota bool) 
 	api := startPrometheus(t, prom, addr)
 	waitTargetUp(t, api)
 
+	// Series the dashboard shows ahead of the middleware are checked only
+	// where the target exports them (the standin does).
+	exported := scrapeText(t, addr)
+	var ahead []string
+	for _, s := range aheadOfMiddleware() {
+		if !strings.Contains(exported, "\n"+s+"{") {
+			ahead = append(ahead, s)
+			t.Logf("!!! %s does not export %s yet: the panels that show it are not checked against it", addr, s)
+		}
+	}
+
 	type query struct{ where, expr string }
 	var queries []query
 	for _, p := range d.queryPanels() {
@@ -94,6 +107,9 @@ func runE2E(t *testing.T, prom, addr string, d jsonDashboard, sharedQuota bool) 
 			continue
 		}
 		for _, tg := range p.Targets {
+			if slices.ContainsFunc(ahead, func(s string) bool { return strings.Contains(tg.Expr, s) }) {
+				continue
+			}
 			queries = append(queries, query{panelRef(p) + " " + tg.RefID, expand(tg.Expr, e2eRateInterval, ".+", ".+", ".+")})
 		}
 	}
@@ -187,6 +203,33 @@ func checkRules(t *testing.T, api string) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// aheadOfMiddleware returns the Prometheus names of the instruments that
+// catalogue() adds to musterconv.All(): shown by the dashboard before the
+// middleware records them.
+func aheadOfMiddleware() []string {
+	var out []string
+	for _, s := range catalogue()[len(musterconv.All()):] {
+		out = append(out, s.PrometheusName())
+	}
+	return out
+}
+
+// scrapeText returns the text exposition served at addr.
+func scrapeText(t *testing.T, addr string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // freeAddr returns a free TCP address on 127.0.0.1.
@@ -285,11 +328,17 @@ func waitHTTP(t *testing.T, name, u string, exited <-chan struct{}, out *lockedB
 // base URL once ready.
 func startPrometheus(t *testing.T, bin, target string) string {
 	t.Helper()
-	dir := t.TempDir()
 	rules, err := filepath.Abs(alertsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startPrometheusWith(t, bin, target, rules)
+}
+
+// startPrometheusWith is startPrometheus with another rules file.
+func startPrometheusWith(t *testing.T, bin, target, rules string) string {
+	t.Helper()
+	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -406,6 +455,22 @@ func presentSeries(api string) string {
 // runs it) and starts it serving /metrics on a free port.
 func startDemo(t *testing.T) (addr string, sharedQuota bool) {
 	t.Helper()
+	args := defaultDemoArgs
+	if s := os.Getenv("MUSTER_E2E_DEMO_ARGS"); s != "" {
+		args = strings.Fields(s)
+	}
+	if redis := startRedisForDemo(t); redis != "" { // the shared quota panel
+		args = append(slices.Clip(args), "-redis-addr", redis)
+		sharedQuota = true
+	}
+	addr, _, _ = runDemo(t, buildDemo(t), args)
+	return addr, sharedQuota
+}
+
+// buildDemo builds examples/otel-demo in the library's own module and
+// returns the binary's path.
+func buildDemo(t *testing.T) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("go not on PATH: %v", err)
@@ -418,23 +483,32 @@ func startDemo(t *testing.T) (addr string, sharedQuota bool) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build examples/otel-demo: %v\n%s", err, out)
 	}
+	return bin
+}
 
-	addr = freeAddr(t)
-	args := defaultDemoArgs
-	if s := os.Getenv("MUSTER_E2E_DEMO_ARGS"); s != "" {
-		args = strings.Fields(s)
-	}
+// runDemo starts the demo binary serving /metrics on a free port with the
+// given flags, and returns the address, its output and a channel closed
+// when it exits, once /metrics answers.
+func runDemo(t *testing.T, bin string, args []string) (string, *lockedBuffer, <-chan struct{}) {
+	t.Helper()
+	return runDemoEnv(t, bin, args, nil)
+}
+
+// runDemoEnv is runDemo with variables added to the hermetic environment
+// (OTEL_* ones, which it otherwise drops).
+func runDemoEnv(t *testing.T, bin string, args []string, env map[string]string) (string, *lockedBuffer, <-chan struct{}) {
+	t.Helper()
+	addr := freeAddr(t)
 	args = append([]string{"-metrics-addr", addr}, args...)
-	if redis := startRedisForDemo(t); redis != "" { // the shared quota panel
-		args = append(args, "-redis-addr", redis)
-		sharedQuota = true
-	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = hermeticEnv()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	out, exited := startProcess(t, "otel-demo", cmd)
 	waitHTTP(t, "otel-demo "+strings.Join(args, " "), "http://"+addr+"/metrics", exited, out, 20*time.Second)
-	return addr, sharedQuota
+	return addr, out, exited
 }
 
 // hermeticEnv is the environment without OpenTelemetry exporter settings,
@@ -502,7 +576,7 @@ type standinRecorder struct {
 
 func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	r := &standinRecorder{}
-	var errs [14]error
+	var errs [15]error
 	r.added, errs[0] = musterconv.ItemAdded.New(m)
 	r.processed, errs[1] = musterconv.ItemProcessed.New(m)
 	r.retries, errs[2] = musterconv.BatchRetries.New(m)
@@ -523,6 +597,7 @@ func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	_, errs[11] = musterconv.QueueSize.New(m, observe(700))
 	_, errs[12] = musterconv.QueueCapacity.New(m, observe(1000))
 	_, errs[13] = musterconv.BatcherKeys.New(m, observe(3))
+	_, errs[14] = musterconv.ItemPending.New(m, observe(560))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

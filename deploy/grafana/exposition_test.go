@@ -209,8 +209,12 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 			_, err := musterconv.BatcherKeys.New(m, observe(3))
 			return err
 		},
+		musterconv.ItemPending.Name(): func() error {
+			_, err := musterconv.ItemPending.New(m, observe(57))
+			return err
+		},
 	}
-	for _, s := range musterconv.All() {
+	for _, s := range catalogue() {
 		f, ok := record[s.Name()]
 		if !ok {
 			return "the test does not record " + s.Name() + ", new in the catalogue: add it to recordCatalogue (and to the dashboard)"
@@ -225,12 +229,25 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 	return ""
 }
 
+// catalogue is musterconv.All() and the instruments the dashboard and the
+// alert rules use ahead of the middleware: muster.item.pending, until
+// otelmuster records it and the catalogue's All lists it.
+func catalogue() []musterconv.Spec {
+	specs := musterconv.All()
+	for _, s := range specs {
+		if s.Name() == musterconv.ItemPending.Name() {
+			return specs
+		}
+	}
+	return append(specs, musterconv.ItemPending.Spec)
+}
+
 // TestExpositionHasCatalogue: the scrape holds every series the catalogue
 // names, with the labels it names, so the checks below compare the
 // dashboard with the real thing.
 func TestExpositionHasCatalogue(t *testing.T) {
 	x := realExposition(t)
-	for _, s := range musterconv.All() {
+	for _, s := range catalogue() {
 		for _, series := range s.PrometheusSeries() {
 			if !x.has(series) {
 				t.Errorf("%s: series %s not in the scrape", s.Name(), series)
@@ -292,7 +309,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range musterconv.All() {
+	for _, s := range catalogue() {
 		if !used[s.PrometheusName()] {
 			t.Errorf("the dashboard does not show %s (%s)", s.Name(), s.PrometheusName())
 		}
@@ -346,7 +363,7 @@ func sortedKeys(m map[string]bool) []string {
 // catalogue's labels (no scope labels that would split series).
 func TestExpositionLabelsAreCatalogue(t *testing.T) {
 	x := realExposition(t)
-	for _, s := range musterconv.All() {
+	for _, s := range catalogue() {
 		want := append(s.PrometheusLabels(), "job", "instance")
 		if s.Kind() == musterconv.KindHistogram {
 			want = append(want, "le")

@@ -88,6 +88,7 @@ var (
 	queueSize      = name(musterconv.QueueSize.Spec)
 	queueCapacity  = name(musterconv.QueueCapacity.Spec)
 	batcherKeys    = name(musterconv.BatcherKeys.Spec)
+	itemPending    = name(musterconv.ItemPending.Spec)
 	batchSize      = histogram(musterconv.BatchSize.Spec)
 	batchFill      = histogram(musterconv.BatchUtilization.Spec)
 	batchWait      = histogram(musterconv.BatchWaitDuration.Spec)
@@ -138,14 +139,22 @@ func ratio(a, b string, on ...string) string {
 	return a + " / on (" + strings.Join(on, ", ") + ") " + b
 }
 
-// legend is a Grafana legend template naming the given labels.
+// legend is a Grafana legend template naming the given labels. A client
+// is shown as job/client (batchers of the same name in two services are two
+// clients), so a job label of its own is left out.
 func legend(prefix string, labels ...string) string {
 	parts := make([]string, 0, len(labels)+1)
 	if prefix != "" {
 		parts = append(parts, prefix)
 	}
 	for _, l := range labels {
-		parts = append(parts, "{{"+l+"}}")
+		switch l {
+		case "job":
+		case labelClient:
+			parts = append(parts, "{{job}}/{{"+l+"}}")
+		default:
+			parts = append(parts, "{{"+l+"}}")
+		}
 	}
 	return strings.Join(parts, " ")
 }

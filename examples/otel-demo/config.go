@@ -44,6 +44,48 @@ type config struct {
 	checkpoint      time.Duration
 	progress        time.Duration
 	shutdownTimeout time.Duration
+	outage          outage
+}
+
+// outage is a scheduled downstream outage: from start (after the demo
+// began) for length, every write fails. The flag spells it START+LENGTH,
+// such as 20s+30s.
+type outage struct{ start, length time.Duration }
+
+// covers reports whether the outage covers a moment elapsed after the start.
+func (o outage) covers(elapsed time.Duration) bool {
+	return o.length > 0 && elapsed >= o.start && elapsed < o.start+o.length
+}
+
+func (o *outage) String() string {
+	if o == nil || o.length == 0 {
+		return ""
+	}
+	return o.start.String() + "+" + o.length.String()
+}
+
+func (o *outage) Set(s string) error {
+	if s == "" {
+		*o = outage{}
+		return nil
+	}
+	start, length, ok := strings.Cut(s, "+")
+	if !ok {
+		return fmt.Errorf("want START+LENGTH, such as 20s+30s (got %q)", s)
+	}
+	st, err := time.ParseDuration(start)
+	if err != nil {
+		return fmt.Errorf("start %q: %v", start, err)
+	}
+	ln, err := time.ParseDuration(length)
+	if err != nil {
+		return fmt.Errorf("length %q: %v", length, err)
+	}
+	if st < 0 || ln <= 0 {
+		return fmt.Errorf("want a start >= 0 and a length > 0 (got %q)", s)
+	}
+	*o = outage{st, ln}
+	return nil
 }
 
 func defaultConfig() config {
@@ -109,6 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.checkpoint, "checkpoint", c.checkpoint, "call Flush this often, as a service committing a checkpoint would (0: never)")
 	fs.DurationVar(&c.progress, "progress", c.progress, "print a progress line this often (0: none)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long Shutdown may take before it gives up on what is left")
+	fs.Var(&c.outage, "outage", "schedule a downstream outage, `START+LENGTH` after the start (such as 20s+30s): every write fails with a 503 meanwhile")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -226,7 +269,9 @@ Flags:
 	fmt.Fprint(w, `
 With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_PROTOCOL, or their
 _TRACES_/_METRICS_ forms) set, traces and metrics are also pushed over OTLP,
-and -traces defaults to off. Exit status: 0 after a clean shutdown, 1 when the
+and -traces defaults to off. OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER
+choose the exporters (otlp, console, prometheus, none): for a traces-only
+backend such as Jaeger, set OTEL_METRICS_EXPORTER=prometheus. Exit status: 0 after a clean shutdown, 1 when the
 shutdown deadline left work undone (or the demo could not start), 2 for bad flags.
 `)
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,7 +201,7 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		return nil, err
 	}
 	d.began = time.Now()
-	d.profile = profile{start: d.began, cycle: cfg.cycle}
+	d.profile = profile{start: d.began, cycle: cfg.cycle, outage: cfg.outage}
 	tracer := p.TracerProvider().Tracer(scopeName)
 	ds := &downstream{
 		tracer:      tracer,
@@ -342,6 +343,9 @@ func (d *demo) banner() {
 			c.cycle, frac(c.cycle, 0.30), frac(c.cycle, 0.55), frac(c.cycle, 0.80))
 	} else {
 		fmt.Fprintf(w, "  steady load, healthy downstream (-cycle 0)\n")
+	}
+	if o := c.outage; o.length > 0 {
+		fmt.Fprintf(w, "  downstream outage at %v for %v: every write fails (-outage)\n", o.start, o.length)
 	}
 	if c.checkpoint > 0 {
 		fmt.Fprintf(w, "  checkpoint (Flush) every %v\n", c.checkpoint)
@@ -486,12 +490,20 @@ func (d *demo) wait(ctx context.Context) int {
 }
 
 // otlpEnv says where OTLP sends each signal ("" when it does not), read from
-// the environment as package telemetry reads it: on when an endpoint or a
-// protocol is set for the signal or for all.
+// the environment as package telemetry reads it: on when OTEL_*_EXPORTER
+// names otlp, or, with that variable unset, when an endpoint or a protocol
+// is set for the signal or for all.
 type otlpEnv struct{ traces, metrics string }
 
 func otlpFromEnv(getenv func(string) string) otlpEnv {
 	where := func(signal string) string {
+		explicit := false
+		if exp := strings.ToLower(getenv("OTEL_" + signal + "_EXPORTER")); exp != "" {
+			if !slices.Contains(strings.Split(strings.ReplaceAll(exp, " ", ""), ","), "otlp") {
+				return "" // the operator chose other exporters
+			}
+			explicit = true
+		}
 		endpoint := getenv("OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT")
 		if endpoint == "" {
 			endpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -500,7 +512,7 @@ func otlpFromEnv(getenv func(string) string) otlpEnv {
 		if protocol == "" {
 			protocol = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 		}
-		if endpoint == "" && protocol == "" {
+		if endpoint == "" && protocol == "" && !explicit {
 			return ""
 		}
 		if protocol == "" {

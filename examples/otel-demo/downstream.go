@@ -24,6 +24,7 @@ import (
 // that an adaptive limiter slows down). It validates every batch first, and
 // rejects one that holds a malformed order as a whole (400, permanent): one
 // bad order costs its whole batch, a hazard of batching the demo shows.
+// During an outage scheduled with -outage, every write fails with a 503.
 type downstream struct {
 	tracer      trace.Tracer
 	profile     profile
@@ -123,6 +124,9 @@ func (d *downstream) insert(ctx context.Context, orders []Order) error {
 
 // failure decides whether this attempt fails, and how.
 func (d *downstream) failure(ph phase) *bulkError {
+	if ph.outage {
+		return &bulkError{status: 503, kind: errUnavailable, detail: "outage (-outage)"}
+	}
 	p := d.failureRate
 	if ph.brownout {
 		p = min(0.9, 10*p)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,10 @@ func TestOTLPFromEnv(t *testing.T) {
 		{"grpc protocol only", env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), "push (grpc) to localhost:4317", "push (grpc) to localhost:4317"},
 		{"traces only", env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces"),
 			"push (http/protobuf) to http://jaeger:4318/v1/traces", ""},
+		{"traces-only backend, metrics to Prometheus", env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318", "OTEL_METRICS_EXPORTER", "prometheus"),
+			"push (http/protobuf) to http://jaeger:4318", ""},
+		{"exporters none", env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318", "OTEL_METRICS_EXPORTER", "none", "OTEL_TRACES_EXPORTER", "none"), "", ""},
+		{"otlp named without endpoint", env("OTEL_TRACES_EXPORTER", "console, otlp"), "push (http/protobuf) to localhost:4318", ""},
 	} {
 		got := otlpFromEnv(tc.getenv)
 		if got.traces != tc.wantTraces || got.metrics != tc.wantMetrs {
@@ -150,5 +155,36 @@ func TestProfile(t *testing.T) {
 	}
 	if got := (profile{start: start}).at(start.Add(4 * time.Second)); got.name != "steady" || got.load != 1 || got.brownout {
 		t.Errorf("no cycle: %+v, want steady", got)
+	}
+}
+
+func TestOutage(t *testing.T) {
+	cfg, err := parseFlags([]string{"-outage", "20s+30s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.outage != (outage{20 * time.Second, 30 * time.Second}) || cfg.outage.String() != "20s+30s" {
+		t.Fatalf("-outage 20s+30s parsed as %+v", cfg.outage)
+	}
+	start := time.Unix(1000, 0)
+	p := profile{start: start, cycle: 10 * time.Second, outage: cfg.outage}
+	for _, tc := range []struct {
+		at     time.Duration
+		outage bool
+		name   string
+	}{
+		{19 * time.Second, false, "quiet"}, {20 * time.Second, true, "outage"}, {26 * time.Second, true, "outage"},
+		{49 * time.Second, true, "outage"}, {50 * time.Second, false, "steady"},
+	} {
+		ph := p.at(start.Add(tc.at))
+		if ph.outage != tc.outage || ph.name != tc.name || ph.outage && ph.brownout {
+			t.Errorf("at %v: %+v, want outage %v (%s)", tc.at, ph, tc.outage, tc.name)
+		}
+	}
+	d := &downstream{failureRate: 0}
+	for range 100 {
+		if f := d.failure(phase{outage: true}); f == nil || f.status != 503 || f.kind != errUnavailable {
+			t.Fatalf("a write during the outage: %v, want a 503", f)
+		}
 	}
 }

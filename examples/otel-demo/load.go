@@ -33,6 +33,7 @@ type phase struct {
 	until    float64 // end of the phase, as a fraction of the cycle
 	load     float64 // multiplies -rate
 	brownout bool    // the downstream is slow, fails ten times as often and sheds load
+	outage   bool    // the downstream fails every write (-outage)
 }
 
 // cyclePhases is the load cycle: within its first 60% (6 s with the default
@@ -50,13 +51,23 @@ var cyclePhases = []phase{
 
 var steadyPhase = phase{name: "steady", until: 1, load: 1}
 
-// profile says which phase of the load cycle a moment falls in.
+// profile says which phase of the load cycle a moment falls in, and
+// whether the injected outage (-outage) covers it.
 type profile struct {
-	start time.Time
-	cycle time.Duration // 0: always steady
+	start  time.Time
+	cycle  time.Duration // 0: always steady
+	outage outage        // zero: none
 }
 
 func (p profile) at(t time.Time) phase {
+	ph := p.cyclePhase(t)
+	if p.outage.covers(t.Sub(p.start)) {
+		ph.name, ph.outage, ph.brownout = "outage", true, false
+	}
+	return ph
+}
+
+func (p profile) cyclePhase(t time.Time) phase {
 	if p.cycle <= 0 {
 		return steadyPhase
 	}

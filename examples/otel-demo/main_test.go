@@ -69,6 +69,9 @@ func TestBadFlags(t *testing.T) {
 		{"negative poison", []string{"-poison-every", "-5"}, "-poison-every must not be negative"},
 		{"bad trace format", []string{"-trace-format", "xml"}, "-trace-format must be text or json"},
 		{"two errors", []string{"-producers", "0", "-failure-rate", "2"}, "-failure-rate must be in [0,1]"},
+		{"outage without length", []string{"-outage", "20s"}, "want START+LENGTH, such as 20s+30s"},
+		{"outage of zero length", []string{"-outage", "20s+0s"}, "want a start >= 0 and a length > 0"},
+		{"outage with a bad start", []string{"-outage", "soon+30s"}, `start "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -157,6 +157,7 @@
 //	                                                 and a Client's items in Work
 //	muster.queue.capacity           observable       PendingWorkCapacity (a Keyed's is shared by its keys)
 //	muster.batcher.keys             observable       Stats.Keys: live keys of a muster.Keyed (Keyed clients only)
+//	muster.item.pending             observable       Stats.Pending: items taken and not yet done (what a crash would lose)
 //	muster.add.blocked.duration     histogram (s)    time a producer was held by backpressure (taken or refused)
 //	muster.ratelimit.wait.duration  histogram (s)    waits reported with Reason muster.WaitRateLimit
 //	muster.batch.retries            counter          failed attempts reported with muster.ReportRetry; error.type

@@ -48,7 +48,7 @@ type metrics struct {
 	blocked, rateLimitWait            metric.Float64Histogram
 	inflight                          metric.Int64UpDownCounter
 	queueSize, queueCapacity, limit   metric.Int64ObservableUpDownCounter
-	keys                              metric.Int64ObservableUpDownCounter
+	keys, pending                     metric.Int64ObservableUpDownCounter
 
 	mu     sync.Mutex        // guards groups; never taken by a callback
 	groups map[string]*group // live clients by name
@@ -83,6 +83,8 @@ func (m *metrics) init() error {
 	m.queueCapacity, err = musterconv.QueueCapacity.New(m.meter)
 	try(err)
 	m.keys, err = musterconv.BatcherKeys.New(m.meter)
+	try(err)
+	m.pending, err = musterconv.ItemPending.New(m.meter)
 	try(err)
 	m.blocked, err = musterconv.AddBlockedDuration.New(m.meter)
 	try(err)
@@ -273,7 +275,7 @@ func (m *metrics) join(c *clientMetrics) {
 		attrs := c.n.base.obs
 		reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			return g.observe(o, m, attrs)
-		}, m.queueSize, m.queueCapacity, m.limit, m.keys)
+		}, m.queueSize, m.queueCapacity, m.limit, m.keys, m.pending)
 		if err != nil {
 			otel.Handle(err)
 			return
@@ -313,11 +315,12 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 	if len(g.clients) == 0 {
 		return nil
 	}
-	var queued, capacity, limit, keys int64
+	var queued, capacity, limit, keys, pending int64
 	limited, keyed := false, false
 	for _, c := range g.clients {
 		st := c.info.Stats()
 		queued += int64(st.Queued)
+		pending += int64(st.Pending)
 		capacity += int64(c.info.PendingWorkCapacity)
 		if c.info.MaxConcurrentBatches > 0 {
 			limit += int64(c.info.MaxConcurrentBatches)
@@ -330,6 +333,7 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 	}
 	o.ObserveInt64(m.queueSize, queued, attrs...)
 	o.ObserveInt64(m.queueCapacity, capacity, attrs...)
+	o.ObserveInt64(m.pending, pending, attrs...)
 	if limited {
 		o.ObserveInt64(m.limit, limit, attrs...)
 	}

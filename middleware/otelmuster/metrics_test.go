@@ -47,6 +47,7 @@ func TestMetricsScripted(t *testing.T) {
 				s.wantSum("muster.batch.inflight.limit", name, 2)
 				s.wantSum("muster.queue.size", name, 0)
 				s.wantSum("muster.queue.capacity", name, 10)
+				s.wantSum("muster.item.pending", name, 100) // the batch in flight
 				s.wantSum("muster.item.added", name, 100)
 				if _, ok := s.sum("muster.item.processed", name); ok {
 					t.Error("items processed before their batch is done")
@@ -78,7 +79,7 @@ func TestMetricsScripted(t *testing.T) {
 		s.wantHist("muster.batch.wait.duration", timeout, 1, 1)
 		s.wantHist("muster.batch.duration", name, 3, 0.3)
 		s.wantSum("muster.batch.inflight", name, 0)
-		for _, n := range []string{"muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit"} {
+		for _, n := range []string{"muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit", "muster.item.pending"} {
 			if s.points(n) != 0 {
 				t.Errorf("%s still observed after Stop", n)
 			}
@@ -131,6 +132,7 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 		s := collect(t, r)
 		s.wantSum("muster.queue.size", name, 5)
 		s.wantSum("muster.queue.capacity", name, 5)
+		s.wantSum("muster.item.pending", name, 25) // 10 in flight, 10 waiting for a slot, 5 queued
 		s.wantSum("muster.batch.inflight.limit", name, 1)
 		s.wantSum("muster.batch.inflight", name, 1)
 
@@ -169,7 +171,7 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 
 		// The catalogue is the single source of truth.
 		for _, spec := range musterconv.All() {
-			if slices.Contains([]string{"muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit"}, spec.Name()) {
+			if slices.Contains([]string{"muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit", "muster.item.pending"}, spec.Name()) {
 				continue // unregistered at Stop; checked below
 			}
 			if spec.Name() == musterconv.BatcherKeys.Name() {
@@ -208,7 +210,7 @@ func TestMetricsObservableCatalogue(t *testing.T) {
 	mustStart(t, b.Start)
 	defer b.Stop()
 	s := collect(t, r)
-	for _, spec := range []musterconv.Spec{musterconv.QueueSize.Spec, musterconv.QueueCapacity.Spec, musterconv.BatchInflightLimit.Spec} {
+	for _, spec := range []musterconv.Spec{musterconv.QueueSize.Spec, musterconv.QueueCapacity.Spec, musterconv.BatchInflightLimit.Spec, musterconv.ItemPending.Spec} {
 		m, ok := s.metrics[spec.Name()]
 		if !ok || m.Unit != spec.Unit() || m.Description != spec.Description() {
 			t.Errorf("%s: %+v", spec.Name(), m)

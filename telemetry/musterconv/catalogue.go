@@ -199,6 +199,20 @@ var (
 		promName:    "muster_batcher_keys",
 	}}
 
+	// ItemPending is the number of items a batcher has accepted and not yet
+	// done: queued, in an open batch, or in a batch in flight (its retries
+	// included), observed by a callback. It is what a crash would lose.
+	// Little's law ties it to the others: pending ≈ items per second ×
+	// (batch wait + batch duration). The metrics middleware observes it from
+	// the core's Stats.Pending.
+	ItemPending = Int64ObservableUpDownCounterSpec{Spec{
+		name:        "muster.item.pending",
+		kind:        KindObservableUpDownCounter,
+		unit:        "{item}",
+		description: "Items accepted and not yet done: queued, in an open batch or in flight.",
+		promName:    "muster_item_pending",
+	}}
+
 	// AddBlockedDuration records, in seconds, how long a producer was held
 	// by backpressure before its item was taken or refused.
 	AddBlockedDuration = Float64HistogramSpec{Spec{
@@ -249,6 +263,7 @@ func All() []Spec {
 		QueueSize.Spec,
 		QueueCapacity.Spec,
 		BatcherKeys.Spec,
+		ItemPending.Spec,
 		AddBlockedDuration.Spec,
 		RateLimitWaitDuration.Spec,
 		BatchRetries.Spec,

@@ -52,6 +52,7 @@ func ExampleAll() {
 	// muster.queue.size               async up-down counter {item}  muster_queue_size muster_batcher_name
 	// muster.queue.capacity           async up-down counter {item}  muster_queue_capacity muster_batcher_name
 	// muster.batcher.keys             async up-down counter {key}   muster_batcher_keys muster_batcher_name
+	// muster.item.pending             async up-down counter {item}  muster_item_pending muster_batcher_name
 	// muster.add.blocked.duration     histogram             s       muster_add_blocked_duration_seconds muster_batcher_name
 	// muster.ratelimit.wait.duration  histogram             s       muster_ratelimit_wait_duration_seconds muster_batcher_name
 	// muster.batch.retries            counter               {retry} muster_batch_retries_total muster_batcher_name,error_type

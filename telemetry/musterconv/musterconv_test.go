@@ -17,8 +17,8 @@ import (
 
 func TestSpecsSane(t *testing.T) {
 	specs := musterconv.All()
-	if len(specs) != 14 {
-		t.Errorf("All() has %d specs, the catalogue in DESIGN.md has 14", len(specs))
+	if len(specs) != 15 {
+		t.Errorf("All() has %d specs, want the 14 of DESIGN.md's catalogue and muster.item.pending", len(specs))
 	}
 	names := map[string]bool{}
 	promNames := map[string]bool{}
@@ -271,5 +271,24 @@ func TestDocTable(t *testing.T) {
 		if !strings.HasPrefix(r[1], s.Kind().String()) || r[2] != s.Unit() || r[3] != series {
 			t.Errorf("doc.go's row %q, want kind %s, unit %s, series %s", r, s.Kind(), s.Unit(), series)
 		}
+	}
+}
+
+// TestItemPending: the pending-items gauge is a well-formed spec, named as
+// the dashboard and alert rules expect.
+func TestItemPending(t *testing.T) {
+	s := musterconv.ItemPending
+	if s.Name() != "muster.item.pending" || s.Unit() != "{item}" || s.Kind() != musterconv.KindObservableUpDownCounter ||
+		s.PrometheusName() != "muster_item_pending" || !strings.HasSuffix(s.Description(), ".") {
+		t.Errorf("ItemPending = %s %s %v %s %q", s.Name(), s.Unit(), s.Kind(), s.PrometheusName(), s.Description())
+	}
+	if got := s.PrometheusSeries(); len(got) != 1 || got[0] != "muster_item_pending" {
+		t.Errorf("series %v", got)
+	}
+	if got := s.AttributeKeys(); len(got) != 1 || got[0] != musterconv.BatcherNameKey {
+		t.Errorf("attribute keys %v", got)
+	}
+	if _, err := s.New(noop.NewMeterProvider().Meter("test")); err != nil {
+		t.Fatal(err)
 	}
 }
