@@ -225,17 +225,18 @@ func (n *notifier) DoneError(err error) {
 
 // worker drains Work into batches until Stop closes it. As in the seed, it
 // takes nothing from Work while a closed batch waits for a slot, so that
-// producers block once PendingWorkCapacity items are in Work.
+// producers block once PendingWorkCapacity items are in Work. It takes fmu
+// to look at the ready queue, and both locks to stop feeding.
 func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
 	for {
-		e.mu.Lock()
+		e.fmu.Lock()
 		for len(e.ready) > 0 && e.phase != aborted {
 			space := e.spaceLocked()
-			e.mu.Unlock()
+			e.fmu.Unlock()
 			<-space
-			e.mu.Lock()
+			e.fmu.Lock()
 		}
-		e.mu.Unlock()
+		e.fmu.Unlock()
 		item, ok := <-work
 		if !ok {
 			break
@@ -244,11 +245,13 @@ func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
 	}
 	var l launches[struct{}, any]
 	e.mu.Lock()
+	e.fmu.Lock()
 	e.feeding = false
 	if e.phase != aborted {
 		e.closeAllLocked(TriggerShutdown, &l)
 	}
 	drained := e.drainedLocked()
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	close(e.fed)
 	e.launch(&l)
@@ -257,8 +260,8 @@ func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
 	}
 }
 
-// addRun adds item and, under the same lock, what else Work holds, up to a
-// batch waiting for a slot: a busy worker pays for the lock once per run.
+// addRun adds item and, under the same add lock, what else Work holds, up to
+// a batch waiting for a slot: a busy worker pays for the lock once per run.
 func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{}) {
 	var l launches[struct{}, any]
 	var refused []error
@@ -268,10 +271,10 @@ func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{
 		if e.phase == aborted {
 			e.late++
 			refused = append(refused, ErrIncomplete)
-		} else if err := e.appendLocked(ctx, &e.single, item, 0, &l); err != nil {
+		} else if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
 			refused = append(refused, err)
 		}
-		if n == maxRun || len(e.ready) > 0 && e.phase != aborted {
+		if n == maxRun || e.readyN.Load() > 0 && e.phase != aborted {
 			break // a batch waits for a slot: as in the seed, leave Work alone
 		}
 		next, ok := tryRecv(work)

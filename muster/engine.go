@@ -2,6 +2,8 @@ package muster
 
 import (
 	"context"
+	"math"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,9 +20,26 @@ import (
 // goroutine exists for a batch in the ready queue: the goroutine of a batch
 // that is done runs the next admitted batch itself.
 //
-// One mutex guards it all. A producer takes it once per item; a batch once
-// when it is done. Hooks and Fire run outside it, except Added, which runs
-// under it so that it precedes its batch's Fired.
+// Two mutexes guard it. The add lock (mu) guards what items join: the keys,
+// the open batches and their FIFO, the timer, the items in open batches, and
+// the Added, Refused and Dropped counters. The flight lock (fmu) guards what
+// closed batches go through: the ready queue, the in-flight slots, the Flush
+// barriers, the free batches and the parked batch goroutines, and the Fired,
+// Done, Failed and Abandoned counters. The lock order is mu before fmu, never
+// the reverse. phase and feeding are written with both held, so either lock
+// reads them.
+//
+// A producer takes mu once per item, and fmu once per batch (when its item
+// closes one) or while a batch waits for a slot. A batch that is done takes
+// fmu only (a Keyed's then takes mu, once fmu is released, when its key may
+// have emptied): finishing batches and producers do not contend. A function
+// named ...Locked says in its doc which locks it needs. Hooks and Fire run
+// outside both, except Added, which runs under mu so that it precedes its
+// batch's Fired.
+//
+// Since Stop and a Client's worker close every open batch under both locks
+// once no item can join any more, phase != running && !feeding implies that
+// no batch is open: whether the client has drained is known under fmu.
 
 // phase is a client's lifecycle.
 type phase uint8
@@ -44,10 +63,9 @@ type batch[K comparable, T any] struct {
 	ctxs  []context.Context
 	bytes int
 	res   *outcome // AddResult's outcomes, from the first such item
-	// joined counts the items that ever joined: an item's outcome slot is
-	// its rank among them. Items leave only from the front (dropped), so
-	// the k-th item present has slot joined-n+k.
-	joined  int32
+	// left counts the items dropped from the batch: an item's outcome slot
+	// is its rank among the items that ever joined (see joined).
+	left    int32
 	first   time.Time
 	closed  time.Time
 	trigger Trigger
@@ -60,9 +78,13 @@ type batch[K comparable, T any] struct {
 // keyState is one key's share of the engine. A key costs this struct, a map
 // entry and, while it holds items, an open batch.
 type keyState[K comparable, T any] struct {
-	key        K
-	cur        *batch[K, T] // the open batch, or nil
-	busy       int          // closed batches not done
+	key K
+	cur *batch[K, T] // the open batch, or nil
+	// batches counts a Keyed's batches that are open, or closed and not
+	// done: the key holds nothing at 0. mu guards opening and discarding,
+	// fmu finishing: atomic. A finishing batch thus learns without mu
+	// whether its key may have emptied.
+	batches    atomic.Int32
 	idleSince  time.Time
 	prev, next *keyState[K, T] // the idle list, least recently used first
 	idle       bool
@@ -103,26 +125,58 @@ type engine[K comparable, T any] struct {
 	cancel context.CancelCauseFunc
 	workQ  func() int    // len(Work) for a Client
 	fed    chan struct{} // closed when a Client's worker has exited
+	// What the add path asks of the configuration, one test each.
+	measured  bool // a Key or Sizer to call for each item
+	cmpPanics bool // comparing keys may panic (see comparePanics)
+	prepared  bool // each item needs prepareLocked: a BatchMaker's Batch or a Sizer
+	keepItems bool // batches keep their items
+	perItem   bool // each item needs joinedLocked: hooks or MaxBatchBytes
+	plain     bool // neither prepared nor perItem: appendLocked's common case applies
+	fill      int  // an open batch below this many items does not close on the next (MaxBatchSize-1)
 
-	// What every Add touches comes first, near the lock.
-	mu          sync.Mutex
-	phase       phase
-	feeding     bool           // a Client's worker may still add items
-	single      keyState[K, T] // the one key of a Batcher or Client
+	// The add lock and what it guards; what every Add touches comes first.
+	mu        sync.Mutex
+	phase     phase          // written under both locks
+	feeding   bool           // a Client's worker may still add items; written under both locks
+	single    keyState[K, T] // the one key of a Batcher or Client
+	openItems int            // items in open batches
+	added     uint64
+	// readyN is len(ready), stored under fmu whenever it changes. Only
+	// closing a batch adds to ready, and closing holds mu too: a producer
+	// holding mu that loads 0 knows no batch waits for a slot (and none will
+	// until it closes one), without taking fmu.
+	readyN atomic.Int32
+	// spare is the next new batch. Only mu's holder takes it (newBatchLocked
+	// swaps it out), so that making a batch never needs fmu; it is refilled
+	// under fmu, by a batch that is done (recycleLocked) or from the free
+	// list when a batch closes, and under mu by a discarded batch: atomic.
+	spare      atomic.Pointer[batch[K, T]]
+	refused    uint64
+	dropped    uint64
+	keys       map[K]*keyState[K, T]
+	lastKey    *keyState[K, T] // the key keyLocked found last, if still live: most items repeat it
+	idleHead   *keyState[K, T]
+	idleTail   *keyState[K, T]
+	janitor    *time.Timer
+	janitorSet bool
+	openHead   *batch[K, T]
+	openTail   *batch[K, T]
+	timer      *time.Timer
+	timerSet   bool
+	late       int // Work items refused after a deadline
+
+	_ [64]byte // keeps the flight lock off the add lock's cache line
+
+	// The flight lock and what it guards.
+	fmu         sync.Mutex
 	ready       []*batch[K, T] // closed, waiting for a slot, oldest first
-	pending     int            // items taken and not fired: open and ready batches
-	stats       Stats
-	keys        map[K]*keyState[K, T]
-	idleHead    *keyState[K, T]
-	idleTail    *keyState[K, T]
-	janitor     *time.Timer
-	janitorSet  bool
-	openHead    *batch[K, T]
-	openTail    *batch[K, T]
-	timer       *time.Timer
-	timerSet    bool
+	readyItems  int            // items in ready batches
 	inflight    int
 	flightItems int
+	fired       uint64
+	done        uint64
+	failed      uint64
+	abandoned   uint64
 	abandoning  int // batches abandoned whose Done hooks are running
 	space       chan struct{}
 	barriers    []*barrier
@@ -130,7 +184,6 @@ type engine[K comparable, T any] struct {
 	parked      []chan *batch[K, T] // idle batch goroutines, the latest last
 	maxParked   int
 	nextID      uint64
-	late        int // Work items refused after a deadline
 	drained     chan struct{}
 }
 
@@ -147,6 +200,15 @@ const (
 
 func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
 	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{}), maxParked: c.limit}
+	e.measured = c.keyFn != nil || c.sizer != nil
+	e.cmpPanics = comparePanics(reflect.TypeFor[K]())
+	e.prepared = c.maker != nil || c.sizer != nil
+	e.keepItems = c.maker == nil || c.keepAll
+	e.perItem = c.maxBytes > 0
+	e.fill = c.max - 1
+	if c.max == 0 {
+		e.fill = math.MaxInt
+	}
 	if e.maxParked == 0 {
 		e.maxParked = runtime.GOMAXPROCS(0)
 	}
@@ -189,38 +251,67 @@ func (e *engine[K, T]) observe() {
 			e.hooks = e.observer.Observe(e.info())
 		}()
 	}
+	e.perItem = e.perItem || e.hooks != nil
+	e.plain = !e.prepared && !e.perItem
 }
 
 // add offers one item: the path of Add, AddResult and Client.Add. What
 // most items never meet (a key or size to compute, a full client, a
 // refusal) is in functions of their own, so that the common path is a
-// lock, an append and an unlock.
+// lock, an append and an unlock; the flight lock is taken only when the
+// item closes its batch or a batch waits for a slot. A client with one key
+// and no Key or Sizer tries that path first, with nothing else live (it
+// saves about 25 instructions per item); what it does not settle
+// goes the general way, which looks at everything again.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result, error) {
+	if !e.measured { // one key, no Key or Sizer: most items, first
+		var l launches[K, T]
+		var r Result
+		var want *Result
+		if wantResult {
+			want = &r
+		}
+		e.mu.Lock()
+		if e.phase == running && e.readyN.Load() == 0 {
+			err := e.appendLocked(ctx, &e.single, item, 0, want, &l)
+			e.mu.Unlock()
+			if l.one != nil {
+				e.launch(&l)
+			}
+			if err != nil {
+				return Result{}, e.refuse(ctx, err, 0)
+			}
+			return r, nil
+		}
+		e.mu.Unlock() // stopping or a batch waits for a slot: the general path
+	}
 	var key K
 	size := 0
-	if e.keyFn != nil || e.sizer != nil {
+	if e.measured {
 		var err error
 		if key, size, err = e.measure(item); err != nil {
 			return Result{}, e.refuse(ctx, err, 0)
 		}
 	}
-	e.mu.Lock()
+	var l launches[K, T]
+	var r Result
 	var slow *slowAdd
-	if e.phase != running || e.fullLocked() {
+	ks, err := &e.single, error(nil)
+	e.mu.Lock()
+	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked() {
 		if slow = e.makeRoomLocked(ctx, key, wantResult); slow.done {
 			return slow.r, slow.err // unlocked
 		}
 	}
-	ks, err := &e.single, error(nil)
 	if e.keyFn != nil {
 		ks, err = e.keyLocked(key)
 	}
-	var l launches[K, T]
-	var r Result
 	if err == nil {
-		if err = e.appendLocked(ctx, ks, item, size, &l); err == nil && wantResult {
-			r = ks.curOrLast(&l).result()
+		var want *Result
+		if wantResult {
+			want = &r
 		}
+		err = e.appendLocked(ctx, ks, item, size, want, &l)
 	}
 	e.mu.Unlock()
 	if l.one != nil {
@@ -232,19 +323,46 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result
 	return r, nil
 }
 
-// measure calls the Key and Sizer functions, outside the lock.
+// measure calls the Key and Sizer functions, outside the locks, with one
+// deferred recover for both (a panic is the item's error).
 func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r) // the Key or Sizer function panicked
+		}
+	}()
 	if e.keyFn != nil {
-		if key, err = keyOf(e.keyFn, item); err != nil {
-			return key, 0, err
+		key = e.keyFn(item)
+		// A NaN is never found again in a map; an uncomparable value held
+		// in an interface panics when compared: neither equals itself.
+		if e.cmpPanics && !selfEqual(key) || !e.cmpPanics && key != key {
+			return key, 0, ErrInvalidKey
 		}
 	}
 	if e.sizer != nil {
-		if size, err = sizeOf(e.sizer, item); err == nil && (size < 0 || size > e.maxBytes) {
-			err = ErrTooLarge
+		if size = e.sizer(item); size < 0 || size > e.maxBytes {
+			return key, size, ErrTooLarge
 		}
 	}
-	return key, size, err
+	return key, size, nil
+}
+
+// comparePanics reports whether comparing two values of t may panic: t
+// holds an interface, whose dynamic value may be uncomparable.
+func comparePanics(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Interface:
+		return true
+	case reflect.Array:
+		return comparePanics(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if comparePanics(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // slowAdd is what makeRoomLocked learned: the item's outcome when it
@@ -259,30 +377,40 @@ type slowAdd struct {
 }
 
 // makeRoomLocked applies the Overflow policy while the pending capacity is
-// used up, and refuses the item once the client stops. When it returns
-// done, the item's fate is settled and the lock released; otherwise the
-// lock is held and the item may join.
+// used up, and refuses the item once the client stops. It needs mu, and
+// takes fmu to look at the ready queue. When it returns done, the item's
+// fate is settled and mu released; otherwise mu is held and the item may
+// join.
 //
 //go:noinline
 func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult bool) *slowAdd {
 	s := &slowAdd{}
-	for e.phase == running && e.fullLocked() {
+	for e.phase == running {
+		e.fmu.Lock()
+		if !e.overCapacityLocked() {
+			e.fmu.Unlock()
+			break
+		}
 		if e.overflow == OverflowDropOldest {
 			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
+				e.fmu.Unlock()
 				e.mu.Unlock()
 				s.done, s.err = true, e.refuse(ctx, ErrTooManyKeys, 0)
 				return s
 			}
 			if s.drop = e.dropOldestLocked(); s.drop != nil {
+				e.fmu.Unlock()
 				return s
 			}
 		}
 		switch e.overflow {
 		case OverflowFail:
+			e.fmu.Unlock()
 			e.mu.Unlock()
 			s.done, s.err = true, e.refuse(ctx, ErrFull, 0)
 			return s
 		case OverflowDropNewest, OverflowDropOldest:
+			e.fmu.Unlock()
 			e.mu.Unlock()
 			e.refuse(ctx, ErrDropped, 0)
 			if s.done = true; wantResult {
@@ -294,6 +422,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 			s.since = time.Now()
 		}
 		space := e.spaceLocked()
+		e.fmu.Unlock()
 		e.mu.Unlock()
 		select {
 		case <-space:
@@ -310,7 +439,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 	return s
 }
 
-// afterSlow reports, once the lock is released, what the slow path or a
+// afterSlow reports, once the locks are released, what the slow path or a
 // failed append left to say.
 //
 //go:noinline
@@ -331,15 +460,6 @@ func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd, r Result, err 
 	return r, nil
 }
 
-// curOrLast returns the batch the last item joined: the key's open batch,
-// or the one it just closed.
-func (ks *keyState[K, T]) curOrLast(l *launches[K, T]) *batch[K, T] {
-	if ks.cur != nil {
-		return ks.cur
-	}
-	return l.last
-}
-
 func blockedFor(since time.Time) time.Duration {
 	if since.IsZero() {
 		return 0
@@ -347,28 +467,15 @@ func blockedFor(since time.Time) time.Duration {
 	return time.Since(since)
 }
 
-// refuse counts an item not taken and reports it.
+// refuse counts an item not taken and reports it. It takes mu.
 func (e *engine[K, T]) refuse(ctx context.Context, err error, blocked time.Duration) error {
 	e.mu.Lock()
-	e.stats.Refused++
+	e.refused++
 	e.mu.Unlock()
 	if h := e.hooks; h != nil && h.Refused != nil {
 		safely(func() { h.Refused(ctx, AddInfo{Blocked: blocked, Err: err}) })
 	}
 	return err
-}
-
-func keyOf[K comparable, T any](f func(T) K, item T) (k K, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r) // the Key function panicked
-		}
-	}()
-	k = f(item)
-	if !selfEqual(k) { // a NaN, never found again in a map; or uncomparable
-		return k, ErrInvalidKey
-	}
-	return k, nil
 }
 
 // selfEqual reports whether k == k; comparing an uncomparable value held in
@@ -382,30 +489,45 @@ func selfEqual[K comparable](k K) (eq bool) {
 	return k == k
 }
 
-func sizeOf[T any](f func(T) int, item T) (n int, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	return f(item), nil
+// fullLocked reports whether the pending capacity is used up. It needs mu,
+// and takes fmu only when a batch waits for a slot (see readyN; add tests
+// readyN itself first, so that its common path makes no call).
+func (e *engine[K, T]) fullLocked() bool {
+	if e.readyN.Load() == 0 {
+		return false
+	}
+	e.fmu.Lock()
+	full := e.overCapacityLocked()
+	e.fmu.Unlock()
+	return full
 }
 
-// fullLocked reports whether the pending capacity is used up: a closed
-// batch waits for a slot and PendingWorkCapacity items are queued behind it.
-func (e *engine[K, T]) fullLocked() bool {
+// overCapacityLocked reports whether a closed batch waits for a slot and
+// PendingWorkCapacity items are queued behind it. It needs both locks.
+func (e *engine[K, T]) overCapacityLocked() bool {
 	return len(e.ready) > 0 && e.queuedLocked() >= e.capacity
 }
 
 // queuedLocked counts the items behind the oldest batch waiting for a slot:
-// those PendingWorkCapacity bounds.
+// those PendingWorkCapacity bounds. It needs fmu, and mu too unless at most
+// one batch is ready (with none there is no queue; with one, what is
+// queued is in open batches, which mu guards).
 func (e *engine[K, T]) queuedLocked() int {
 	if len(e.ready) == 0 {
 		return 0
 	}
-	return e.pending - e.ready[0].n
+	return e.openItems + e.readyItems - e.ready[0].n
 }
 
+// readyChangedLocked publishes len(ready) to producers (see readyN). It
+// needs fmu.
+func (e *engine[K, T]) readyChangedLocked() {
+	if n := int32(len(e.ready)); e.readyN.Load() != n {
+		e.readyN.Store(n)
+	}
+}
+
+// spaceLocked returns the channel wakeLocked closes. It needs fmu.
 func (e *engine[K, T]) spaceLocked() chan struct{} {
 	if e.space == nil {
 		e.space = make(chan struct{})
@@ -413,7 +535,8 @@ func (e *engine[K, T]) spaceLocked() chan struct{} {
 	return e.space
 }
 
-// wakeLocked lets every waiting producer (and a Client's worker) look again.
+// wakeLocked lets every waiting producer (and a Client's worker) look
+// again. It needs fmu.
 func (e *engine[K, T]) wakeLocked() {
 	if e.space != nil {
 		close(e.space)
@@ -422,6 +545,7 @@ func (e *engine[K, T]) wakeLocked() {
 }
 
 // keyFitsLocked reports whether keyLocked would find or make key's state.
+// It needs mu.
 func (e *engine[K, T]) keyFitsLocked(key K) bool {
 	if e.keyFn == nil || e.idleHead != nil || len(e.keys) < e.maxKeys {
 		return true
@@ -430,15 +554,20 @@ func (e *engine[K, T]) keyFitsLocked(key K) bool {
 	return ok
 }
 
-// keyLocked finds or makes the state of key.
+// keyLocked finds or makes the state of key. It needs mu.
 func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
 	if e.keyFn == nil {
 		return &e.single, nil
 	}
-	if ks := e.keys[key]; ks != nil {
+	ks := e.lastKey
+	if ks == nil || ks.key != key { // keyOf refused the keys not equal to themselves
+		ks = e.keys[key]
+	}
+	if ks != nil {
 		if ks.idle {
 			e.unidleLocked(ks)
 		}
+		e.lastKey = ks
 		return ks, nil
 	}
 	if len(e.keys) >= e.maxKeys {
@@ -447,33 +576,58 @@ func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
 		}
 		e.evictLocked(e.idleHead)
 	}
-	ks := &keyState[K, T]{key: key}
+	ks = &keyState[K, T]{key: key}
 	e.keys[key] = ks
+	e.lastKey = ks
 	return ks, nil
 }
 
 // appendLocked puts an item into its key's open batch, closing the batches
-// its arrival completes: the one way an item joins a batch. What most items
-// never need (a new batch, a Batch's Add, sizes) is in prepareLocked, and
-// what happens once per batch or with hooks in joinedLocked, so that the
-// rest stays small. An error (a BatchMaker or Batch.Add that panicked) means
-// the item was not taken.
-func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, l *launches[K, T]) error {
+// its arrival completes: the one way an item joins a batch. An error (a
+// BatchMaker or Batch.Add that panicked) means the item was not taken. r,
+// when not nil, receives the item's Result, taken before its batch may
+// close: a closed batch may be done, and reused, before mu is released. It
+// needs mu (not fmu: closing a batch takes it).
+//
+// Its common case, an item that neither opens nor closes its batch on a
+// client without Batch, Sizer, MaxBatchBytes or hooks, makes no call; every
+// other item goes through joinLocked. (A plain client's open batch is in the
+// open FIFO already: the joinLocked call that made it added its first item.)
+func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
+	if b := ks.cur; b != nil && e.plain && b.n < e.fill {
+		b.items = append(b.items, item)
+		b.n++
+		e.openItems++
+		e.added++
+		if r != nil {
+			*r = b.result() // b stays open
+		}
+		return nil
+	}
+	return e.joinLocked(ctx, ks, item, size, r, l)
+}
+
+// joinLocked is appendLocked for every item: what most items never need (a
+// new batch, a Batch's Add, sizes) is in prepareLocked, and what happens
+// once per batch or with hooks in joinedLocked. It needs mu.
+func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
 	b := ks.cur
-	if b == nil || b.user != nil || e.sizer != nil {
+	if b == nil || e.prepared {
 		var err error
 		if b, err = e.prepareLocked(ks, item, size, l); err != nil {
 			return err
 		}
 	}
-	if b.user == nil || e.keepAll {
+	if e.keepItems {
 		b.items = append(b.items, item)
 	}
 	b.n++
-	b.joined++
-	e.pending++
-	e.stats.Added++
-	if b.n == 1 || b.n == e.max || e.hooks != nil || e.maxBytes > 0 {
+	e.openItems++
+	e.added++
+	if r != nil {
+		*r = b.result()
+	}
+	if b.n == 1 || b.n == e.max || e.perItem {
 		e.joinedLocked(ctx, b, l)
 	}
 	return nil
@@ -481,11 +635,13 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 
 // prepareLocked readies ks's open batch for an item: it closes the batch
 // the item would take past MaxBatchBytes, makes a new one, hands the item to
-// a Batch, and records the item's size.
+// a Batch, and records the item's size. It needs mu (not fmu).
 func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *launches[K, T]) (*batch[K, T], error) {
 	b := ks.cur
 	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
+		e.fmu.Lock()
 		e.closeLocked(b, TriggerBytes, l)
+		e.fmu.Unlock()
 		b = nil
 	}
 	if b == nil {
@@ -511,7 +667,8 @@ func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *la
 }
 
 // joinedLocked finishes an item's joining b: the Added hook, the batch's age
-// when it is the first item, the batch's close when it is the last.
+// when it is the first item, the batch's close when it is the last. It
+// needs mu, and takes fmu to close the batch.
 func (e *engine[K, T]) joinedLocked(ctx context.Context, b *batch[K, T], l *launches[K, T]) {
 	if h := e.hooks; h != nil && h.Added != nil {
 		e.keepLocked(b, callAdded(h.Added, ctx))
@@ -519,15 +676,21 @@ func (e *engine[K, T]) joinedLocked(ctx context.Context, b *batch[K, T], l *laun
 	if b.n == 1 && b.first.IsZero() {
 		e.openLocked(b)
 	}
+	t := TriggerSize
 	switch {
 	case b.n == e.max:
-		e.closeLocked(b, TriggerSize, l)
 	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
-		e.closeLocked(b, TriggerBytes, l)
+		t = TriggerBytes
+	default:
+		return
 	}
+	e.fmu.Lock()
+	e.closeLocked(b, t, l)
+	e.fmu.Unlock()
 }
 
 // keepLocked keeps the context the Added hook returned for b's last item.
+// It needs mu.
 func (e *engine[K, T]) keepLocked(b *batch[K, T], kept context.Context) {
 	if kept == nil && len(b.ctxs) == 0 {
 		return
@@ -539,7 +702,7 @@ func (e *engine[K, T]) keepLocked(b *batch[K, T], kept context.Context) {
 }
 
 // callAdded calls an Added hook, recovering a panic (nothing kept): it runs
-// under the lock, on a producer's goroutine or a Client's worker.
+// under mu, on a producer's goroutine or a Client's worker.
 func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Context) (kept context.Context) {
 	defer func() {
 		if recover() != nil {
@@ -559,13 +722,11 @@ func safeAdd(b Batch, item any) (err error) {
 	return nil
 }
 
-// newBatchLocked makes ks's open batch.
+// newBatchLocked makes ks's open batch, from the spare when there is one.
+// It needs mu only: the spare spares it the free list, which fmu guards.
 func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
-	var b *batch[K, T]
-	if n := len(e.free); n > 0 {
-		b, e.free[n-1] = e.free[n-1], nil
-		e.free = e.free[:n-1]
-	} else {
+	b := e.spare.Swap(nil)
+	if b == nil {
 		b = &batch[K, T]{}
 		if e.maker == nil || e.keepAll {
 			b.items = make([]T, 0, min(max(e.max, 1), initialCap))
@@ -574,13 +735,16 @@ func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) 
 	if e.maker != nil {
 		u, err := safeMake(e.maker)
 		if err != nil {
-			e.recycleLocked(b)
+			e.spareLocked(b)
 			return nil, err
 		}
 		b.user = u
 	}
 	b.ks = ks
 	ks.cur = b
+	if e.keyFn != nil {
+		ks.batches.Add(1)
+	}
 	return b, nil
 }
 
@@ -601,7 +765,8 @@ func safeMake(maker func() Batch) (b Batch, err error) {
 // The timer is armed only when none is pending; when it goes off it closes
 // the batches whose deadline passed and re-arms for the oldest of the
 // others. Size-triggered batches thus cost the timer nothing (Reset and Stop
-// cost about a microsecond each here, more than a batch of Adds).
+// cost about a microsecond each here, more than a batch of Adds). It needs
+// mu.
 func (e *engine[K, T]) openLocked(b *batch[K, T]) {
 	b.first = time.Now()
 	b.prev = e.openTail
@@ -617,6 +782,7 @@ func (e *engine[K, T]) openLocked(b *batch[K, T]) {
 	}
 }
 
+// unlinkOpenLocked takes b out of the open FIFO. It needs mu.
 func (e *engine[K, T]) unlinkOpenLocked(b *batch[K, T]) {
 	if b.first.IsZero() {
 		return // never opened
@@ -634,9 +800,12 @@ func (e *engine[K, T]) unlinkOpenLocked(b *batch[K, T]) {
 	b.prev, b.next = nil, nil
 }
 
+// onTimer closes the open batches whose deadline passed. It takes both
+// locks.
 func (e *engine[K, T]) onTimer() {
 	var l launches[K, T]
 	e.mu.Lock()
+	e.fmu.Lock()
 	e.timerSet = false
 	now := time.Now()
 	for b := e.openHead; b != nil && e.phase != aborted; b = e.openHead {
@@ -651,25 +820,28 @@ func (e *engine[K, T]) onTimer() {
 		}
 		e.closeLocked(b, TriggerTimeout, &l)
 	}
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	e.launch(&l)
 }
 
-// discardLocked drops an open batch that holds nothing.
+// discardLocked drops an open batch that holds nothing; it becomes the
+// spare. It needs mu.
 func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
 	e.unlinkOpenLocked(b)
 	ks := b.ks
 	ks.cur = nil
 	b.complete(nil) // only dropped items' results
-	e.recycleLocked(b)
-	e.idleIfEmptyLocked(ks)
+	e.spareLocked(b)
+	if e.keyFn != nil && ks.batches.Add(-1) == 0 {
+		e.idleIfEmptyLocked(ks)
+	}
 }
 
-// launches are the batches admitted under the lock, to start after it.
+// launches are the batches admitted under the locks, to start after them.
 type launches[K comparable, T any] struct {
 	one  *batch[K, T]
 	more []*batch[K, T]
-	last *batch[K, T] // the last batch closed
 }
 
 func (l *launches[K, T]) add(b *batch[K, T]) {
@@ -691,33 +863,42 @@ func (e *engine[K, T]) launch(l *launches[K, T]) {
 }
 
 // closeLocked closes an open batch: it joins the ready queue, and every
-// batch that may now take a slot is added to l.
+// batch that may now take a slot is added to l. It refills the spare from
+// the free list. It needs both locks.
 func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T]) {
 	e.unlinkOpenLocked(b)
 	b.ks.cur = nil
-	b.ks.busy++
 	b.trigger = t
 	e.nextID++
 	b.id = e.nextID
 	if e.hooks != nil {
 		b.closed = time.Now()
 	}
+	e.openItems -= b.n
+	e.readyItems += b.n
 	e.ready = append(e.ready, b)
-	l.last = b
+	if n := len(e.free); n > 0 && e.spare.Load() == nil {
+		e.spare.Store(e.free[n-1])
+		e.free[n-1] = nil
+		e.free = e.free[:n-1]
+	}
 	e.admitLocked(l)
+	e.readyChangedLocked()
 }
 
-// admitLocked gives waiting batches free slots, oldest first.
+// admitLocked gives waiting batches free slots, oldest first. It needs fmu;
+// with hooks, mu too unless at most one batch is ready (see queuedLocked).
+// Its caller then calls readyChangedLocked.
 func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 	for len(e.ready) > 0 && (e.limit == 0 || e.inflight < e.limit) {
 		b := e.ready[0]
 		n := copy(e.ready, e.ready[1:])
 		e.ready[n] = nil
 		e.ready = e.ready[:n]
-		e.pending -= b.n
+		e.readyItems -= b.n
 		e.inflight++
 		e.flightItems += b.n
-		e.stats.Fired++
+		e.fired++
 		if e.hooks != nil {
 			b.inflight = e.inflight
 			b.queued = e.queuedLocked()
@@ -739,7 +920,7 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 // the next batch the freed slot admitted; with none, it parks (up to
 // maxParked goroutines do) until a batch is admitted or the client stops.
 // A busy client thus starts no goroutine per batch, and reuses stacks that
-// hooks and middleware have grown.
+// hooks and middleware have grown. It takes fmu to park.
 func (e *engine[K, T]) run(b *batch[K, T]) {
 	var next chan *batch[K, T]
 	for {
@@ -750,16 +931,16 @@ func (e *engine[K, T]) run(b *batch[K, T]) {
 				b = e.runHooked(b)
 			}
 		}
-		e.mu.Lock()
+		e.fmu.Lock()
 		if e.phase == stopped || len(e.parked) >= e.maxParked {
-			e.mu.Unlock()
+			e.fmu.Unlock()
 			return
 		}
 		if next == nil {
 			next = make(chan *batch[K, T], 1)
 		}
 		e.parked = append(e.parked, next)
-		e.mu.Unlock()
+		e.fmu.Unlock()
 		if b = <-next; b == nil {
 			return // stopped
 		}
@@ -814,7 +995,10 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 }
 
 // finish marks a batch done and returns the next batch its slot admitted,
-// for the caller's goroutine to run.
+// for the caller's goroutine to run. It takes fmu only, unless FireInfo's
+// Queued needs mu (hooks, and more than one batch waits for a slot); a
+// Keyed's batch then takes mu, after fmu, when its key may have emptied,
+// and so does the last batch of a stopped client, to mark it stopped.
 func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInfo, err error) *batch[K, T] {
 	if info != nil && e.hooks.Done != nil {
 		e.doneHook(ctx, info, err)
@@ -823,20 +1007,45 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 		b.complete(err)
 	}
 	var l launches[K, T]
-	e.mu.Lock()
+	withMu := e.hooks != nil && e.readyN.Load() > 1
+	for {
+		if withMu {
+			e.mu.Lock()
+		}
+		e.fmu.Lock()
+		if withMu || e.hooks == nil || len(e.ready) <= 1 {
+			break
+		}
+		e.fmu.Unlock() // a batch closed meanwhile: admission needs mu
+		withMu = true
+	}
 	e.inflight--
 	e.flightItems -= b.n
-	e.stats.Done++
+	e.done++
 	if err != nil {
-		e.stats.Failed++
+		e.failed++
 	}
 	e.releaseLocked(b.id, nil)
-	e.batchGoneLocked(b)
+	ks := b.ks // batchGoneLocked clears b
+	emptied := e.batchGoneLocked(b)
 	if e.phase != aborted {
 		e.admitLocked(&l)
+		e.readyChangedLocked()
 	}
-	drained := e.drainedLocked()
-	e.mu.Unlock()
+	drained := e.drainableLocked()
+	if withMu {
+		if emptied {
+			e.idleIfEmptyLocked(ks)
+		}
+		drained = drained && e.drainedLocked()
+		e.fmu.Unlock()
+		e.mu.Unlock()
+	} else {
+		e.fmu.Unlock()
+		if emptied || drained {
+			drained = e.afterFinish(ks, emptied, drained)
+		}
+	}
 	if l.more != nil { // only Flush and Stop close several at once
 		e.launch(&launches[K, T]{more: l.more})
 	}
@@ -844,6 +1053,25 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 		e.stopped()
 	}
 	return l.one
+}
+
+// afterFinish does what a batch that is done needs mu for: idling its key
+// when it may have emptied, and marking the client stopped when it may have
+// drained (which it reports). It takes mu, and fmu for the latter.
+//
+//go:noinline
+func (e *engine[K, T]) afterFinish(ks *keyState[K, T], emptied, drainable bool) (drained bool) {
+	e.mu.Lock()
+	if emptied {
+		e.idleIfEmptyLocked(ks)
+	}
+	if drainable {
+		e.fmu.Lock()
+		drained = e.drainedLocked()
+		e.fmu.Unlock()
+	}
+	e.mu.Unlock()
+	return drained
 }
 
 // doneHook runs the Done hook in a frame of its own: the goroutine of a
@@ -856,30 +1084,59 @@ func (e *engine[K, T]) doneHook(ctx context.Context, info *FireInfo, err error) 
 	safely(func() { e.hooks.Done(ctx, done) })
 }
 
-// batchGoneLocked forgets a batch that is done or abandoned.
-func (e *engine[K, T]) batchGoneLocked(b *batch[K, T]) {
+// batchGoneLocked forgets a batch that is done or abandoned. It reports
+// whether a Keyed's key may have emptied: its caller then calls
+// idleIfEmptyLocked, under mu. It needs fmu.
+func (e *engine[K, T]) batchGoneLocked(b *batch[K, T]) (emptied bool) {
 	ks := b.ks
-	ks.busy--
 	e.recycleLocked(b)
-	e.idleIfEmptyLocked(ks)
+	return e.keyFn != nil && ks.batches.Add(-1) == 0
 }
 
+// recycleLocked keeps b for reuse: as the spare when there is none, or in
+// the free list, for closeLocked to make it the spare. It needs fmu.
 func (e *engine[K, T]) recycleLocked(b *batch[K, T]) {
-	if len(e.free) >= maxFree || b.user != nil && !e.keepAll || cap(b.items) > maxKeepCap {
+	if !e.reusable(b) {
 		return
 	}
+	resetBatch(b)
+	if e.spare.Load() == nil && e.spare.CompareAndSwap(nil, b) {
+		return
+	}
+	if len(e.free) < maxFree {
+		e.free = append(e.free, b)
+	}
+}
+
+// spareLocked keeps b, an open batch that holds nothing, as the spare when
+// there is none. It needs mu.
+func (e *engine[K, T]) spareLocked(b *batch[K, T]) {
+	if !e.reusable(b) {
+		return
+	}
+	resetBatch(b)
+	e.spare.CompareAndSwap(nil, b)
+}
+
+// reusable reports whether b is worth reusing: not a Batch of the user's
+// that the client does not keep, nor an items array grown too large.
+func (e *engine[K, T]) reusable(b *batch[K, T]) bool {
+	return (b.user == nil || e.keepAll) && cap(b.items) <= maxKeepCap
+}
+
+// resetBatch clears b for reuse, keeping its arrays.
+func resetBatch[K comparable, T any](b *batch[K, T]) {
 	clear(b.items)
 	clear(b.ctxs)
 	items, ctxs, sizes := b.items[:0], b.ctxs[:0], b.sizes[:0]
 	*b = batch[K, T]{} // cleared in place: a composite literal would be built on the stack
 	b.items, b.ctxs, b.sizes = items, ctxs, sizes
-	e.free = append(e.free, b)
 }
 
 // idleIfEmptyLocked puts a key that holds nothing at the end of the idle
-// list, from which the janitor and MaxKeys evict.
+// list, from which the janitor and MaxKeys evict. It needs mu.
 func (e *engine[K, T]) idleIfEmptyLocked(ks *keyState[K, T]) {
-	if e.keyFn == nil || ks.idle || ks.cur != nil || ks.busy > 0 || e.keys[ks.key] != ks {
+	if e.keyFn == nil || ks.idle || ks.batches.Load() > 0 || e.keys[ks.key] != ks {
 		return
 	}
 	ks.idle = true
@@ -897,6 +1154,7 @@ func (e *engine[K, T]) idleIfEmptyLocked(ks *keyState[K, T]) {
 	}
 }
 
+// unidleLocked takes ks out of the idle list. It needs mu.
 func (e *engine[K, T]) unidleLocked(ks *keyState[K, T]) {
 	if ks.prev != nil {
 		ks.prev.next = ks.next
@@ -911,12 +1169,17 @@ func (e *engine[K, T]) unidleLocked(ks *keyState[K, T]) {
 	ks.prev, ks.next, ks.idle = nil, nil, false
 }
 
+// evictLocked forgets an idle key. It needs mu.
 func (e *engine[K, T]) evictLocked(ks *keyState[K, T]) {
 	e.unidleLocked(ks)
 	delete(e.keys, ks.key)
+	if e.lastKey == ks {
+		e.lastKey = nil
+	}
 }
 
-// onJanitor evicts the keys idle for KeyIdleTimeout, oldest first.
+// onJanitor evicts the keys idle for KeyIdleTimeout, oldest first. It
+// takes mu.
 func (e *engine[K, T]) onJanitor() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -940,7 +1203,7 @@ type dropped struct{ ctx context.Context }
 
 // dropOldestLocked drops the oldest queued item: the first of the second
 // ready batch, or of the oldest open batch holding one. It returns nil when
-// nothing is queued.
+// nothing is queued. It needs both locks.
 func (e *engine[K, T]) dropOldestLocked() *dropped {
 	var b *batch[K, T]
 	if len(e.ready) > 1 {
@@ -957,7 +1220,7 @@ func (e *engine[K, T]) dropOldestLocked() *dropped {
 		d.ctx = b.ctxs[0]
 	}
 	if b.res != nil {
-		b.res.setSlot(b.slot(0), ErrDropped, b.joined)
+		b.res.setSlot(b.slot(0), ErrDropped, b.joined())
 	}
 	if b.sizes != nil {
 		b.bytes -= b.sizes[0]
@@ -966,13 +1229,21 @@ func (e *engine[K, T]) dropOldestLocked() *dropped {
 	b.items = removeFirst(b.items)
 	b.ctxs = removeFirst(b.ctxs)
 	b.n--
-	e.pending--
-	e.stats.Dropped++
-	if b.n == 0 && len(e.ready) > 1 && b == e.ready[1] { // a ready batch with nothing left to fire
-		e.ready = append(e.ready[:1], e.ready[2:]...)
-		b.complete(nil)
-		e.releaseLocked(b.id, nil)
-		e.batchGoneLocked(b)
+	b.left++
+	e.dropped++
+	if len(e.ready) > 1 && b == e.ready[1] {
+		e.readyItems--
+		if b.n == 0 { // a ready batch with nothing left to fire
+			e.ready = append(e.ready[:1], e.ready[2:]...)
+			e.readyChangedLocked()
+			b.complete(nil)
+			e.releaseLocked(b.id, nil)
+			if ks := b.ks; e.batchGoneLocked(b) {
+				e.idleIfEmptyLocked(ks)
+			}
+		}
+	} else {
+		e.openItems--
 	}
 	return d
 }
@@ -993,7 +1264,8 @@ func (e *engine[K, T]) reportDrop(d *dropped) {
 	}
 }
 
-// closeAllLocked closes every open batch (emptied ones are discarded).
+// closeAllLocked closes every open batch (emptied ones are discarded). It
+// needs both locks.
 func (e *engine[K, T]) closeAllLocked(t Trigger, l *launches[K, T]) {
 	for b := e.openHead; b != nil; b = e.openHead {
 		if b.n == 0 {
@@ -1005,7 +1277,7 @@ func (e *engine[K, T]) closeAllLocked(t Trigger, l *launches[K, T]) {
 }
 
 // releaseLocked counts a finished batch against the Flush barriers it
-// belongs to.
+// belongs to. It needs fmu.
 func (e *engine[K, T]) releaseLocked(id uint64, err error) {
 	kept := e.barriers[:0]
 	for _, bar := range e.barriers {
@@ -1025,7 +1297,7 @@ func (e *engine[K, T]) releaseLocked(id uint64, err error) {
 }
 
 // flush closes the open batches and waits until every batch closed before
-// it returned is done.
+// it returned is done. It takes both locks (fmu alone to give up waiting).
 func (e *engine[K, T]) flush(ctx context.Context) error {
 	var l launches[K, T]
 	e.mu.Lock()
@@ -1033,12 +1305,14 @@ func (e *engine[K, T]) flush(ctx context.Context) error {
 		e.mu.Unlock()
 		return ErrStopped
 	}
+	e.fmu.Lock()
 	e.closeAllLocked(TriggerFlush, &l)
 	var bar *barrier
 	if n := len(e.ready) + e.inflight; n > 0 {
 		bar = &barrier{maxID: e.nextID, remaining: n, ch: make(chan struct{})}
 		e.barriers = append(e.barriers, bar)
 	}
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	e.launch(&l)
 	if bar == nil {
@@ -1048,8 +1322,8 @@ func (e *engine[K, T]) flush(ctx context.Context) error {
 	case <-bar.ch:
 		return bar.err
 	case <-ctx.Done():
-		e.mu.Lock()
-		defer e.mu.Unlock()
+		e.fmu.Lock()
+		defer e.fmu.Unlock()
 		for i, x := range e.barriers {
 			if x == bar {
 				e.barriers = append(e.barriers[:i], e.barriers[i+1:]...)
@@ -1063,6 +1337,7 @@ func (e *engine[K, T]) flush(ctx context.Context) error {
 // beginStop refuses new items from now on, wakes the producers waiting for
 // room (they get ErrStopped) and, unless a Client's worker still feeds
 // items, closes the open batches. It reports whether this call began it.
+// It takes both locks.
 func (e *engine[K, T]) beginStop() bool {
 	var l launches[K, T]
 	e.mu.Lock()
@@ -1070,12 +1345,14 @@ func (e *engine[K, T]) beginStop() bool {
 		e.mu.Unlock()
 		return false
 	}
+	e.fmu.Lock()
 	e.phase = stopping
 	e.wakeLocked()
 	if !e.feeding {
 		e.closeAllLocked(TriggerShutdown, &l)
 	}
 	drained := e.drainedLocked()
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	e.launch(&l)
 	if drained {
@@ -1084,10 +1361,19 @@ func (e *engine[K, T]) beginStop() bool {
 	return true
 }
 
+// drainableLocked reports whether the client stopped taking items and
+// every batch is done, so that drainedLocked would mark it stopped. It
+// needs fmu only: no batch is open once phase != running && !feeding (see
+// the engine's doc).
+func (e *engine[K, T]) drainableLocked() bool {
+	return e.phase != running && e.phase != stopped && !e.feeding && len(e.ready) == 0 && e.inflight == 0 && e.abandoning == 0
+}
+
 // drainedLocked reports, once, that the client stopped and every batch is
-// done; the caller then runs stopped, after unlocking.
+// done, and marks it stopped; the caller then runs stopped, after
+// unlocking. It needs both locks.
 func (e *engine[K, T]) drainedLocked() bool {
-	if e.phase == running || e.phase == stopped || e.feeding || e.openHead != nil || len(e.ready) > 0 || e.inflight > 0 || e.abandoning > 0 {
+	if !e.drainableLocked() || e.openHead != nil {
 		return false
 	}
 	e.phase = stopped
@@ -1127,10 +1413,12 @@ func (e *engine[K, T]) wait(ctx context.Context) error {
 // abort gives up at a Shutdown deadline: batches that have not fired are
 // abandoned (their Done hooks see ErrIncomplete), in-flight batches see
 // their context canceled, a Client's worker refuses what Work still holds,
-// and the error counts what was not done.
+// and the error counts what was not done. It takes both locks.
 func (e *engine[K, T]) abort(ctx context.Context) error {
 	e.mu.Lock()
+	e.fmu.Lock()
 	if e.phase == stopped { // drained meanwhile
+		e.fmu.Unlock()
 		e.mu.Unlock()
 		<-e.drained
 		return nil
@@ -1150,7 +1438,6 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 			}
 			e.unlinkOpenLocked(b)
 			b.ks.cur = nil
-			b.ks.busy++
 			b.trigger = TriggerShutdown
 			e.nextID++
 			b.id = e.nextID
@@ -1159,11 +1446,13 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 		abandoned = append(abandoned, e.ready...)
 		clear(e.ready)
 		e.ready = e.ready[:0]
-		e.pending = 0
+		e.readyChangedLocked()
+		e.openItems, e.readyItems = 0, 0
 		e.abandoning += len(abandoned)
 		e.wakeLocked()
 	}
 	feeding := e.feeding
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	if feeding {
 		<-e.fed // the worker refuses what Work holds, then closes fed
@@ -1177,18 +1466,22 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 		b.complete(ErrIncomplete)
 	}
 	e.mu.Lock()
+	e.fmu.Lock()
 	se := &ShutdownError{Batches: flightBatches + len(abandoned), Items: flightItems, Cause: context.Cause(ctx)}
 	if aborting {
 		se.Items += e.late // refused from Work by the worker, which fed has let finish
 	}
 	for _, b := range abandoned {
 		se.Items += b.n
-		e.stats.Abandoned += uint64(b.n)
+		e.abandoned += uint64(b.n)
 		e.releaseLocked(b.id, ErrIncomplete)
-		e.batchGoneLocked(b)
+		if ks := b.ks; e.batchGoneLocked(b) {
+			e.idleIfEmptyLocked(ks)
+		}
 	}
 	e.abandoning -= len(abandoned)
 	drained := e.drainedLocked()
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	if drained {
 		e.stopped()
@@ -1200,14 +1493,18 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	return se
 }
 
+// snapshot reads the counters. It takes both locks.
 func (e *engine[K, T]) snapshot() Stats {
 	e.mu.Lock()
-	s := e.stats
+	e.fmu.Lock()
+	s := Stats{Added: e.added, Refused: e.refused, Dropped: e.dropped,
+		Fired: e.fired, Done: e.done, Failed: e.failed, Abandoned: e.abandoned}
 	s.InFlight = e.inflight
 	s.Waiting = len(e.ready)
-	s.Pending = e.pending + e.flightItems
+	s.Pending = e.openItems + e.readyItems + e.flightItems
 	s.Queued = e.queuedLocked()
 	s.Keys = len(e.keys)
+	e.fmu.Unlock()
 	e.mu.Unlock()
 	if e.workQ != nil {
 		s.Queued += e.workQ()

@@ -71,13 +71,17 @@ func (b *batch[K, T]) result() Result {
 	if b.res == nil {
 		b.res = &outcome{done: make(chan struct{})}
 	}
-	return Result{o: b.res, i: b.joined - 1}
+	return Result{o: b.res, i: b.joined() - 1}
 }
 
+// joined counts the items that ever joined b: those in it and those
+// dropped from it.
+func (b *batch[K, T]) joined() int32 { return int32(b.n) + b.left }
+
 // slot returns the outcome slot of b's k-th item: items leave a batch only
-// from its front, so the k-th item present joined joined-n+k-th.
+// from its front, so the k-th item present joined (left+k)-th.
 func (b *batch[K, T]) slot(k int) int32 {
-	return b.joined - int32(b.n) + int32(k)
+	return b.left + int32(k)
 }
 
 // setSlot records err for slot s.
@@ -101,11 +105,11 @@ func (b *batch[K, T]) complete(err error) {
 	var ie *ItemErrors
 	if errors.As(err, &ie) && len(ie.Errs) == b.n {
 		for k := range b.n {
-			o.setSlot(b.slot(k), ie.Errs[k], b.joined)
+			o.setSlot(b.slot(k), ie.Errs[k], b.joined())
 		}
 	} else if o.errs != nil {
 		for k := range b.n {
-			o.setSlot(b.slot(k), err, b.joined)
+			o.setSlot(b.slot(k), err, b.joined())
 		}
 	}
 	o.err = err
