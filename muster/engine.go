@@ -259,32 +259,8 @@ func (e *engine[K, T]) observe() {
 // most items never meet (a key or size to compute, a full client, a
 // refusal) is in functions of their own, so that the common path is a
 // lock, an append and an unlock; the flight lock is taken only when the
-// item closes its batch or a batch waits for a slot. A client with one key
-// and no Key or Sizer tries that path first, with nothing else live (it
-// saves about 25 instructions per item); what it does not settle
-// goes the general way, which looks at everything again.
+// item closes its batch or a batch waits for a slot.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result, error) {
-	if !e.measured { // one key, no Key or Sizer: most items, first
-		var l launches[K, T]
-		var r Result
-		var want *Result
-		if wantResult {
-			want = &r
-		}
-		e.mu.Lock()
-		if e.phase == running && e.readyN.Load() == 0 {
-			err := e.appendLocked(ctx, &e.single, item, 0, want, &l)
-			e.mu.Unlock()
-			if l.one != nil {
-				e.launch(&l)
-			}
-			if err != nil {
-				return Result{}, e.refuse(ctx, err, 0)
-			}
-			return r, nil
-		}
-		e.mu.Unlock() // stopping or a batch waits for a slot: the general path
-	}
 	var key K
 	size := 0
 	if e.measured {
@@ -594,14 +570,11 @@ func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
 // other item goes through joinLocked. (A plain client's open batch is in the
 // open FIFO already: the joinLocked call that made it added its first item.)
 func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
-	if b := ks.cur; b != nil && e.plain && b.n < e.fill {
+	if b := ks.cur; b != nil && e.plain && b.n < e.fill && r == nil {
 		b.items = append(b.items, item)
 		b.n++
 		e.openItems++
 		e.added++
-		if r != nil {
-			*r = b.result() // b stays open
-		}
 		return nil
 	}
 	return e.joinLocked(ctx, ks, item, size, r, l)
