@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // Option configures [Setup].
@@ -53,6 +54,7 @@ type config struct {
 	registerer        prometheus.Registerer
 	gatherer          prometheus.Gatherer
 	registererSet     bool
+	sampler           sdktrace.Sampler
 
 	getenv func(string) string
 	stdout io.Writer // the console exporters'
@@ -130,6 +132,12 @@ func WithTraceWriter(w io.Writer) Option {
 // line instead of indented JSON.
 func WithCompactOutput() Option {
 	return optionFunc(func(c *config) { c.compact = true })
+}
+
+// WithSampler sets the TracerProvider's sampler, in place of the one
+// OTEL_TRACES_SAMPLER names; Setup wraps it in [LinkedSampler] either way.
+func WithSampler(s sdktrace.Sampler) Option {
+	return optionFunc(func(c *config) { c.sampler = s })
 }
 
 // WithGlobal installs the providers as OpenTelemetry's globals

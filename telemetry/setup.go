@@ -165,6 +165,13 @@ func Setup(ctx context.Context, opts ...Option) (*Providers, error) {
 	}
 
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	sampler := cfg.sampler
+	if sampler == nil {
+		if sampler, err = envSampler(cfg.getenv); err != nil {
+			return fail(err)
+		}
+	}
+	topts = append(topts, sdktrace.WithSampler(LinkedSampler(sampler)))
 	for _, e := range spanExporters {
 		topts = append(topts, sdktrace.WithBatcher(e))
 	}

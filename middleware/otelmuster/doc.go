@@ -130,6 +130,11 @@
 // unsampled span context get no create span (the batch span links to their
 // span context directly), nor do items without one.
 //
+// A batch span is a new root: under a ratio sampler it is sampled by its
+// own trace id, so the create span of a sampled request would often link to
+// a batch that was not recorded. Wrap the sampler in telemetry.LinkedSampler
+// (telemetry.Setup does), which samples every span linked to a sampled one.
+//
 // Create spans are on by default; they cost a span per sampled item.
 // [WithItemSpans](false) turns them off: the batch span then links to the
 // requests' spans directly. When composed with other observers through
