@@ -453,9 +453,11 @@ func (p *Providers) Resource() *resource.Resource { return p.resource }
 
 // MetricsHandler returns the handler that serves the Prometheus scrape (the
 // text format, or OpenMetrics when asked) for the caller to mount, usually at
-// /metrics. It serves everything in [Providers.Registry]: the MeterProvider's
-// metrics, target_info, and the Go runtime (go_*), process (process_*) and
-// handler (promhttp_*) collectors. Without Prometheus it answers 404.
+// /metrics. It serves everything in [Providers.Registry] (or, with
+// [WithPrometheusRegisterer], in the gatherer given there): the
+// MeterProvider's metrics, target_info, and the Go runtime (go_*), process
+// (process_*) and handler (promhttp_*) collectors. Without Prometheus it
+// answers 404.
 func (p *Providers) MetricsHandler() http.Handler { return p.handler }
 
 // Registry returns the Prometheus registry behind [Providers.MetricsHandler]

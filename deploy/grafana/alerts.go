@@ -256,10 +256,10 @@ func (c RuleConfig) alertRules() []alertRule {
 			description: fmt.Sprintf("Batches of batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) held {{ $value | humanizePercentage }} of the in-flight limit waiting for rate-limit tokens on average over %s: the limit, not the downstream, sets the throughput.", sat),
 		},
 		alertRule{
-			comment: fmt.Sprintf("No estimate of BatchTimeout is exported, so the rule takes the median wait of timeout-triggered batches for it. It fires when the p99 wait of all batches over %s is over twice that and over 100 ms: full batches wait for an in-flight slot, or the process is starved.", dur(c.WaitWindow)),
+			comment: fmt.Sprintf("No metric carries BatchTimeout, so the rule takes the average wait of timeout-triggered batches for it (exact, from the histogram's _sum and _count: a median from the buckets would sit mid-bucket, and batches a little past the timeout's bucket edge would look twice as late). It fires when the p99 wait of all batches over %s is over twice that and over 100 ms: full batches wait for an in-flight slot, or the process is starved.", dur(c.WaitWindow)),
 			name:    "MusterBatchWaitFarPastTimeout",
-			expr: fmt.Sprintf("histogram_quantile(0.99, sum by (%[1]s, le) (rate(%[2]s[%[3]s])))\n  > on (%[1]s)\n2 * histogram_quantile(0.5, sum by (%[1]s, le) (rate(%[2]s{%[4]s=\"timeout\"}[%[3]s])))\nand on (%[1]s)\nhistogram_quantile(0.99, sum by (%[1]s, le) (rate(%[2]s[%[3]s])))\n> 0.1",
-				strings.Join(perJob, ", "), batchWait.bucket, dur(c.WaitWindow), labelTrigger),
+			expr: fmt.Sprintf("histogram_quantile(0.99, sum by (%[1]s, le) (rate(%[2]s[%[3]s])))\n  > on (%[1]s)\n2 * (\n  sum by (%[1]s) (rate(%[5]s{%[4]s=\"timeout\"}[%[3]s]))\n    / on (%[1]s)\n  sum by (%[1]s) (rate(%[6]s{%[4]s=\"timeout\"}[%[3]s]))\n)\nand on (%[1]s)\nhistogram_quantile(0.99, sum by (%[1]s, le) (rate(%[2]s[%[3]s])))\n> 0.1",
+				strings.Join(perJob, ", "), batchWait.bucket, dur(c.WaitWindow), labelTrigger, batchWait.sum, batchWait.count),
 			forDur: c.WaitFor, keepFiring: c.KeepFiringFor,
 			labels:      [][2]string{{"severity", "warning"}},
 			summary:     "{{ $labels.muster_batcher_name }}: batches wait far past BatchTimeout",

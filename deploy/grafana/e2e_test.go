@@ -451,8 +451,10 @@ func presentSeries(api string) string {
 	return strings.Join(names, " ")
 }
 
-// startDemo builds examples/otel-demo in its own module (as `make demo`
-// runs it) and starts it serving /metrics on a free port.
+// startDemo builds examples/otel-demo (in its own module, as `make demo`
+// runs it, with the race detector), once for all tests, and starts it
+// serving /metrics on a free port, sharing its quota through a Redis of its
+// own when redis-server is there.
 func startDemo(t *testing.T) (addr string, sharedQuota bool) {
 	t.Helper()
 	args := defaultDemoArgs
@@ -467,23 +469,56 @@ func startDemo(t *testing.T) (addr string, sharedQuota bool) {
 	return addr, sharedQuota
 }
 
-// buildDemo builds examples/otel-demo in the library's own module and
-// returns the binary's path.
+// buildDemo builds examples/otel-demo in its own module, the first time it
+// is called, and returns the binary's path.
 func buildDemo(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not on PATH: %v", err)
+	demo.once.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			demo.err = fmt.Errorf("go not on PATH: %v", err)
+			return
+		}
+		if demo.dir, err = os.MkdirTemp("", "muster-e2e-demo-"); err != nil {
+			demo.err = err
+			return
+		}
+		bin := filepath.Join(demo.dir, "otel-demo")
+		// With the race detector: the library's packages are then those
+		// make test has built already (for the library's tests, and for
+		// vet -race here), so a cold cache costs a link, not a second
+		// build; and a data race in the demo under real load shows.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		build := exec.CommandContext(ctx, goBin, "build", "-race", "-o", bin, ".")
+		build.Dir = filepath.Join(repoRoot, "examples", "otel-demo") // a module of its own
+		if out, err := build.CombinedOutput(); err != nil {
+			demo.err = fmt.Errorf("build examples/otel-demo: %v\n%s", err, out)
+			return
+		}
+		demo.bin = bin
+	})
+	if demo.err != nil {
+		t.Fatal(demo.err)
 	}
-	bin := filepath.Join(t.TempDir(), "otel-demo")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
-	build.Dir = filepath.Join(repoRoot, "examples", "otel-demo") // a module of its own
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build examples/otel-demo: %v\n%s", err, out)
+	return demo.bin
+}
+
+// demo is the demo binary, built once for the tests that run it
+// (concurrently: three builds of it at once on a cold cache took minutes
+// each), in a directory TestMain removes.
+var demo struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if demo.dir != "" {
+		os.RemoveAll(demo.dir)
 	}
-	return bin
+	os.Exit(code)
 }
 
 // runDemo starts the demo binary serving /metrics on a free port with the
