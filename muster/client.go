@@ -229,14 +229,16 @@ func (n *notifier) DoneError(err error) {
 // to look at the ready queue, and both locks to stop feeding.
 func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
 	for {
-		e.fmu.Lock()
-		for len(e.ready) > 0 && e.phase != aborted {
-			space := e.spaceLocked()
-			e.fmu.Unlock()
-			<-space
+		if e.readyN.Load() != 0 { // a batch waits for a slot: leave Work alone until it fires
 			e.fmu.Lock()
+			for len(e.ready) > 0 && e.phase != aborted {
+				space := e.spaceLocked()
+				e.fmu.Unlock()
+				<-space
+				e.fmu.Lock()
+			}
+			e.fmu.Unlock()
 		}
-		e.fmu.Unlock()
 		item, ok := <-work
 		if !ok {
 			break

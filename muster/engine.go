@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"reflect"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,6 +186,12 @@ type engine[K comparable, T any] struct {
 	drained     chan struct{}
 }
 
+// maxParkedUnlimited bounds the idle batch goroutines of a client without
+// MaxConcurrentBatches: enough for the batches a fast producer has in
+// flight at once while hooks and middleware run (a parked goroutine costs
+// its stack, a few KiB).
+const maxParkedUnlimited = 64
+
 // clientIDs numbers clients, for ClientInfo.ID.
 var clientIDs atomic.Uint64
 
@@ -210,7 +215,7 @@ func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
 		e.fill = math.MaxInt
 	}
 	if e.maxParked == 0 {
-		e.maxParked = runtime.GOMAXPROCS(0)
+		e.maxParked = maxParkedUnlimited
 	}
 	base := context.Background()
 	if c.base != nil {
@@ -250,6 +255,9 @@ func (e *engine[K, T]) observe() {
 			defer func() { _ = recover() }()
 			e.hooks = e.observer.Observe(e.info())
 		}()
+		if e.hooks.empty() {
+			e.hooks = nil // nothing to call: pay for nothing
+		}
 	}
 	e.perItem = e.perItem || e.hooks != nil
 	e.plain = !e.prepared && !e.perItem

@@ -79,6 +79,12 @@ type Hooks struct {
 	Stopped func(ctx context.Context, info ClientInfo)
 }
 
+// empty reports whether h calls nothing.
+func (h *Hooks) empty() bool {
+	return h == nil || h.Added == nil && h.Refused == nil && h.Waited == nil && h.Fired == nil &&
+		h.Retried == nil && h.Done == nil && h.Stopped == nil
+}
+
 // Observe returns h: a *Hooks observes every client the same way.
 func (h *Hooks) Observe(ClientInfo) *Hooks { return h }
 
