@@ -77,9 +77,13 @@ func musterImpls() []Impl {
 		batcherImpl("muster-otel-nospan", "muster Batcher + otelmuster tracing+metrics (items without spans)", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
 			return otelHooks(c), nil
 		}),
-		batcherImpl("muster-otel-linked", "muster Batcher + otelmuster tracing+metrics (every item in a sampled span)", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
+		batcherImpl("muster-otel-linked", "muster Batcher + otelmuster tracing+metrics (every item in a sampled span: a create span each)", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
 			ctxs := spanContexts(4096)
 			return otelHooks(c), func(i int) context.Context { return ctxs[i%len(ctxs)] }
+		}),
+		batcherImpl("muster-otel-linked-nocreate", "muster Batcher + otelmuster tracing+metrics (every item in a sampled span, WithItemSpans(false): links only)", MusterBatcher, func(c *Counter) (muster.Observer, func(int) context.Context) {
+			ctxs := spanContexts(4096)
+			return otelHooks(c, otelmuster.WithItemSpans(false)), func(i int) context.Context { return ctxs[i%len(ctxs)] }
 		}),
 		{
 			// retry (defaults: a budget of its own) around throttle on an
@@ -202,11 +206,11 @@ func meterProvider(c *Counter) metric.MeterProvider {
 
 // otelHooks traces (AlwaysSample, a BatchSpanProcessor over an exporter that
 // discards: as a service runs it) and measures.
-func otelHooks(c *Counter) muster.Observer {
+func otelHooks(c *Counter, opts ...otelmuster.Option) muster.Observer {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	c.Defer(func() { _ = tp.Shutdown(context.Background()) })
-	h, err := otelmuster.NewHooks(otelmuster.WithTracerProvider(tp), otelmuster.WithMeterProvider(meterProvider(c)))
+	h, err := otelmuster.NewHooks(append([]otelmuster.Option{otelmuster.WithTracerProvider(tp), otelmuster.WithMeterProvider(meterProvider(c))}, opts...)...)
 	c.Fail(err)
 	return h
 }
