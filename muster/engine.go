@@ -821,21 +821,31 @@ func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
 
 // launches are the batches admitted under the locks, to start after them.
 type launches[K comparable, T any] struct {
-	one  *batch[K, T]
-	more []*batch[K, T]
+	one   *batch[K, T]
+	oneTo chan *batch[K, T] // the parked goroutine that takes one; nil: a new one
+	more  []*batch[K, T]
 }
 
-func (l *launches[K, T]) add(b *batch[K, T]) {
+// add notes an admitted batch, and the parked goroutine that will take it.
+func (l *launches[K, T]) add(b *batch[K, T], to chan *batch[K, T]) {
 	if l.one == nil {
-		l.one = b
+		l.one, l.oneTo = b, to
+		return
+	}
+	if to != nil {
+		to <- b // rare (several admitted at once): hand it over now
 		return
 	}
 	l.more = append(l.more, b)
 }
 
-// launch starts a goroutine for each admitted batch.
+// launch hands each admitted batch to its parked goroutine or starts one,
+// after the locks are released.
 func (e *engine[K, T]) launch(l *launches[K, T]) {
-	if l.one != nil {
+	switch {
+	case l.oneTo != nil:
+		l.oneTo <- l.one
+	case l.one != nil:
 		go e.run(l.one)
 	}
 	for _, b := range l.more {
@@ -887,12 +897,12 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 				b.queued += e.workQ()
 			}
 		}
-		if n := len(e.parked); n > 0 {
-			e.parked[n-1] <- b // a parked batch goroutine takes it
+		var to chan *batch[K, T]
+		if n := len(e.parked); n > 0 { // a parked batch goroutine takes it
+			to = e.parked[n-1]
 			e.parked = e.parked[:n-1]
-		} else {
-			l.add(b)
 		}
+		l.add(b, to)
 		e.wakeLocked()
 	}
 }
@@ -1032,6 +1042,10 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 	}
 	if drained {
 		e.stopped()
+	}
+	if l.oneTo != nil { // a parked goroutine was chosen for it
+		l.oneTo <- l.one
+		return nil
 	}
 	return l.one
 }
