@@ -94,7 +94,7 @@ type Adaptive struct {
 // NewAdaptive returns an Adaptive limiter starting at cfg.Initial with a full
 // bucket. It returns an error if cfg is invalid (see [AdaptiveConfig]).
 func NewAdaptive(cfg AdaptiveConfig) (*Adaptive, error) {
-	if err := cfg.normalize(); err != nil {
+	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
 	return &Adaptive{
@@ -104,7 +104,11 @@ func NewAdaptive(cfg AdaptiveConfig) (*Adaptive, error) {
 	}, nil
 }
 
-func (c *AdaptiveConfig) normalize() error {
+// Normalize applies the defaults of c's zero fields and checks the others,
+// as NewAdaptive does; a limiter that keeps its AIMD state elsewhere (in
+// Redis, for a quota shared by replicas) calls it to validate the same
+// configuration the same way.
+func (c *AdaptiveConfig) Normalize() error {
 	finite := func(r rate.Limit) bool { return !math.IsNaN(float64(r)) && !math.IsInf(float64(r), 0) && r != rate.Inf }
 	if !(c.Max > 0) || !finite(c.Max) {
 		return fmt.Errorf("ratelimit: AdaptiveConfig.Max must be positive and finite, got %v", c.Max)

@@ -2,9 +2,7 @@ package redisrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,8 +73,8 @@ type Adaptive struct {
 // goroutines. It returns an error if cfg is invalid.
 func NewAdaptive(cfg AdaptiveConfig) (*Adaptive, error) {
 	a := cfg.AIMD
-	if err := normalizeAIMD(&a); err != nil {
-		return nil, err
+	if err := a.Normalize(); err != nil {
+		return nil, fmt.Errorf("redisrate: AIMD: %w", err)
 	}
 	if cfg.SyncInterval < 0 {
 		return nil, fmt.Errorf("redisrate: AdaptiveConfig.SyncInterval must not be negative, got %v", cfg.SyncInterval)
@@ -101,45 +99,6 @@ func NewAdaptive(cfg AdaptiveConfig) (*Adaptive, error) {
 	ad.wg.Add(1)
 	go ad.syncLoop()
 	return ad, nil
-}
-
-// normalizeAIMD applies ratelimit.AdaptiveConfig's defaults and checks.
-func normalizeAIMD(c *ratelimit.AdaptiveConfig) error {
-	finite := func(r rate.Limit) bool { return !math.IsNaN(float64(r)) && !math.IsInf(float64(r), 0) && r != rate.Inf }
-	if !(c.Max > 0) || !finite(c.Max) {
-		return fmt.Errorf("redisrate: AIMD.Max must be positive and finite, got %v", c.Max)
-	}
-	if c.Min == 0 {
-		c.Min = c.Max / 100
-	}
-	if !(c.Min > 0) || c.Min > c.Max {
-		return fmt.Errorf("redisrate: AIMD.Min must be in (0, Max=%v], got %v", c.Max, c.Min)
-	}
-	if c.Initial == 0 {
-		c.Initial = c.Max
-	}
-	if !(c.Initial >= c.Min && c.Initial <= c.Max) {
-		return fmt.Errorf("redisrate: AIMD.Initial must be in [Min=%v, Max=%v], got %v", c.Min, c.Max, c.Initial)
-	}
-	if c.Increase == 0 {
-		c.Increase = c.Max / 100
-	}
-	if !(c.Increase > 0) || !finite(c.Increase) {
-		return fmt.Errorf("redisrate: AIMD.Increase must be positive and finite, got %v", c.Increase)
-	}
-	if c.Decrease == 0 {
-		c.Decrease = 0.5
-	}
-	if !(c.Decrease > 0 && c.Decrease < 1) {
-		return fmt.Errorf("redisrate: AIMD.Decrease must be in (0, 1), got %v", c.Decrease)
-	}
-	if c.CoolDown < 0 {
-		return fmt.Errorf("redisrate: AIMD.CoolDown must not be negative, got %v", c.CoolDown)
-	}
-	if c.IsOverload == nil {
-		c.IsOverload = func(err error) bool { return !errors.Is(err, context.Canceled) }
-	}
-	return nil
 }
 
 // Observe counts the outcome of one attempt: a nil Err is a success, an
