@@ -522,11 +522,15 @@ func TestShutdownDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var doneErrs []error
+		unfired := 0 // Done hooks of batches that never fired: no Start, no slot
 		fireCtx := make(chan context.Context, 1)
 		b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 10,
 			Hooks: &muster.Hooks{Done: func(ctx context.Context, info muster.DoneInfo) {
 				mu.Lock()
 				doneErrs = append(doneErrs, info.Err)
+				if info.Start.IsZero() && info.InFlight == 0 && info.SlotWait == 0 && info.Duration == 0 {
+					unfired++
+				}
 				mu.Unlock()
 			}},
 			Fire: func(ctx context.Context, items []int) error {
@@ -564,8 +568,8 @@ func TestShutdownDeadline(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(doneErrs) != 3 {
-			t.Fatalf("%d Done hooks, want 3 (2 abandoned + 1 canceled)", len(doneErrs))
+		if len(doneErrs) != 3 || unfired != 2 {
+			t.Fatalf("%d Done hooks (%d unfired), want 3 (2 abandoned, unfired, + 1 canceled)", len(doneErrs), unfired)
 		}
 		for _, err := range doneErrs {
 			if !errors.Is(err, muster.ErrIncomplete) {

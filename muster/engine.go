@@ -1456,6 +1456,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	for _, b := range abandoned {
 		if h := e.hooks; h != nil && h.Done != nil {
 			done := DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete}
+			done.Start, done.SlotWait = time.Time{}, 0 // it never fired
 			safely(func() { h.Done(e.base, done) })
 		}
 		b.complete(ErrIncomplete)

@@ -119,9 +119,9 @@ type FireInfo struct {
 	Age time.Duration
 	// SlotWait is how long the closed batch waited for an in-flight slot.
 	SlotWait time.Duration
-	InFlight int       // batches in flight, this one included
+	InFlight int       // batches in flight, this one included (0 for a batch abandoned unfired)
 	Queued   int       // Stats.Queued when the batch fired
-	Start    time.Time // when it fired
+	Start    time.Time // when it fired; zero for a batch abandoned at a Shutdown deadline
 	// Contexts holds, index-aligned with the items, the contexts the Added
 	// hook kept (nil where it kept none); nil when it kept none at all.
 	Contexts []context.Context
