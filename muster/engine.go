@@ -3,7 +3,6 @@ package muster
 import (
 	"context"
 	"math"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,7 +125,6 @@ type engine[K comparable, T any] struct {
 	fed    chan struct{} // closed when a Client's worker has exited
 	// What the add path asks of the configuration, one test each.
 	measured  bool // a Key or Sizer to call for each item
-	cmpPanics bool // comparing keys may panic (see comparePanics)
 	prepared  bool // each item needs prepareLocked: a BatchMaker's Batch or a Sizer
 	keepItems bool // batches keep their items
 	perItem   bool // each item needs joinedLocked: hooks or MaxBatchBytes
@@ -206,7 +204,6 @@ const (
 func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
 	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{}), maxParked: c.limit}
 	e.measured = c.keyFn != nil || c.sizer != nil
-	e.cmpPanics = comparePanics(reflect.TypeFor[K]())
 	e.prepared = c.maker != nil || c.sizer != nil
 	e.keepItems = c.maker == nil || c.keepAll
 	e.perItem = c.maxBytes > 0
@@ -319,7 +316,7 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 		key = e.keyFn(item)
 		// A NaN is never found again in a map; an uncomparable value held
 		// in an interface panics when compared: neither equals itself.
-		if e.cmpPanics && !selfEqual(key) || !e.cmpPanics && key != key {
+		if !selfEqual(key) {
 			return key, 0, ErrInvalidKey
 		}
 	}
@@ -329,24 +326,6 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 		}
 	}
 	return key, size, nil
-}
-
-// comparePanics reports whether comparing two values of t may panic: t
-// holds an interface, whose dynamic value may be uncomparable.
-func comparePanics(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Interface:
-		return true
-	case reflect.Array:
-		return comparePanics(t.Elem())
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if comparePanics(t.Field(i).Type) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // slowAdd is what makeRoomLocked learned: the item's outcome when it
