@@ -1218,6 +1218,9 @@ func (e *engine[K, T]) dropOldestLocked() *dropped {
 		}
 	} else {
 		e.openItems--
+		if b.n == 0 && e.timeout == 0 { // no age to keep: nothing holds it open
+			e.discardLocked(b)
+		}
 	}
 	return d
 }

@@ -414,3 +414,49 @@ func TestDropOldestEmptiedOpenBatchDiscarded(t *testing.T) {
 		}
 	})
 }
+
+// TestDropOldestEmptiedOpenBatchWithoutTimeout: with no BatchTimeout there
+// is no age to keep, so an open batch emptied by a drop is discarded at
+// once: the dropped item's Result is done, and its key holds nothing.
+func TestDropOldestEmptiedOpenBatchWithoutTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: 1,
+			PendingWorkCapacity: 1, Overflow: muster.OverflowDropOldest, MaxKeys: 4,
+			Fire: func(ctx context.Context, items []kitem) error {
+				if items[0].key == "x" {
+					<-release
+				}
+				return nil
+			}}
+		startKeyed(t, k)
+		ctx := context.Background()
+		for _, it := range []kitem{{"x", 1}, {"x", 2}, {"y", 3}, {"y", 4}} { // [x1 x2] in flight, [y3 y4] waiting
+			if err := k.Add(ctx, it); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r5, err := k.AddResult(ctx, kitem{"a", 5}) // a's batch opens; the capacity is used up
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.AddResult(ctx, kitem{"b", 6}); err != nil { // drops a5: a's batch is empty
+			t.Fatal(err)
+		}
+		select {
+		case <-r5.Done():
+			if !errors.Is(r5.Err(), muster.ErrDropped) {
+				t.Fatalf("dropped item's Result: %v", r5.Err())
+			}
+		default:
+			t.Fatal("the emptied batch lingers: the dropped item's Result is not done")
+		}
+		if s := k.Stats(); s.Pending != 5 || s.Dropped != 1 {
+			t.Fatalf("stats %+v, want 5 pending (x1 x2 y3 y4 b6), 1 dropped", s)
+		}
+		close(release)
+		if err := k.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
