@@ -177,9 +177,9 @@ const (
 	// With PendingWorkCapacity 0 nothing is queued, and the incoming item is
 	// dropped instead. A batch keeps its age when its first item is
 	// dropped: its BatchTimeout still counts from that item's arrival (a
-	// batch emptied by drops is discarded when its deadline passes, or at once
-	// without a BatchTimeout). Not
-	// available to a Client, whose Batch already holds its items.
+	// batch emptied by drops is discarded when its deadline passes, or at
+	// once without a BatchTimeout). Not available to a Client, whose Batch
+	// already holds its items.
 	OverflowDropOldest
 )
 
