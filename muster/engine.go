@@ -70,11 +70,13 @@ type batch[K comparable, T any] struct {
 	// At admission, for FireInfo.
 	inflight, queued int
 
-	prev, next *batch[K, T] // the open FIFO
+	link[batch[K, T]] // in the open FIFO
 }
 
 // keyState is one key's share of the engine. A key costs this struct, a map
 // entry and, while it holds items, an open batch.
+func (b *batch[K, T]) links() *link[batch[K, T]] { return &b.link }
+
 type keyState[K comparable, T any] struct {
 	key K
 	cur *batch[K, T] // the open batch, or nil
@@ -82,11 +84,13 @@ type keyState[K comparable, T any] struct {
 	// done: the key holds nothing at 0. mu guards opening and discarding,
 	// fmu finishing: atomic. A finishing batch thus learns without mu
 	// whether its key may have emptied.
-	batches    atomic.Int32
-	idleSince  time.Time
-	prev, next *keyState[K, T] // the idle list, least recently used first
-	idle       bool
+	batches              atomic.Int32
+	idleSince            time.Time
+	link[keyState[K, T]] // in the idle list, least recently used first
+	idle                 bool
 }
+
+func (ks *keyState[K, T]) links() *link[keyState[K, T]] { return &ks.link }
 
 type barrier struct {
 	maxID     uint64
@@ -152,12 +156,10 @@ type engine[K comparable, T any] struct {
 	dropped    uint64
 	keys       map[K]*keyState[K, T]
 	lastKey    *keyState[K, T] // the key keyLocked found last, if still live: most items repeat it
-	idleHead   *keyState[K, T]
-	idleTail   *keyState[K, T]
+	idleKeys   list[keyState[K, T], *keyState[K, T]]
 	janitor    *time.Timer
 	janitorSet bool
-	openHead   *batch[K, T]
-	openTail   *batch[K, T]
+	open       list[batch[K, T], *batch[K, T]]
 	timer      *time.Timer
 	timerSet   bool
 	late       int // Work items refused after a deadline
@@ -510,7 +512,7 @@ func (e *engine[K, T]) wakeLocked() {
 // keyFitsLocked reports whether keyLocked would find or make key's state.
 // It needs mu.
 func (e *engine[K, T]) keyFitsLocked(key K) bool {
-	if e.keyFn == nil || e.idleHead != nil || len(e.keys) < e.maxKeys {
+	if e.keyFn == nil || e.idleKeys.head != nil || len(e.keys) < e.maxKeys {
 		return true
 	}
 	_, ok := e.keys[key]
@@ -534,10 +536,10 @@ func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
 		return ks, nil
 	}
 	if len(e.keys) >= e.maxKeys {
-		if e.idleHead == nil {
+		if e.idleKeys.head == nil {
 			return nil, ErrTooManyKeys
 		}
-		e.evictLocked(e.idleHead)
+		e.evictLocked(e.idleKeys.head)
 	}
 	ks = &keyState[K, T]{key: key}
 	e.keys[key] = ks
@@ -729,13 +731,7 @@ func safeMake(maker func() Batch) (b Batch, err error) {
 // mu.
 func (e *engine[K, T]) openLocked(b *batch[K, T]) {
 	b.first = time.Now()
-	b.prev = e.openTail
-	if e.openTail != nil {
-		e.openTail.next = b
-	} else {
-		e.openHead = b
-	}
-	e.openTail = b
+	e.open.pushBack(b)
 	if e.timer != nil && !e.timerSet {
 		e.timerSet = true
 		e.timer.Reset(e.timeout)
@@ -747,17 +743,7 @@ func (e *engine[K, T]) unlinkOpenLocked(b *batch[K, T]) {
 	if b.first.IsZero() {
 		return // never opened
 	}
-	if b.prev != nil {
-		b.prev.next = b.next
-	} else {
-		e.openHead = b.next
-	}
-	if b.next != nil {
-		b.next.prev = b.prev
-	} else {
-		e.openTail = b.prev
-	}
-	b.prev, b.next = nil, nil
+	e.open.remove(b)
 }
 
 // onTimer closes the open batches whose deadline passed. It takes both
@@ -768,7 +754,7 @@ func (e *engine[K, T]) onTimer() {
 	e.fmu.Lock()
 	e.timerSet = false
 	now := time.Now()
-	for b := e.openHead; b != nil && e.phase != aborted; b = e.openHead {
+	for b := e.open.head; b != nil && e.phase != aborted; b = e.open.head {
 		if age := now.Sub(b.first); age < e.timeout {
 			e.timerSet = true
 			e.timer.Reset(e.timeout - age)
@@ -1115,13 +1101,7 @@ func (e *engine[K, T]) idleIfEmptyLocked(ks *keyState[K, T]) {
 	}
 	ks.idle = true
 	ks.idleSince = time.Now()
-	ks.prev = e.idleTail
-	if e.idleTail != nil {
-		e.idleTail.next = ks
-	} else {
-		e.idleHead = ks
-	}
-	e.idleTail = ks
+	e.idleKeys.pushBack(ks)
 	if !e.janitorSet && e.phase == running {
 		e.janitorSet = true
 		e.janitor.Reset(e.idle)
@@ -1130,17 +1110,8 @@ func (e *engine[K, T]) idleIfEmptyLocked(ks *keyState[K, T]) {
 
 // unidleLocked takes ks out of the idle list. It needs mu.
 func (e *engine[K, T]) unidleLocked(ks *keyState[K, T]) {
-	if ks.prev != nil {
-		ks.prev.next = ks.next
-	} else {
-		e.idleHead = ks.next
-	}
-	if ks.next != nil {
-		ks.next.prev = ks.prev
-	} else {
-		e.idleTail = ks.prev
-	}
-	ks.prev, ks.next, ks.idle = nil, nil, false
+	e.idleKeys.remove(ks)
+	ks.idle = false
 }
 
 // evictLocked forgets an idle key. It needs mu.
@@ -1159,7 +1130,7 @@ func (e *engine[K, T]) onJanitor() {
 	defer e.mu.Unlock()
 	e.janitorSet = false
 	now := time.Now()
-	for ks := e.idleHead; ks != nil; ks = e.idleHead {
+	for ks := e.idleKeys.head; ks != nil; ks = e.idleKeys.head {
 		if wait := e.idle - now.Sub(ks.idleSince); wait > 0 {
 			if e.phase == running {
 				e.janitorSet = true
@@ -1183,7 +1154,7 @@ func (e *engine[K, T]) dropOldestLocked() *dropped {
 	if len(e.ready) > 1 {
 		b = e.ready[1]
 	} else {
-		for b = e.openHead; b != nil && b.n == 0; b = b.next {
+		for b = e.open.head; b != nil && b.n == 0; b = e.open.next(b) {
 		}
 		if b == nil {
 			return nil
@@ -1244,7 +1215,7 @@ func (e *engine[K, T]) reportDrop(d *dropped) {
 // closeAllLocked closes every open batch (emptied ones are discarded). It
 // needs both locks.
 func (e *engine[K, T]) closeAllLocked(t Trigger, l *launches[K, T]) {
-	for b := e.openHead; b != nil; b = e.openHead {
+	for b := e.open.head; b != nil; b = e.open.head {
 		if b.n == 0 {
 			e.discardLocked(b)
 		} else {
@@ -1350,7 +1321,7 @@ func (e *engine[K, T]) drainableLocked() bool {
 // done, and marks it stopped; the caller then runs stopped, after
 // unlocking. It needs both locks.
 func (e *engine[K, T]) drainedLocked() bool {
-	if !e.drainableLocked() || e.openHead != nil {
+	if !e.drainableLocked() || e.open.head != nil {
 		return false
 	}
 	e.phase = stopped
@@ -1408,7 +1379,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	if aborting {
 		e.phase = aborted
 		e.cancel(ErrIncomplete)
-		for b := e.openHead; b != nil; b = e.openHead {
+		for b := e.open.head; b != nil; b = e.open.head {
 			if b.n == 0 {
 				e.discardLocked(b)
 				continue
