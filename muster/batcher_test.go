@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,9 +12,7 @@ import (
 )
 
 func TestBytesTrigger(t *testing.T) {
-	var mu sync.Mutex
-	var fired [][]string
-	var triggers []muster.Trigger
+	var log batchLog[string]
 	b := &muster.Batcher[string]{MaxBatchSize: 10, MaxBatchBytes: 10, MaxConcurrentBatches: 1,
 		Sizer: func(s string) int {
 			if s == "negative" {
@@ -24,16 +20,7 @@ func TestBytesTrigger(t *testing.T) {
 			}
 			return len(s)
 		},
-		Hooks: &muster.Hooks{Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
-			triggers = append(triggers, info.Trigger)
-			return nil
-		}},
-		Fire: func(ctx context.Context, items []string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			fired = append(fired, slices.Clone(items))
-			return nil
-		}}
+		Hooks: log.hooks(), Fire: log.fire}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,14 +37,8 @@ func TestBytesTrigger(t *testing.T) {
 		t.Fatalf("an item of negative size: %v", err)
 	}
 	_ = b.Stop()
-	want := [][]string{{"aaaa", "bbbb"}, {"ccc"}, {"dddddddddd"}, {"e", "ff"}}
-	if !slices.EqualFunc(fired, want, slices.Equal) {
-		t.Fatalf("fired %q, want %q", fired, want)
-	}
-	wantT := []muster.Trigger{muster.TriggerBytes, muster.TriggerBytes, muster.TriggerBytes, muster.TriggerShutdown}
-	if !slices.Equal(triggers, wantT) {
-		t.Fatalf("triggers %v, want %v", triggers, wantT)
-	}
+	log.check(t, [][]string{{"aaaa", "bbbb"}, {"ccc"}, {"dddddddddd"}, {"e", "ff"}},
+		[]muster.Trigger{muster.TriggerBytes, muster.TriggerBytes, muster.TriggerBytes, muster.TriggerShutdown})
 	if s := b.Stats(); s.Refused != 2 || s.Added != 6 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -153,21 +134,10 @@ func TestMaxBatchBytesAbove2GiB(t *testing.T) {
 	if strconv.IntSize < 64 {
 		t.Skip("sizes above 2^31 need a 64-bit int")
 	}
-	var mu sync.Mutex
-	var fired [][]int
-	var triggers []muster.Trigger
+	var log batchLog[int]
 	b := &muster.Batcher[int]{MaxBatchBytes: 1 << 35, MaxConcurrentBatches: 1,
 		Sizer: func(v int) int { return v << 33 }, // v units of 2^33 bytes
-		Hooks: &muster.Hooks{Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
-			triggers = append(triggers, info.Trigger)
-			return nil
-		}},
-		Fire: func(ctx context.Context, items []int) error {
-			mu.Lock()
-			defer mu.Unlock()
-			fired = append(fired, slices.Clone(items))
-			return nil
-		}}
+		Hooks: log.hooks(), Fire: log.fire}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,12 +153,6 @@ func TestMaxBatchBytesAbove2GiB(t *testing.T) {
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	want := [][]int{{1, 1, 1, 1}, {1, 2}, {2, 1}}
-	if !slices.EqualFunc(fired, want, slices.Equal) {
-		t.Fatalf("fired %v, want %v", fired, want)
-	}
-	wantT := []muster.Trigger{muster.TriggerBytes, muster.TriggerBytes, muster.TriggerShutdown}
-	if !slices.Equal(triggers, wantT) {
-		t.Fatalf("triggers %v, want %v", triggers, wantT)
-	}
+	log.check(t, [][]int{{1, 1, 1, 1}, {1, 2}, {2, 1}},
+		[]muster.Trigger{muster.TriggerBytes, muster.TriggerBytes, muster.TriggerShutdown})
 }

@@ -272,3 +272,40 @@ func (r *refusals) count(target error) int {
 type observerFunc func(muster.ClientInfo) *muster.Hooks
 
 func (f observerFunc) Observe(c muster.ClientInfo) *muster.Hooks { return f(c) }
+
+// batchLog records a Batcher's batches (Fire) and their triggers (a Fired
+// hook), in the order they fired.
+type batchLog[T comparable] struct {
+	mu       sync.Mutex
+	batches  [][]T
+	triggers []muster.Trigger
+}
+
+func (l *batchLog[T]) hooks() *muster.Hooks {
+	return &muster.Hooks{Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.triggers = append(l.triggers, info.Trigger)
+		return nil
+	}}
+}
+
+func (l *batchLog[T]) fire(_ context.Context, items []T) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.batches = append(l.batches, slices.Clone(items))
+	return nil
+}
+
+// check fails t unless exactly these batches fired, for these triggers.
+func (l *batchLog[T]) check(t *testing.T, want [][]T, triggers []muster.Trigger) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.EqualFunc(l.batches, want, slices.Equal) {
+		t.Fatalf("fired %v, want %v", l.batches, want)
+	}
+	if !slices.Equal(l.triggers, triggers) {
+		t.Fatalf("triggers %v, want %v", l.triggers, triggers)
+	}
+}
