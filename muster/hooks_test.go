@@ -415,3 +415,67 @@ func TestComposeAddedRefused(t *testing.T) {
 		t.Errorf("kept contexts %v: want a's", kept)
 	}
 }
+
+// TestComposeIsolatesPanics: one observer's panicking hook costs the others
+// nothing: each still gets every event, and a context an earlier Added or
+// Fired kept survives a later one's panic.
+func TestComposeIsolatesPanics(t *testing.T) {
+	type key struct{}
+	boom := &muster.Hooks{
+		Added:   func(context.Context, muster.AddInfo) context.Context { panic("added") },
+		Refused: func(context.Context, muster.AddInfo) { panic("refused") },
+		Fired:   func(context.Context, muster.FireInfo) context.Context { panic("fired") },
+		Done:    func(context.Context, muster.DoneInfo) { panic("done") },
+		Stopped: func(context.Context, muster.ClientInfo) { panic("stopped") },
+	}
+	var mu sync.Mutex
+	var events []string
+	var kept, firedCtx int
+	rec := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	seen := &muster.Hooks{
+		Added: func(ctx context.Context, _ muster.AddInfo) context.Context {
+			rec("added")
+			return context.WithValue(ctx, key{}, "kept")
+		},
+		Refused: func(context.Context, muster.AddInfo) { rec("refused") },
+		Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+			rec("fired")
+			mu.Lock()
+			for _, c := range info.Contexts {
+				if c != nil && c.Value(key{}) == "kept" {
+					kept++
+				}
+			}
+			mu.Unlock()
+			return context.WithValue(ctx, key{}, "fired")
+		},
+		Done: func(ctx context.Context, _ muster.DoneInfo) {
+			rec("done")
+			if ctx.Value(key{}) == "fired" {
+				mu.Lock()
+				firedCtx++
+				mu.Unlock()
+			}
+		},
+		Stopped: func(context.Context, muster.ClientInfo) { rec("stopped") },
+	}
+	for _, order := range [][]muster.Observer{{boom, seen}, {seen, boom}} {
+		events, kept, firedCtx = nil, 0, 0
+		b := &muster.Batcher[int]{MaxBatchSize: 1, Hooks: muster.Compose(order...),
+			Fire: func(context.Context, []int) error { return nil }}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Add(context.Background(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		_ = b.Add(context.Background(), 2) // refused: stopped
+		want := []string{"added", "fired", "done", "stopped", "refused"}
+		if !slices.Equal(events, want) || kept != 1 || firedCtx != 1 {
+			t.Errorf("events %v (kept %d, fired ctx %d), want %v with the kept and fired contexts", events, kept, firedCtx, want)
+		}
+	}
+}
