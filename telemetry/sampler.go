@@ -45,7 +45,8 @@ func (s linkedSampler) Description() string {
 
 // envSampler is the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
 // name, as the SDK's environment specification spells them (unset:
-// parentbased_always_on, the SDK's default).
+// parentbased_always_on, the SDK's default). The SDK reads them too, but
+// keeps the sampler it builds to itself, so it cannot be wrapped.
 func envSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	name, arg := getenv("OTEL_TRACES_SAMPLER"), getenv("OTEL_TRACES_SAMPLER_ARG")
 	ratio := func() (sdktrace.Sampler, error) {
