@@ -70,17 +70,17 @@ type Store interface {
 // StoreStats are a store's counters. Counters only grow; the others are
 // gauges read at the time of the call.
 type StoreStats struct {
-	Items     int       // items appended and not finished
-	Bytes     int64     // bytes the store occupies (on disk, or in Redis)
-	MaxBytes  int64     // the byte bound; 0: none
-	Oldest    time.Time // acceptance time of the oldest unfinished item; zero when none
-	Appended  uint64    // items appended
-	Finished  uint64    // items finished
-	Recovered uint64    // items handed to Recover's fn
+	Items     int           // items appended and not finished
+	Bytes     int64         // bytes the store occupies (on disk, or in Redis)
+	MaxBytes  int64         // the byte bound; 0: none
+	Oldest    time.Time     // acceptance time of the oldest unfinished item; zero when none
+	Appended  uint64        // items appended
+	Finished  uint64        // items finished
+	Recovered uint64        // items handed to Recover's fn
 	Syncs     uint64        // group commits (writes, and fsyncs at Synced; pipelines for Redis)
 	SyncTime  time.Duration // total time spent in them (SyncTime/Syncs is the mean latency)
-	Corrupt   uint64    // records found corrupt and skipped (lost), since Open
-	Takeovers uint64    // dead replicas whose items this store took over
+	Corrupt   uint64        // records found corrupt and skipped (lost), since Open
+	Takeovers uint64        // dead replicas whose items this store took over
 }
 
 // Errors of the journal. Compare with errors.Is.
