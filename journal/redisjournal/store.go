@@ -77,7 +77,7 @@ type Store struct {
 	gauges map[string]gauge  // per stream (own and claimed), from the last heartbeat
 
 	recovering atomic.Bool
-	healthy    atomic.Bool // the last heartbeat succeeded
+	healthy    atomic.Bool   // the last heartbeat succeeded
 	stop       chan struct{} // closed by Close (or abandon)
 	wg         sync.WaitGroup
 
