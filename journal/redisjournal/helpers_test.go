@@ -23,9 +23,16 @@ const (
 // closed at cleanup unless the test closed or abandoned it.
 func open(t testing.TB, rdb redis.UniversalClient, name string) *redisjournal.Store {
 	t.Helper()
-	s, err := redisjournal.Open(context.Background(), redisjournal.Options{
+	return openWith(t, redisjournal.Options{
 		Client: rdb, Name: name, HeartbeatInterval: testHeartbeat, DeadAfter: testDeadAfter,
 	})
+}
+
+// openWith opens a Store with opts, closed at cleanup unless the test
+// closed or abandoned it.
+func openWith(t testing.TB, opts redisjournal.Options) *redisjournal.Store {
+	t.Helper()
+	s, err := redisjournal.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

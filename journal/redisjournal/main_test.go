@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
 
@@ -11,5 +12,6 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
+	redis.SetLogger(quiet{}) // the fault tests' failed dials are expected
 	goleak.VerifyTestMain(m)
 }

@@ -1,0 +1,162 @@
+package redisjournal_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/journal"
+	"github.com/musterhq/muster/journal/redisjournal"
+)
+
+// appendN appends n items "item i" to s and returns their IDs.
+func appendN(t *testing.T, s interface {
+	Append(context.Context, []byte, time.Time, bool) (journal.ID, error)
+}, n int) []journal.ID {
+	t.Helper()
+	ids := make([]journal.ID, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for g := range 8 { // concurrent, so that they are group-committed
+		wg.Go(func() {
+			for i := g; i < n; i += 8 {
+				ids[i], errs[i] = s.Append(context.Background(), []byte(fmt.Sprint("item ", i)), time.Now(), true)
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	return ids
+}
+
+// A replica abandoned without Close (its heartbeat stops, as at a SIGKILL)
+// is taken over by another within the stated bound, which delivers its items
+// oldest first.
+func TestTakeoverOfAbandonedReplica(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client(t)
+	a := open(t, rdb, "abandon")
+	b := open(t, rdb, "abandon")
+	rec := newRecorder()
+	recoverUntilCleanup(t, b, rec.fn)
+
+	ids := appendN(t, a, 500)
+	if err := a.Finish(ids[:100]...); err != nil {
+		t.Fatal(err)
+	}
+	a.Abandon()
+	abandoned := time.Now()
+	waitFor(t, 10*time.Second, "the takeover", func() bool { return rec.len() == 400 })
+	took := time.Since(abandoned)
+	bound := testDeadAfter + 3*testHeartbeat
+	t.Logf("abandoned → 400 items delivered by the other replica in %v (bound from the last heartbeat: %v)", took.Round(time.Millisecond), bound)
+	if took > bound+time.Second {
+		t.Errorf("takeover took %v, beyond the bound %v (+1 s of slack for a loaded machine)", took, bound)
+	}
+	got := rec.records()
+	live := map[journal.ID]bool{}
+	for _, id := range ids[100:] {
+		live[id] = true
+	}
+	for i, r := range got {
+		if !live[r.ID] {
+			t.Fatalf("delivered %q: finished or unknown", r.ID)
+		}
+		if i > 0 && !got[i-1].Accepted.Before(r.Accepted) && !got[i-1].Accepted.Equal(r.Accepted) {
+			t.Fatalf("not oldest first at %d", i)
+		}
+	}
+	waitFor(t, 5*time.Second, "the gauges of the claimed stream", func() bool {
+		st := b.Stats()
+		return st.Items == 400 && !st.Oldest.IsZero() && st.Takeovers == 1 && st.Recovered == 400
+	})
+	var delivered []journal.ID
+	for _, r := range got {
+		delivered = append(delivered, r.ID)
+	}
+	if err := b.Finish(delivered...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the finished takeover", func() bool {
+		n, _ := rdb.Exists(context.Background(), "muster:journal:{abandon}:s:"+a.Replica(), "muster:journal:{abandon}:claim:"+a.Replica()).Result()
+		return n == 0 && b.Stats().Items == 0
+	})
+}
+
+// Two live replicas race for one dead replica's items: each item is
+// delivered by exactly one of them.
+func TestTakeoverIsExclusive(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client(t)
+	dead := open(t, rdb, "exclusive")
+	ids := appendN(t, dead, 3000)
+	dead.Abandon()
+
+	b, c := open(t, rdb, "exclusive"), open(t, rdb, "exclusive")
+	var mu sync.Mutex
+	by := map[journal.ID][]string{}
+	deliver := func(name string) func(journal.Record) error {
+		return func(r journal.Record) error {
+			mu.Lock()
+			by[r.ID] = append(by[r.ID], name)
+			mu.Unlock()
+			return nil
+		}
+	}
+	recoverUntilCleanup(t, b, deliver("b"))
+	recoverUntilCleanup(t, c, deliver("c"))
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(by)
+	}
+	waitFor(t, 10*time.Second, "the takeover", func() bool { return count() == len(ids) })
+	// Let both look again several times: nobody else takes it over.
+	time.Sleep(testDeadAfter + 4*testHeartbeat) // a window for a wrong second takeover to show
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if len(by[id]) != 1 {
+			t.Fatalf("%s delivered by %v", id, by[id])
+		}
+	}
+	if got := b.Stats().Takeovers + c.Stats().Takeovers; got != 1 {
+		t.Fatalf("%d takeovers, want 1", got)
+	}
+}
+
+// A replica closed with Close is taken over within a few heartbeat
+// intervals, without waiting for its DeadAfter (10 s here), and a closed
+// replica with nothing left is simply gone.
+func TestCloseIsAGoodbye(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client(t)
+	slow := redisjournal.Options{Client: rdb, Name: "goodbye", HeartbeatInterval: testHeartbeat, DeadAfter: 10 * time.Second}
+	empty := openWith(t, slow)
+	a := openWith(t, slow)
+	appendN(t, a, 10)
+	if err := empty.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	members, _ := rdb.SMembers(context.Background(), "muster:journal:{goodbye}:replicas").Result()
+	if len(members) != 1 || members[0] != a.Replica() {
+		t.Fatalf("registered after Close: %v, want only %s (the one with items left)", members, a.Replica())
+	}
+	b := open(t, rdb, "goodbye")
+	rec := newRecorder()
+	start := time.Now()
+	recoverUntilCleanup(t, b, rec.fn)
+	waitFor(t, 5*time.Second, "the takeover", func() bool { return rec.len() == 10 })
+	if took := time.Since(start); took >= 5*time.Second {
+		t.Fatalf("takeover after Close took %v: the goodbye was not seen", took)
+	}
+}
