@@ -84,6 +84,11 @@
 // within Options.Timeout (at once for a refused connection, with the
 // client options above): nothing acknowledged is lost, because nothing was
 // acknowledged; the caller (the journal layer's Add) reports the failure.
+// Or, with Options.Fallback (typically the local journal.Log), the Append
+// goes there instead: the item is acknowledged at the fallback's durability,
+// its ID is "local:" + the fallback's, and it is recovered from the
+// fallback by this machine's next start (other replicas cannot take it
+// over). Open with a Fallback succeeds with Redis unreachable.
 // Finish fails the same way; those items are delivered again after a
 // takeover. Heartbeats fail silently (this package logs nothing; go-redis
 // logs failed dials through its own logger, redis.SetLogger silences it) and

@@ -3,6 +3,7 @@ package redisjournal_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +99,60 @@ func TestOpenWithRedisDown(t *testing.T) {
 		t.Fatalf("Open with Redis down: %v", err)
 	}
 	var _ journal.Store = (*redisjournal.Store)(nil)
+}
+
+// With Options.Fallback, what Redis cannot take goes to the fallback store
+// (here a journal on a second Redis, standing in for the local journal.Log;
+// any journal.Store will do): Appends succeed while Redis is down, with
+// "local:" IDs that Finish routes back; after a crash, the next start
+// recovers them from the fallback, and, once Redis is back (with AOF), the
+// items acknowledged by Redis before it went down, by takeover.
+func TestFallbackWhileRedisIsDown(t *testing.T) {
+	srv, local := startRedis(t, true), startRedis(t, false)
+	rdb, ldb := srv.Client(t), local.Client(t)
+	ctx := context.Background()
+	fb := open(t, ldb, "local")
+	s := openWith(t, redisjournal.Options{Client: rdb, Name: "main", HeartbeatInterval: testHeartbeat, DeadAfter: testDeadAfter, Fallback: fb})
+	inRedis, err := s.Append(ctx, []byte("in redis"), time.Now(), false)
+	if err != nil || strings.HasPrefix(string(inRedis), "local:") {
+		t.Fatalf("Append with Redis up: %q, %v", inRedis, err)
+	}
+	srv.Stop()
+	var kept []journal.ID
+	for _, d := range []string{"kept 1", "kept 2"} {
+		id, err := s.Append(ctx, []byte(d), time.Now(), false)
+		if err != nil || !strings.HasPrefix(string(id), "local:"+fb.Replica()+"/") {
+			t.Fatalf("Append with Redis down: %q, %v; want an ID of the fallback", id, err)
+		}
+		kept = append(kept, id)
+	}
+	if err := s.Finish(kept[0]); err != nil {
+		t.Fatalf("Finish of a fallback ID: %v", err)
+	}
+	if st := fb.Stats(); st.Appended != 2 || st.Finished != 1 {
+		t.Fatalf("fallback stats: %+v", st)
+	}
+	if st := s.Stats(); st.Appended != 3 || st.Finished != 1 {
+		t.Fatalf("stats with the fallback's added: %+v", st)
+	}
+	s.Abandon() // the process crashes
+	fb.Abandon()
+
+	// The next start, Redis still down: Open succeeds, and the fallback's
+	// item is recovered.
+	fb2 := open(t, ldb, "local")
+	s2 := openWith(t, redisjournal.Options{Client: rdb, Name: "main", HeartbeatInterval: testHeartbeat, DeadAfter: testDeadAfter, Fallback: fb2})
+	rec := newRecorder()
+	recoverUntilCleanup(t, s2, rec.fn)
+	waitFor(t, 10*time.Second, "the fallback's item", func() bool { return rec.len() == 1 })
+	if got := rec.records()[0]; got.ID != kept[1] || string(got.Data) != "kept 2" {
+		t.Fatalf("recovered %q %q, want %q", got.ID, got.Data, kept[1])
+	}
+	srv.Restart()
+	waitFor(t, 10*time.Second, "the item acknowledged by Redis before it went down", func() bool { return rec.len() == 2 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.count[inRedis] != 1 || rec.count[kept[0]] != 0 {
+		t.Fatalf("recovered %v", rec.count)
+	}
 }

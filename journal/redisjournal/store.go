@@ -58,7 +58,21 @@ type Options struct {
 	// MaxGroup is the largest number of Appends sent in one round trip.
 	// Zero means 1024.
 	MaxGroup int
+
+	// Fallback, when set, keeps what Redis cannot take: an Append that
+	// fails with ErrUnavailable is appended to Fallback instead (typically
+	// the local journal.Log), with the ID "local:" + Fallback's ID, and
+	// Open succeeds with Redis unreachable (the heartbeat keeps trying).
+	// Finish sends each ID to its store, Recover also delivers Fallback's
+	// unfinished items (of earlier runs of this machine) to the same fn, and
+	// Stats adds Fallback's. Items in Fallback are not taken over by other
+	// replicas: they wait for this machine's next start. Nil: Append fails
+	// when Redis is unavailable. Close does not close Fallback.
+	Fallback journal.Store
 }
+
+// localPrefix starts the IDs of the items kept by Options.Fallback.
+const localPrefix = "local:"
 
 // Store is a journal.Store on Redis Streams. Each Store is one replica: it
 // appends to a stream of its own and, through Recover, takes over the
@@ -150,10 +164,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		stop:    make(chan struct{}),
 	}
 	s.registry = s.prefix + "replicas"
-	if err := s.heartbeat(ctx); err != nil {
+	err := s.heartbeat(ctx)
+	if err != nil && (opts.Fallback == nil || !errors.Is(redisError("", err), ErrUnavailable)) {
 		return nil, redisError("open", err)
 	}
-	s.healthy.Store(true)
+	s.healthy.Store(err == nil)
 	s.wg.Add(2)
 	go s.commitLoop()
 	go s.heartbeatLoop()
@@ -171,10 +186,11 @@ func (s *Store) claimKey(replica string) string  { return s.prefix + "claim:" + 
 // Append adds data to this replica's stream. Concurrent Appends are sent
 // together, in one MULTI/EXEC pipeline (one round trip) per group of up to
 // MaxGroup; an Append waits for the group before it. When it returns nil the
-// item is in Redis, as durable as Redis's persistence makes it. The store has
-// no byte bound of its own (Redis's maxmemory is the bound: an Append Redis
-// refuses fails with its error), so wait is unused and ErrFull never
-// returned.
+// item is in Redis, as durable as Redis's persistence makes it (or, when
+// Redis is unavailable and Options.Fallback is set, in the fallback store).
+// The store has no byte bound of its own (Redis's maxmemory is the bound: an
+// Append Redis refuses fails with its error), so wait is passed to the
+// fallback only, and ErrFull comes only from there.
 func (s *Store) Append(ctx context.Context, data []byte, accepted time.Time, wait bool) (journal.ID, error) {
 	r := &appendReq{data: append([]byte(nil), data...), accepted: accepted, done: make(chan struct{})}
 	s.mu.RLock()
@@ -191,10 +207,17 @@ func (s *Store) Append(ctx context.Context, data []byte, accepted time.Time, wai
 	s.mu.RUnlock()
 	select {
 	case <-r.done:
-		return r.id, r.err
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+	if r.err == nil || s.opts.Fallback == nil || !errors.Is(r.err, ErrUnavailable) {
+		return r.id, r.err
+	}
+	id, err := s.opts.Fallback.Append(ctx, data, accepted, wait)
+	if err != nil {
+		return "", fmt.Errorf("%w; and the fallback store failed: %w", r.err, err)
+	}
+	return localPrefix + id, nil
 }
 
 // commitLoop sends the queued Appends, a group per round trip: while one
@@ -302,7 +325,12 @@ func (s *Store) Finish(ids ...journal.ID) error {
 	}
 	byStream := map[string][]string{}
 	var bad []string
+	var local []journal.ID
 	for _, id := range ids {
+		if rest, ok := strings.CutPrefix(string(id), localPrefix); ok && s.opts.Fallback != nil {
+			local = append(local, journal.ID(rest))
+			continue
+		}
 		replica, entry, ok := parseID(id)
 		if !ok {
 			bad = append(bad, strconv.Quote(string(id)))
@@ -331,6 +359,11 @@ func (s *Store) Finish(ids ...journal.ID) error {
 			err = redisError("finish", err)
 		}
 	}
+	if len(local) > 0 {
+		if ferr := s.opts.Fallback.Finish(local...); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("redisjournal: finish in the fallback store: %w", ferr))
+		}
+	}
 	if len(bad) > 0 {
 		err = errors.Join(err, fmt.Errorf("redisjournal: finish: not an ID of this journal: %s", strings.Join(bad, ", ")))
 	}
@@ -340,8 +373,31 @@ func (s *Store) Finish(ids ...journal.ID) error {
 // Stats returns the store's counters. Items, Bytes and Oldest are those of
 // this replica's stream and the streams it took over, as read by its last
 // heartbeat (at most HeartbeatInterval old); Bytes is Redis's MEMORY USAGE
-// of those streams. Syncs counts the round trips of Append groups.
+// of those streams. Syncs counts the round trips of Append groups. The
+// fallback store's stats, if any, are added in.
 func (s *Store) Stats() journal.StoreStats {
+	st := s.redisStats()
+	if s.opts.Fallback == nil {
+		return st
+	}
+	fb := s.opts.Fallback.Stats()
+	st.Items += fb.Items
+	st.Bytes += fb.Bytes
+	st.MaxBytes = fb.MaxBytes
+	if !fb.Oldest.IsZero() && (st.Oldest.IsZero() || fb.Oldest.Before(st.Oldest)) {
+		st.Oldest = fb.Oldest
+	}
+	st.Appended += fb.Appended
+	st.Finished += fb.Finished
+	st.Recovered += fb.Recovered
+	st.Syncs += fb.Syncs
+	st.SyncTime += fb.SyncTime
+	st.Corrupt += fb.Corrupt
+	st.Takeovers += fb.Takeovers
+	return st
+}
+
+func (s *Store) redisStats() journal.StoreStats {
 	st := journal.StoreStats{
 		Appended:  s.appended.Load(),
 		Finished:  s.finished.Load(),

@@ -3,7 +3,9 @@ package redisjournal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -182,6 +184,10 @@ func decode(replica string, m redis.XMessage) (journal.Record, bool) {
 // the next interval, resuming where the delivery stopped. Recover returns
 // ctx's error when ctx ends, and journal.ErrClosed when the store is closed.
 // One Recover at a time per store.
+//
+// With Options.Fallback, the fallback's Recover runs alongside, its records'
+// IDs prefixed with "local:", and fn is called for one record at a time of
+// either; an error from either ends both.
 func (s *Store) Recover(ctx context.Context, fn func(journal.Record) error) error {
 	if s.isClosed() {
 		return journal.ErrClosed
@@ -190,6 +196,47 @@ func (s *Store) Recover(ctx context.Context, fn func(journal.Record) error) erro
 		return errors.New("redisjournal: Recover is already running on this store")
 	}
 	defer s.recovering.Store(false)
+	if s.opts.Fallback == nil {
+		return s.watch(ctx, fn)
+	}
+	var mu sync.Mutex
+	one := func(r journal.Record) error { // one record at a time, of either
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(r)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	local, watched := make(chan error, 1), make(chan error, 1)
+	go func() {
+		local <- s.opts.Fallback.Recover(ctx, func(r journal.Record) error {
+			r.ID = localPrefix + r.ID
+			return one(r)
+		})
+	}()
+	go func() { watched <- s.watch(ctx, one) }()
+	for {
+		select {
+		case err := <-local:
+			local = nil // done (a store that cannot take over returns nil when done)
+			if err != nil && ctx.Err() == nil {
+				cancel()
+				<-watched
+				return fmt.Errorf("redisjournal: recovering the fallback store: %w", err)
+			}
+		case err := <-watched:
+			cancel()
+			if local != nil {
+				<-local
+			}
+			return err
+		}
+	}
+}
+
+// watch is Recover on Redis: it looks for dead replicas every
+// HeartbeatInterval and takes them over, until ctx ends or fn fails.
+func (s *Store) watch(ctx context.Context, fn func(journal.Record) error) error {
 	suspects := map[string]time.Time{} // replicas seen dead, since when
 	t := time.NewTicker(s.opts.HeartbeatInterval)
 	defer t.Stop()
