@@ -24,7 +24,8 @@
 // Options.HeartbeatInterval. Recover, which keeps running until its context
 // ends, looks at the registered replicas every HeartbeatInterval; a replica
 // whose heartbeat key has been missing for two intervals is dead. The first
-// live replica to claim it (SET NX of a claim key, its TTL refreshed by the
+// live replica to claim it (SET NX of a claim key in a script that checks
+// the replica is still registered and silent, its TTL refreshed by the
 // claimer's heartbeat) hands its items to Recover's fn, oldest first, a page
 // at a time; once every item of the dead stream is finished, the stream,
 // its registration and the claim are deleted. A replica that restarts after

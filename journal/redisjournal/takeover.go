@@ -24,6 +24,20 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
+	// claimScript claims a dead replica: only while it is registered (a
+	// finished takeover unregisters it) and its heartbeat is missing, and
+	// only if no other replica holds the claim.
+	// KEYS: claim, heartbeat, registry. ARGV: replica (the claimer), dead
+	// replica, ttl in ms. Returns 1 if claimed.
+	claimScript = redis.NewScript(`
+if redis.call('sismember', KEYS[3], ARGV[2]) == 0 or redis.call('exists', KEYS[2]) == 1 then
+	return 0
+end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+	return 1
+end
+return 0`)
+
 	// releaseScript deletes a claim if this replica holds it.
 	// KEYS: claim. ARGV: replica.
 	releaseScript = redis.NewScript(`
@@ -173,8 +187,9 @@ func decode(replica string, m redis.XMessage) (journal.Record, bool) {
 // replicas whose heartbeat has been missing for two intervals more (seen
 // by this replica while its own heartbeats succeed, so that a Redis
 // restart is not taken for the death of every replica), claims one
-// exclusively (SET NX, with a TTL of DeadAfter refreshed by the heartbeat),
-// and calls fn for its items, oldest first. The claimed stream, its
+// exclusively (SET NX, with a TTL of DeadAfter refreshed by the heartbeat,
+// in a script that checks the replica is still registered and silent), and
+// calls fn for its items, oldest first. The claimed stream, its
 // registration and the claim are deleted once every item in it is finished.
 //
 // fn runs on Recover's goroutine and may block (backpressure): the claim
@@ -315,9 +330,10 @@ func (s *Store) scan(ctx context.Context, suspects map[string]time.Time, fn func
 		if now.Sub(since) < 2*s.opts.HeartbeatInterval {
 			continue
 		}
-		got, err := s.rdb.SetNX(rctx, s.claimKey(r), s.replica, s.opts.DeadAfter).Result()
-		if err != nil || !got {
-			continue // another replica holds it: its takeover, or a stale claim expiring
+		keys := []string{s.claimKey(r), s.hbKey(r), s.registry}
+		got, err := claimScript.Run(rctx, s.rdb, keys, s.replica, r, s.opts.DeadAfter.Milliseconds()).Int()
+		if err != nil || got != 1 {
+			continue // another replica holds it, took it over already, or it is back
 		}
 		delete(suspects, r)
 		c := &claim{next: "-"}
