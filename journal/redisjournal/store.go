@@ -52,7 +52,9 @@ type Options struct {
 	DeadAfter time.Duration
 
 	// Timeout bounds each round trip to Redis made for a group of Appends,
-	// a Finish, a heartbeat or a takeover. Zero means 1 s.
+	// a Finish, a heartbeat or a takeover. Zero means 1 s. Keep it well
+	// under DeadAfter: a heartbeat that takes longer than DeadAfter lets
+	// the replica be taken for dead.
 	Timeout time.Duration
 
 	// MaxGroup is the largest number of Appends sent in one round trip.
@@ -164,7 +166,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		stop:    make(chan struct{}),
 	}
 	s.registry = s.prefix + "replicas"
-	err := s.heartbeat(ctx)
+	hctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	err := s.heartbeat(hctx)
+	cancel()
 	if err != nil && (opts.Fallback == nil || !errors.Is(redisError("", err), ErrUnavailable)) {
 		return nil, redisError("open", err)
 	}
