@@ -380,6 +380,9 @@ func (s *Store) takeOver(ctx context.Context, r string, c *claim, fn func(journa
 			break
 		}
 		for _, m := range page {
+			if ctx.Err() != nil || s.isClosed() {
+				return nil
+			}
 			rec, ok := decode(r, m)
 			if !ok {
 				s.corrupt.Add(1)

@@ -184,3 +184,57 @@ func TestCloseIsAGoodbye(t *testing.T) {
 		t.Fatalf("takeover after Close took %v: the goodbye was not seen", took)
 	}
 }
+
+// The duplicate the package documents: a claimer that dies mid-way leaves
+// the items it was handing over to the next claimer, and those it had
+// handed but not finished are delivered again; the finished ones are not.
+func TestClaimerDiesMidway(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client(t)
+	dead := open(t, rdb, "midway")
+	ids := appendN(t, dead, 1000)
+	dead.Abandon()
+
+	b := open(t, rdb, "midway")
+	var handed []journal.ID
+	halfway := make(chan struct{})
+	release := make(chan struct{})
+	recoverUntilCleanup(t, b, func(r journal.Record) error {
+		if len(handed) == 100 {
+			close(halfway)
+			<-release // the claimer is stuck here when it dies
+			return nil
+		}
+		handed = append(handed, r.ID)
+		return nil
+	})
+	t.Cleanup(func() { close(release) }) // before the Recover's cleanup: LIFO
+	<-halfway
+	if err := b.Finish(handed[:50]...); err != nil {
+		t.Fatal(err)
+	}
+	b.Abandon()
+
+	c := open(t, rdb, "midway")
+	rec := newRecorder()
+	recoverUntilCleanup(t, c, rec.fn)
+	waitFor(t, 10*time.Second, "the second takeover", func() bool { return rec.len() == 950 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	finished := map[journal.ID]bool{}
+	for _, id := range handed[:50] {
+		finished[id] = true
+	}
+	for _, id := range ids {
+		want := 1
+		if finished[id] {
+			want = 0
+		}
+		if rec.count[id] != want {
+			t.Fatalf("%s delivered %d times by the second claimer, want %d", id, rec.count[id], want)
+		}
+	}
+	if st := c.Stats(); st.Takeovers != 1 {
+		t.Fatalf("takeovers: %d", st.Takeovers)
+	}
+}
