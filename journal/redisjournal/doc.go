@@ -85,18 +85,22 @@
 // within Options.Timeout (at once for a refused connection, with the
 // client options above): nothing acknowledged is lost, because nothing was
 // acknowledged; the caller (the journal layer's Add) reports the failure.
-// Or, with Options.Fallback (typically the local journal.Log), the Append
-// goes there instead: the item is acknowledged at the fallback's durability,
-// its ID is "local:" + the fallback's, and it is recovered from the
-// fallback by this machine's next start (other replicas cannot take it
-// over). Open with a Fallback succeeds with Redis unreachable.
-// Finish fails the same way; those items are delivered again after a
-// takeover. Heartbeats fail silently (this package logs nothing; go-redis
-// logs failed dials through its own logger, redis.SetLogger silences it) and
-// resume with Redis; a replica unreachable for longer than DeadAfter may be
-// taken over (see above). Redis restarted: the items it kept (its
-// persistence) are still in their streams and are delivered by their
-// replica's takeover as before; the replicas' heartbeats resume.
+// Finish fails the same way; those items stay and are delivered again
+// after a takeover. Heartbeats fail silently (this package logs nothing;
+// go-redis logs failed dials through its own logger, redis.SetLogger
+// silences it) and resume with Redis; a replica unreachable for longer than
+// DeadAfter may be taken over (see above).
+//
+// Or, with Options.Fallback (typically the local journal.Log), an Append
+// Redis cannot take goes there instead: the item is acknowledged at the
+// fallback's durability, its ID is "local:" + the fallback's, and it is
+// recovered from the fallback at this machine's next start (other replicas
+// cannot take it over). Open with a Fallback succeeds with Redis
+// unreachable.
+//
+// Redis restarted: the items it kept (its persistence) are still in their
+// streams and are delivered by their replica's takeover as before; the
+// replicas' heartbeats resume.
 //
 // The store has no byte bound of its own: Redis's maxmemory is the bound
 // (with the noeviction policy, an Append Redis refuses fails with its OOM
