@@ -26,9 +26,10 @@ var ErrUnavailable = errors.New("redisjournal: redis unavailable")
 // Options configure a [Store]. Client and Name are required; every other
 // zero field takes the default its comment gives.
 type Options struct {
-	// Client is the Redis client (a *redis.Client or a failover client; a
-	// cluster client works too: every key of a journal shares one hash
-	// slot). It is not closed by Close. Give it ContextTimeoutEnabled, so
+	// Client is the Redis client (a *redis.Client or a failover client;
+	// every key of a journal shares one hash slot, so a cluster client
+	// should work too, though only a single server is tested). It is not
+	// closed by Close. Give it ContextTimeoutEnabled, so
 	// that a round trip ends at Timeout even when Redis hangs, MaxRetries
 	// -1 and DialerRetries 1, so that an unreachable Redis fails an Append
 	// at once instead of after retries (go-redis's defaults retry a refused
