@@ -232,3 +232,63 @@ func TestCrashTakeover(t *testing.T) {
 	t.Logf("%d rounds, %d acknowledged unfinished items all delivered by the other replica; slowest takeover %v (HeartbeatInterval %v, DeadAfter %v)",
 		rounds, total, worst.Round(time.Millisecond), testHeartbeat, testDeadAfter)
 }
+
+// A replica stalled longer than DeadAfter (SIGSTOP) is taken over while
+// alive; when it comes back its heartbeat makes the claimer let go, it
+// keeps its stream and is not taken over again while it lives; killed
+// later, it is taken over once more and every acknowledged unfinished item
+// has been delivered at least once.
+func TestPausedReplicaComesBack(t *testing.T) {
+	srv := startRedis(t, false)
+	rdb := srv.Client(t)
+	b := open(t, rdb, "crash")
+	rec := newRecorder()
+	recoverUntilCleanup(t, b, rec.fn)
+	c := startChild(t, srv.Addr())
+	t.Cleanup(func() { _ = c.cmd.Process.Kill(); <-c.read; _ = c.cmd.Wait() })
+	waitFor(t, 20*time.Second, "the child's acknowledgements", func() bool { return c.ackedCount() >= 500 })
+	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the takeover of the stalled replica", func() bool { return b.Stats().Takeovers == 1 && rec.len() > 0 })
+	if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	replica := c.replica
+	c.mu.Unlock()
+	ctx := context.Background()
+	waitFor(t, 10*time.Second, "the claimer to let go of the replica that came back", func() bool {
+		n, _ := rdb.Exists(ctx, "muster:journal:{crash}:claim:"+replica).Result()
+		return n == 0
+	})
+	resumed := c.ackedCount()
+	waitFor(t, 20*time.Second, "the child to go on appending", func() bool { return c.ackedCount() >= resumed+2000 })
+	if n := b.Stats().Takeovers; n != 1 {
+		t.Fatalf("%d takeovers of a live replica", n)
+	}
+	if ok, _ := rdb.SIsMember(ctx, "muster:journal:{crash}:replicas", replica).Result(); !ok {
+		t.Fatal("the replica that came back lost its registration")
+	}
+
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.read
+	_ = c.cmd.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	waitFor(t, 10*time.Second, "every acknowledged unfinished item", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for id := range c.acked {
+			if !c.finishing[id] && rec.count[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if n := b.Stats().Takeovers; n != 2 {
+		t.Fatalf("%d takeovers, want 2", n)
+	}
+}
