@@ -37,8 +37,9 @@ func (quiet) Printf(context.Context, string, ...any) {}
 func childMain() int {
 	redis.SetLogger(quiet{})
 	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv(childEnv), DialTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	hb, dead := crashTimings()
 	s, err := redisjournal.Open(context.Background(), redisjournal.Options{
-		Client: rdb, Name: "crash", HeartbeatInterval: testHeartbeat, DeadAfter: testDeadAfter,
+		Client: rdb, Name: "crash", HeartbeatInterval: hb, DeadAfter: dead,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -123,6 +124,16 @@ func (c *child) ackedCount() int {
 	return len(c.acked)
 }
 
+// crashTimings are the crash test's HeartbeatInterval and DeadAfter: the
+// tests' (50 ms, 250 ms), or MUSTER_CRASH_HEARTBEAT and 5 times it (the
+// defaults' ratio: MUSTER_CRASH_HEARTBEAT=1s measures the default bound).
+func crashTimings() (hb, dead time.Duration) {
+	if d, err := time.ParseDuration(os.Getenv("MUSTER_CRASH_HEARTBEAT")); err == nil && d > 0 {
+		return d, 5 * d
+	}
+	return testHeartbeat, testDeadAfter
+}
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
@@ -135,7 +146,7 @@ func envInt(name string, def int) int {
 // a restarted child) takes over and delivers every ID the child
 // acknowledged and had not finished, exactly once, and none it had
 // finished. MUSTER_CRASH_ROUNDS sets the rounds (3 by default),
-// MUSTER_CRASH_SEED the seed.
+// MUSTER_CRASH_SEED the seed, MUSTER_CRASH_HEARTBEAT the timings.
 func TestCrashTakeover(t *testing.T) {
 	srv := startRedis(t, false)
 	rdb := srv.Client(t)
@@ -144,7 +155,8 @@ func TestCrashTakeover(t *testing.T) {
 	t.Logf("%d rounds, MUSTER_CRASH_SEED=%d", rounds, seed)
 	rnd := rand.New(rand.NewPCG(seed, 0))
 
-	b := open(t, rdb, "crash")
+	hb, dead := crashTimings()
+	b := openWith(t, redisjournal.Options{Client: rdb, Name: "crash", HeartbeatInterval: hb, DeadAfter: dead})
 	rec := newRecorder()
 	recoverUntilCleanup(t, b, rec.fn)
 	var worst time.Duration
@@ -152,7 +164,7 @@ func TestCrashTakeover(t *testing.T) {
 	for round := range rounds {
 		c := startChild(t, srv.Addr())
 		want := 200 + rnd.IntN(5000)
-		waitFor(t, 20*time.Second, "the child's acknowledgements", func() bool { return c.ackedCount() >= want })
+		waitFor(t, 20*time.Second+dead, "the child's acknowledgements", func() bool { return c.ackedCount() >= want })
 		time.Sleep(time.Duration(rnd.IntN(200)) * time.Millisecond) // a random moment to kill it
 		if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -179,7 +191,7 @@ func TestCrashTakeover(t *testing.T) {
 			}
 			return true
 		}
-		if !waitUntil(10*time.Second, delivered) {
+		if !waitUntil(10*time.Second+2*dead, delivered) {
 			keys, _ := rdb.Keys(context.Background(), "*").Result()
 			missing := 0
 			rec.mu.Lock()
@@ -194,15 +206,33 @@ func TestCrashTakeover(t *testing.T) {
 		took := time.Since(killed)
 		worst = max(worst, took)
 
-		rec.mu.Lock()
-		var mine []journal.ID
-		unacked := 0
-		for id, n := range rec.count {
-			if !strings.HasPrefix(string(id), c.replica+"/") {
-				continue
+		// Finish what the other replica delivered (it may still be handing
+		// over the ambiguous items: finishing, or appended and not
+		// acknowledged), until the emptied stream is deleted.
+		done := map[journal.ID]bool{}
+		waitFor(t, 5*time.Second+2*dead, "the dead replica's stream to be deleted", func() bool {
+			var fin []journal.ID
+			rec.mu.Lock()
+			for id := range rec.count {
+				if strings.HasPrefix(string(id), c.replica+"/") && !done[id] {
+					fin = append(fin, id)
+					done[id] = true
+				}
 			}
-			mine = append(mine, id)
-			if n != 1 {
+			rec.mu.Unlock()
+			for i := 0; i < len(fin); i += 1000 {
+				if err := b.Finish(fin[i:min(i+1000, len(fin))]...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, _ := rdb.Exists(context.Background(), "muster:journal:{crash}:s:"+c.replica).Result()
+			return n == 0
+		})
+
+		rec.mu.Lock()
+		unacked := 0
+		for id := range done {
+			if n := rec.count[id]; n != 1 {
 				t.Errorf("%s delivered %d times", id, n)
 			}
 			if c.finished[id] {
@@ -214,23 +244,14 @@ func TestCrashTakeover(t *testing.T) {
 		}
 		rec.mu.Unlock()
 		t.Logf("round %d: %d acknowledged, %d finished, %d delivered by the other replica (%d never acknowledged), kill → all delivered in %v",
-			round, len(c.acked), len(c.finished), len(mine), unacked, took.Round(time.Millisecond))
+			round, len(c.acked), len(c.finished), len(done), unacked, took.Round(time.Millisecond))
 		total += len(need)
-		for i := 0; i < len(mine); i += 1000 {
-			if err := b.Finish(mine[i:min(i+1000, len(mine))]...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		waitFor(t, 5*time.Second, "the dead replica's stream to be deleted", func() bool {
-			n, _ := rdb.Exists(context.Background(), "muster:journal:{crash}:s:"+c.replica).Result()
-			return n == 0
-		})
 	}
 	if st := b.Stats(); st.Takeovers != uint64(rounds) {
 		t.Errorf("takeovers: %d, want %d", st.Takeovers, rounds)
 	}
-	t.Logf("%d rounds, %d acknowledged unfinished items all delivered by the other replica; slowest takeover %v (HeartbeatInterval %v, DeadAfter %v)",
-		rounds, total, worst.Round(time.Millisecond), testHeartbeat, testDeadAfter)
+	t.Logf("%d rounds, %d acknowledged unfinished items all delivered by the other replica; slowest takeover %v (HeartbeatInterval %v, DeadAfter %v: bound %v)",
+		rounds, total, worst.Round(time.Millisecond), hb, dead, dead+3*hb)
 }
 
 // A replica stalled longer than DeadAfter (SIGSTOP) is taken over while

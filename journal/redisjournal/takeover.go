@@ -327,8 +327,8 @@ func (s *Store) scan(ctx context.Context, suspects map[string]time.Time, fn func
 			suspects[r] = now
 			continue
 		}
-		if now.Sub(since) < 2*s.opts.HeartbeatInterval {
-			continue
+		if now.Sub(since) < 3*s.opts.HeartbeatInterval/2 {
+			continue // seen dead at three looks (two intervals), with the ticker's jitter
 		}
 		keys := []string{s.claimKey(r), s.hbKey(r), s.registry}
 		got, err := claimScript.Run(rctx, s.rdb, keys, s.replica, r, s.opts.DeadAfter.Milliseconds()).Int()
