@@ -23,7 +23,8 @@
 // Each replica sets a heartbeat key with a TTL of Options.DeadAfter every
 // Options.HeartbeatInterval. Recover, which keeps running until its context
 // ends, looks at the registered replicas every HeartbeatInterval; a replica
-// whose heartbeat key has been missing for two intervals is dead. The first
+// whose heartbeat key it saw missing at three looks in a row (two
+// intervals) is dead. The first
 // live replica to claim it (SET NX of a claim key in a script that checks
 // the replica is still registered and silent, its TTL refreshed by the
 // claimer's heartbeat) hands its items to Recover's fn, oldest first, a page
@@ -50,7 +51,7 @@
 // A dead replica's items start to be delivered by another replica at most
 // DeadAfter + 3 × HeartbeatInterval (plus a round trip) after its last
 // heartbeat: the heartbeat key expires DeadAfter after it was set, a live
-// replica sees it missing at its next look, and claims it after two more
+// replica sees it missing at its next look, and claims it two looks later
 // intervals. With the defaults (1 s, 5 s): 8 s; measured 7.5 s (two
 // rounds of TestCrashTakeover with MUSTER_CRASH_HEARTBEAT=1s). Measured with 50 ms and
 // 250 ms (bound 400 ms), from the SIGKILL of a replica appending from 16
@@ -76,7 +77,7 @@
 //   - an Append returned an error after the entry reached Redis (a reply
 //     lost, a timeout): the item was not acknowledged, but it is delivered.
 //
-// The two-interval confirmation keeps a Redis restart from being taken for
+// The confirmation over three looks keeps a Redis restart from being taken for
 // the death of every replica: a replica that saw its own heartbeat fail
 // looks again from the start, and the others have by then heartbeated.
 //

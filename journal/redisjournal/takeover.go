@@ -184,7 +184,7 @@ func decode(replica string, m redis.XMessage) (journal.Record, bool) {
 
 // Recover hands fn the items of the journal's dead replicas, taking them
 // over one replica at a time. Every HeartbeatInterval it looks for
-// replicas whose heartbeat has been missing for two intervals more (seen
+// replicas whose heartbeat key it saw missing at three looks in a row (seen
 // by this replica while its own heartbeats succeed, so that a Redis
 // restart is not taken for the death of every replica), claims one
 // exclusively (SET NX, with a TTL of DeadAfter refreshed by the heartbeat,
