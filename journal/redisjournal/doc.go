@@ -24,14 +24,13 @@
 // Options.HeartbeatInterval. Recover, which keeps running until its context
 // ends, looks at the registered replicas every HeartbeatInterval; a replica
 // whose heartbeat key it saw missing at three looks in a row (two
-// intervals) is dead. The first
-// live replica to claim it (SET NX of a claim key in a script that checks
-// the replica is still registered and silent, its TTL refreshed by the
-// claimer's heartbeat) hands its items to Recover's fn, oldest first, a page
-// at a time; once every item of the dead stream is finished, the stream,
-// its registration and the claim are deleted. A replica that restarts after
-// a crash is a new identity: its old stream is taken over like any other
-// dead replica's, by it or by another.
+// intervals) is dead. The first live replica to claim it (SET NX of a claim
+// key in a script that checks the replica is still registered and silent,
+// its TTL refreshed by the claimer's heartbeat) hands its items to
+// Recover's fn, oldest first, a page at a time; once every item of the dead
+// stream is finished, the stream, its registration and the claim are
+// deleted. A replica that restarts after a crash is a new identity: its old
+// stream is taken over like any other dead replica's, by it or by another.
 //
 // # What survives, and the loss window
 //
@@ -49,16 +48,18 @@
 // # Takeover bound
 //
 // A dead replica's items start to be delivered by another replica at most
-// DeadAfter + 3 × HeartbeatInterval (plus a round trip) after its last
+// DeadAfter + 3 × HeartbeatInterval (plus a few round trips) after its last
 // heartbeat: the heartbeat key expires DeadAfter after it was set, a live
-// replica sees it missing at its next look, and claims it two looks later
-// intervals. With the defaults (1 s, 5 s): 8 s; measured 7.5 s (two
-// rounds of TestCrashTakeover with MUSTER_CRASH_HEARTBEAT=1s). Measured with 50 ms and
-// 250 ms (bound 400 ms), from the SIGKILL of a replica appending from 16
+// replica sees it missing at its next look, and claims it two looks later.
+// With the defaults (1 s, 5 s): 8 s; measured 7.5 s from the SIGKILL to the
+// last acknowledged item delivered (TestCrashTakeover with
+// MUSTER_CRASH_HEARTBEAT=1s, two rounds). With the tests' 50 ms and 250 ms
+// (bound 400 ms), from the SIGKILL of a replica appending from 16
 // goroutines to the last of its acknowledged unfinished items delivered by
-// another replica's Recover, 640 to 4,614 items per round: 344 to 526 ms
-// over 20 rounds (TestCrashTakeover with -race on a loaded 2-core machine;
-// MUSTER_CRASH_ROUNDS=20 go test -race -run Crash -v).
+// another replica's Recover, 640 to 4,614 items per round: 344 to 782 ms
+// over 20 rounds, the delivery of the items included (TestCrashTakeover
+// with -race on a loaded 2-core machine; MUSTER_CRASH_ROUNDS=20 go test
+// -race -run Crash -v).
 //
 // # At least once: when an item is delivered twice
 //
