@@ -160,6 +160,15 @@ const DefaultMaxKeys = 1024
 // PendingWorkCapacity bounds the items queued across all keys (backpressure
 // is shared: what telemetry reports as capacity is what producers meet).
 //
+// By default one key can therefore use all of it: a tenant adding 100 times
+// faster than the others fills PendingWorkCapacity and the others' Adds
+// block (or fail) with it. MaxPendingPerKey makes the client fair to keys:
+// it holds a key that has a batch waiting to that many items, so that the
+// rest of the capacity stays with the other keys, and gives free slots to
+// the keys with batches waiting in turn, so that a quiet key's batch waits
+// for at most one batch of each other key. KeyStats and TopKeys find the
+// key that holds the most.
+//
 // Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
 // Key(items[0]), and FireInfo.Key for hooks.
 //
@@ -195,7 +204,30 @@ type Keyed[K comparable, T any] struct {
 	// the oldest batch waiting for a slot, before Overflow applies.
 	PendingWorkCapacity uint
 
-	// Overflow says what Add does when the pending capacity is used up.
+	// MaxPendingPerKey bounds one key's share. While a batch of a key waits
+	// for a slot, the key may hold at most this many items that have not
+	// fired (in its open batch and its waiting batches: KeyStats.Pending);
+	// at that many, an Add of that key meets the Overflow policy as at full
+	// capacity (OverflowFail's error matches ErrFull; OverflowDropOldest
+	// drops that key's oldest queued item, never another key's), while the
+	// other keys' items are still taken, up to PendingWorkCapacity. A key
+	// thus never holds more than max(MaxPendingPerKey, MaxBatchSize) such
+	// items (MaxBatchSize > 0), and a loud key leaves the other keys at
+	// least PendingWorkCapacity - MaxPendingPerKey; size it below
+	// PendingWorkCapacity, and at least MaxBatchSize so that a held key
+	// still fills batches.
+	//
+	// It also makes admission fair: a free slot goes to the oldest waiting
+	// batch of the key served longest ago, round-robin over the keys with
+	// batches waiting, instead of to the oldest batch of all; so a quiet
+	// key's batch waits behind at most one batch of each other key, not
+	// behind a loud key's backlog.
+	//
+	// Zero: no per-key bound, and batches get slots oldest first.
+	MaxPendingPerKey uint
+
+	// Overflow says what Add does when the pending capacity, or a key's
+	// MaxPendingPerKey, is used up.
 	Overflow Overflow
 
 	// MaxKeys bounds the live keys. Zero: DefaultMaxKeys.
@@ -250,7 +282,7 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 	fire := k.Fire
 	c := config[K, T]{
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
-		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
+		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), perKey: clamp(k.MaxPendingPerKey), overflow: k.Overflow,
 		sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
 		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
 	}
@@ -319,4 +351,28 @@ func (k *Keyed[K, T]) Stats() Stats {
 		return Stats{}
 	}
 	return k.e.snapshot()
+}
+
+// KeyStats returns one key's share of the client: its items not yet fired,
+// its batches waiting and in flight. It reports false for a key that is not
+// live (never added, or evicted), and before Start. It takes the client's
+// locks for a map lookup.
+func (k *Keyed[K, T]) KeyStats(key K) (KeyStats[K], bool) {
+	if k.e == nil {
+		return KeyStats[K]{}, false
+	}
+	return k.e.keyStats(key)
+}
+
+// TopKeys returns the n keys holding the most, most first: by
+// KeyStats.Pending, then Waiting, then InFlight. Keys holding nothing are
+// left out, so it may return fewer. It is for finding the loud tenant
+// without a metric label per key (a dashboard's top-k): it reads every live
+// key (at most MaxKeys) under the client's locks, about 10-20 ns a key, so
+// call it at scrape intervals, not per item.
+func (k *Keyed[K, T]) TopKeys(n int) []KeyStats[K] {
+	if k.e == nil {
+		return nil
+	}
+	return k.e.topKeys(n)
 }
