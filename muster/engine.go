@@ -16,7 +16,8 @@ import (
 // form a FIFO in the order they opened, which is the order of their
 // deadlines: one timer, on the oldest, closes them at BatchTimeout. A closed
 // batch joins the ready queue; it is admitted (takes an in-flight slot, and
-// only then Fires) while fewer than MaxConcurrentBatches are in flight. No
+// only then Fires) while fewer than MaxConcurrentBatches are in flight:
+// oldest first, or round-robin over keys with MaxPendingPerKey. No
 // goroutine exists for a batch in the ready queue: the goroutine of a batch
 // that is done runs the next admitted batch itself.
 //
@@ -939,7 +940,9 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 // longest ago (a key never served first, then oldest first). A key's
 // batches keep their order, and each key with batches waiting gets a slot
 // in turn, whatever the others' backlog: round-robin over keys. It scans
-// the ready queue, which the pending bounds keep short. It needs fmu.
+// the ready queue (PendingWorkCapacity bounds its length, since every
+// batch behind the oldest holds an item it counts), stopping at a key never
+// served. It needs fmu.
 func (e *engine[K, T]) nextLocked() int {
 	best := 0
 	for i := 1; i < len(e.ready) && e.ready[best].ks.served > 0; i++ {
