@@ -1618,29 +1618,41 @@ func (ks *keyState[K, T]) statsLocked() KeyStats[K] {
 }
 
 // topKeys returns the n keys holding the most. It takes both locks while it
-// reads every live key, and sorts after releasing them.
+// reads every live key, keeping the n first in order as it goes (an
+// insertion into n entries: n is small, a dashboard's top-k).
 func (e *engine[K, T]) topKeys(n int) []KeyStats[K] {
 	if n <= 0 {
 		return nil
 	}
-	var all []KeyStats[K]
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	top := make([]KeyStats[K], 0, min(n, len(e.keys)))
 	for _, ks := range e.keys {
-		if s := ks.statsLocked(); s.Pending > 0 || s.Waiting > 0 || s.InFlight > 0 {
-			all = append(all, s)
+		s := ks.statsLocked()
+		if s.Pending == 0 && s.Waiting == 0 && s.InFlight == 0 || len(top) == n && !holdsMore(s, top[n-1]) {
+			continue
+		}
+		if len(top) < n {
+			top = append(top, s)
+		} else {
+			top[n-1] = s
+		}
+		for i := len(top) - 1; i > 0 && holdsMore(top[i], top[i-1]); i-- {
+			top[i], top[i-1] = top[i-1], top[i]
 		}
 	}
-	e.fmu.Unlock()
-	e.mu.Unlock()
-	slices.SortFunc(all, func(a, b KeyStats[K]) int {
-		if a.Pending != b.Pending {
-			return b.Pending - a.Pending
-		}
-		if a.Waiting != b.Waiting {
-			return b.Waiting - a.Waiting
-		}
-		return b.InFlight - a.InFlight
-	})
-	return all[:min(n, len(all))]
+	return top
+}
+
+// holdsMore orders TopKeys: by Pending, then Waiting, then InFlight.
+func holdsMore[K comparable](a, b KeyStats[K]) bool {
+	if a.Pending != b.Pending {
+		return a.Pending > b.Pending
+	}
+	if a.Waiting != b.Waiting {
+		return a.Waiting > b.Waiting
+	}
+	return a.InFlight > b.InFlight
 }

@@ -351,3 +351,26 @@ func TestMaxPendingPerKeyManyProducers(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkKeyedTopKeys measures TopKeys(10) over DefaultMaxKeys live keys,
+// each holding an item: the cost of a top-k scrape, during which producers
+// wait for the client's locks.
+func BenchmarkKeyedTopKeys(b *testing.B) {
+	k := &muster.Keyed[int, int]{Key: func(v int) int { return v }, MaxBatchSize: 10, BatchTimeout: time.Hour,
+		Fire: func(context.Context, []int) error { return nil }}
+	if err := k.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer k.Stop()
+	for i := range muster.DefaultMaxKeys {
+		if err := k.Add(context.Background(), i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := k.TopKeys(10); len(got) != 10 {
+			b.Fatalf("%d keys", len(got))
+		}
+	}
+}
