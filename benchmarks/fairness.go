@@ -278,18 +278,34 @@ func (r *FairnessReport) Markdown(w io.Writer, command string) {
 		}
 		ratio := "1"
 		if sc != "quiet" {
-			ratio = fmt.Sprintf("%.2f", r.Ratio(sc, func(s FairnessSample) time.Duration { return s.QuietP99 }))
+			ratio = fmt.Sprintf("%.3g", r.Ratio(sc, func(s FairnessSample) time.Duration { return s.QuietP99 }))
+			if len(ratio) > 5 { // 1e+03 and above
+				ratio = fmt.Sprintf("%.0f", r.Ratio(sc, func(s FairnessSample) time.Duration { return s.QuietP99 }))
+			}
 		}
 		loudRate := "-"
 		if sc != "quiet" {
 			loudRate = fmt.Sprintf("%.0f", float64(taken)/(float64(len(ss))*r.Config.Duration.Seconds()))
 		}
 		fmt.Fprintf(w, "| %s | %v | %v | %s | %v | %d of %d | %v | %s | %d |\n", sc,
-			med(ss, func(s FairnessSample) time.Duration { return s.QuietP50 }).Round(100*time.Nanosecond),
-			med(ss, func(s FairnessSample) time.Duration { return s.QuietP99 }).Round(100*time.Nanosecond), ratio,
-			med(ss, func(s FairnessSample) time.Duration { return s.QuietMax }).Round(time.Microsecond),
+			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietP50 })),
+			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietP99 })), ratio,
+			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietMax })),
 			lost, adds,
-			med(ss, func(s FairnessSample) time.Duration { return s.QuietWaitP99 }).Round(100*time.Microsecond),
+			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietWaitP99 })),
 			loudRate, maxPending)
 	}
+}
+
+// short rounds d to about three significant digits.
+func short(d time.Duration) time.Duration {
+	switch {
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Microsecond:
+		return d.Round(100 * time.Nanosecond)
+	}
+	return d
 }
