@@ -213,9 +213,10 @@ type Keyed[K comparable, T any] struct {
 	// other keys' items are still taken, up to PendingWorkCapacity. A key
 	// thus never holds more than max(MaxPendingPerKey, MaxBatchSize) such
 	// items (MaxBatchSize > 0), and a loud key leaves the other keys at
-	// least PendingWorkCapacity - MaxPendingPerKey; size it below
-	// PendingWorkCapacity, and at least MaxBatchSize so that a held key
-	// still fills batches.
+	// least PendingWorkCapacity - MaxPendingPerKey. It must be below
+	// PendingWorkCapacity (Start fails otherwise: one key could still fill
+	// it); make it at least MaxBatchSize, so that a held key still fills
+	// batches.
 	//
 	// It also makes admission fair: a free slot goes to the oldest waiting
 	// batch of the key served longest ago, round-robin over the keys with
@@ -276,6 +277,9 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, k.Overflow)
 	case k.BatchTimeout < 0 || k.MaxKeys < 0 || k.KeyIdleTimeout < 0:
 		return fmt.Errorf("%w: negative BatchTimeout, MaxKeys or KeyIdleTimeout", ErrInvalidConfig)
+	case k.MaxPendingPerKey > 0 && k.MaxPendingPerKey >= k.PendingWorkCapacity:
+		return fmt.Errorf("%w: MaxPendingPerKey %d must be below PendingWorkCapacity %d, or one key can still fill it",
+			ErrInvalidConfig, k.MaxPendingPerKey, k.PendingWorkCapacity)
 	case k.e != nil:
 		return ErrAlreadyStarted
 	}

@@ -325,8 +325,8 @@ func FuzzInvariants(f *testing.F) {
 		if (r.path == 0 || r.path == 3) && policy >= 128 {
 			r.maxBytes = uint(policy%32) + 7
 		}
-		if r.path == 3 {
-			r.perKey = uint(capacity/10%4) * 5
+		if r.path == 3 && r.capacity > 1 {
+			r.perKey = min(uint(capacity/10%4)*5, r.capacity-1) // below PendingWorkCapacity, as Start requires
 		}
 		if r.max == 0 && r.timeout == 0 {
 			r.max = 1
