@@ -251,8 +251,12 @@ func (e *engine[K, T]) info() ClientInfo {
 	if e.keyFn != nil {
 		mk = e.maxKeys
 	}
-	return ClientInfo{ID: e.id, Name: e.name, MaxBatchSize: e.max, BatchTimeout: e.timeout,
+	ci := ClientInfo{ID: e.id, Name: e.name, MaxBatchSize: e.max, BatchTimeout: e.timeout,
 		MaxConcurrentBatches: e.limit, PendingWorkCapacity: e.capacity, MaxKeys: mk, Stats: e.snapshot}
+	if e.keyFn != nil {
+		ci.MaxPendingPerKey, ci.TopKeys = e.perKey, e.topKeysAny
+	}
+	return ci
 }
 
 // observe asks the observer for this client's hooks; Start calls it before
@@ -1644,6 +1648,19 @@ func (e *engine[K, T]) topKeys(n int) []KeyStats[K] {
 		}
 	}
 	return top
+}
+
+// topKeysAny is topKeys for ClientInfo, whose observers do not know K.
+func (e *engine[K, T]) topKeysAny(n int) []KeyStats[any] {
+	top := e.topKeys(n)
+	if top == nil {
+		return nil
+	}
+	out := make([]KeyStats[any], len(top))
+	for i, s := range top {
+		out[i] = KeyStats[any]{Key: s.Key, Pending: s.Pending, Waiting: s.Waiting, InFlight: s.InFlight}
+	}
+	return out
 }
 
 // holdsMore orders TopKeys: by Pending, then Waiting, then InFlight.

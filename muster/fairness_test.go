@@ -394,3 +394,42 @@ func BenchmarkKeyedTopKeys(b *testing.B) {
 		}
 	}
 }
+
+// An observer, which does not know a Keyed's key type, reads the top keys
+// through ClientInfo.TopKeys (a dashboard's top-k, at scrape time), and
+// learns MaxPendingPerKey; a Batcher has neither.
+func TestClientInfoTopKeys(t *testing.T) {
+	var infos []muster.ClientInfo
+	obs := observerFunc(func(c muster.ClientInfo) *muster.Hooks { infos = append(infos, c); return nil })
+	release := make(chan struct{})
+	k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 10,
+		MaxPendingPerKey: 5, Hooks: obs, Fire: func(context.Context, []kitem) error { <-release; return nil }}
+	startKeyed(t, k)
+	b := &muster.Batcher[int]{MaxBatchSize: 2, Hooks: obs, Fire: func(context.Context, []int) error { return nil }}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"x", "x", "y", "x", "x", "x"} {
+		if err := k.Add(context.Background(), kitem{key, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ki, bi := infos[0], infos[1]
+	want := []muster.KeyStats[any]{{Key: "x", Pending: 3, Waiting: 1, InFlight: 1}, {Key: "y", Pending: 1}}
+	if got := ki.TopKeys(5); !slices.Equal(got, want) || ki.MaxPendingPerKey != 5 {
+		t.Errorf("ClientInfo.TopKeys(5) = %+v, MaxPendingPerKey %d; want %+v, 5", got, ki.MaxPendingPerKey, want)
+	}
+	if got := ki.TopKeys(1); !slices.Equal(got, want[:1]) {
+		t.Errorf("ClientInfo.TopKeys(1) = %+v", got)
+	}
+	if bi.TopKeys != nil || bi.MaxPendingPerKey != 0 {
+		t.Error("a Batcher's ClientInfo has TopKeys or MaxPendingPerKey")
+	}
+	close(release)
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
