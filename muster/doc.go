@@ -45,8 +45,8 @@
 // a batch waiting holds at most that many items that have not fired (its
 // further Adds meet the Overflow policy while other keys' items are still
 // taken), and free slots go round-robin to the keys with batches waiting
-// instead of oldest first. Keyed.KeyStats and Keyed.TopKeys show which key
-// holds the most.
+// instead of oldest first. Keyed.KeyStats and Keyed.TopKeys (and, for an
+// observer, ClientInfo.TopKeys) show which key holds the most.
 //
 // # What happens to items
 //
