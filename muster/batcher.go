@@ -165,8 +165,8 @@ const DefaultMaxKeys = 1024
 // block (or fail) with it. MaxPendingPerKey makes the client fair to keys:
 // it holds a key that has a batch waiting to that many items, so that the
 // rest of the capacity stays with the other keys, and gives free slots to
-// the keys with batches waiting in turn, so that a quiet key's batch waits
-// for at most one batch of each other key. KeyStats and TopKeys find the
+// the keys with batches waiting in turn, so that at most one batch of each
+// other key gets a slot before a quiet key's. KeyStats and TopKeys find the
 // key that holds the most.
 //
 // Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
@@ -220,9 +220,9 @@ type Keyed[K comparable, T any] struct {
 	//
 	// It also makes admission fair: a free slot goes to the oldest waiting
 	// batch of the key served longest ago, round-robin over the keys with
-	// batches waiting, instead of to the oldest batch of all; so a quiet
-	// key's batch waits behind at most one batch of each other key, not
-	// behind a loud key's backlog.
+	// batches waiting, instead of to the oldest batch of all; so at most
+	// one batch of each other key gets a slot before a quiet key's, however
+	// long a loud key's backlog.
 	//
 	// Zero: no per-key bound, and batches get slots oldest first.
 	MaxPendingPerKey uint
@@ -286,8 +286,8 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 	fire := k.Fire
 	c := config[K, T]{
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
-		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), perKey: clamp(k.MaxPendingPerKey), overflow: k.Overflow,
-		sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
+		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
+		perKey: clamp(k.MaxPendingPerKey), sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
 		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
 	}
 	if keyed {
