@@ -64,7 +64,9 @@ type FairnessSample struct {
 	QuietP50, QuietP99        time.Duration // quiet Add latency
 	QuietMax                  time.Duration
 	QuietWaitP99              time.Duration // a quiet item's time from Add to its batch firing
+	QuietBatches              int // quiet batches that fired while producers added
 	LoudAdds, LoudTaken       int
+	LoudFired                 int // loud items whose batch fired while producers added
 	LoudWaitP99               time.Duration
 	MaxLoudPending, MaxQueued int // sampled every 10 ms
 }
@@ -81,6 +83,9 @@ func RunFairnessScenario(cfg FairnessConfig, scenario string) (FairnessSample, e
 	var mu sync.Mutex
 	var quietWaits, loudWaits []time.Duration
 	quietFired := 0
+	// The window producers add in; set before the first Add, which Fire
+	// follows.
+	var start, end time.Time
 	k := &muster.Keyed[int, fairItem]{
 		Key:                  func(it fairItem) int { return it.key },
 		MaxBatchSize:         fairBatch,
@@ -91,6 +96,13 @@ func RunFairnessScenario(cfg FairnessConfig, scenario string) (FairnessSample, e
 		Fire: func(ctx context.Context, items []fairItem) error {
 			now := time.Now()
 			mu.Lock()
+			if now.Before(end) {
+				if items[0].key == 0 {
+					s.LoudFired += len(items)
+				} else {
+					s.QuietBatches++
+				}
+			}
 			for _, it := range items {
 				if it.key == 0 {
 					loudWaits = append(loudWaits, now.Sub(it.at))
@@ -111,8 +123,8 @@ func RunFairnessScenario(cfg FairnessConfig, scenario string) (FairnessSample, e
 		return s, err
 	}
 	ctx := context.Background()
-	start := time.Now()
-	end := start.Add(cfg.Duration)
+	start = time.Now()
+	end = start.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	// Room for every sample up front: no allocation while producers run
 	// but the contexts of quiet Adds.
@@ -258,8 +270,8 @@ func (r *FairnessReport) Ratio(scenario string, f func(FairnessSample) time.Dura
 // Markdown writes a table of the medians over rounds, and the paired ratios.
 func (r *FairnessReport) Markdown(w io.Writer, command string) {
 	fmt.Fprintf(w, "```sh\n%s\n```\n\n", command)
-	fmt.Fprintln(w, "| scenario | quiet Add p50 | quiet Add p99 | p99 / quiet-only (paired) | quiet Add max | quiet items lost | quiet item to fire p99 | loud items taken/s | loud key's max pending |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | quiet Add p50 | quiet Add p99 | p99 / quiet-only (paired) | quiet Add max | quiet items lost | quiet item to fire p99 | quiet batches/s | loud items fired/s | loud key's max pending |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	med := func(ss []FairnessSample, f func(FairnessSample) time.Duration) time.Duration {
 		vs := make([]float64, len(ss))
 		for i, s := range ss {
@@ -269,11 +281,12 @@ func (r *FairnessReport) Markdown(w io.Writer, command string) {
 	}
 	for _, sc := range FairnessScenarios {
 		ss := r.Samples[sc]
-		lost, adds, taken, maxPending := 0, 0, 0, 0
+		lost, adds, taken, batches, maxPending := 0, 0, 0, 0, 0
 		for _, s := range ss {
 			lost += s.QuietLost
 			adds += s.QuietAdds
-			taken += s.LoudTaken
+			taken += s.LoudFired
+			batches += s.QuietBatches
 			maxPending = max(maxPending, s.MaxLoudPending)
 		}
 		ratio := "1"
@@ -283,17 +296,18 @@ func (r *FairnessReport) Markdown(w io.Writer, command string) {
 				ratio = fmt.Sprintf("%.0f", r.Ratio(sc, func(s FairnessSample) time.Duration { return s.QuietP99 }))
 			}
 		}
+		perSec := func(n int) float64 { return float64(n) / (float64(len(ss)) * r.Config.Duration.Seconds()) }
 		loudRate := "-"
 		if sc != "quiet" {
-			loudRate = fmt.Sprintf("%.0f", float64(taken)/(float64(len(ss))*r.Config.Duration.Seconds()))
+			loudRate = fmt.Sprintf("%.0f", perSec(taken))
 		}
-		fmt.Fprintf(w, "| %s | %v | %v | %s | %v | %d of %d | %v | %s | %d |\n", sc,
+		fmt.Fprintf(w, "| %s | %v | %v | %s | %v | %d of %d | %v | %.0f | %s | %d |\n", sc,
 			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietP50 })),
 			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietP99 })), ratio,
 			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietMax })),
 			lost, adds,
 			short(med(ss, func(s FairnessSample) time.Duration { return s.QuietWaitP99 })),
-			loudRate, maxPending)
+			perSec(batches), loudRate, maxPending)
 	}
 }
 
