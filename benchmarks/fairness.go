@@ -64,7 +64,7 @@ type FairnessSample struct {
 	QuietP50, QuietP99        time.Duration // quiet Add latency
 	QuietMax                  time.Duration
 	QuietWaitP99              time.Duration // a quiet item's time from Add to its batch firing
-	QuietBatches              int // quiet batches that fired while producers added
+	QuietBatches              int           // quiet batches that fired while producers added
 	LoudAdds, LoudTaken       int
 	LoudFired                 int // loud items whose batch fired while producers added
 	LoudWaitP99               time.Duration
