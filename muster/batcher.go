@@ -160,6 +160,15 @@ const DefaultMaxKeys = 1024
 // PendingWorkCapacity bounds the items queued across all keys (backpressure
 // is shared: what telemetry reports as capacity is what producers meet).
 //
+// By default one key can therefore use all of it: a tenant adding 100 times
+// faster than the others fills PendingWorkCapacity and the others' Adds
+// block (or fail) with it. MaxPendingPerKey makes the client fair to keys:
+// it holds a key that has a batch waiting to that many items, so that the
+// rest of the capacity stays with the other keys, and gives free slots to
+// the keys with batches waiting in turn, so that at most one batch of each
+// other key gets a slot before a quiet key's. KeyStats and TopKeys find the
+// key that holds the most.
+//
 // Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
 // Key(items[0]), and FireInfo.Key for hooks.
 //
@@ -195,7 +204,31 @@ type Keyed[K comparable, T any] struct {
 	// the oldest batch waiting for a slot, before Overflow applies.
 	PendingWorkCapacity uint
 
-	// Overflow says what Add does when the pending capacity is used up.
+	// MaxPendingPerKey bounds one key's share. While a batch of a key waits
+	// for a slot, the key may hold at most this many items that have not
+	// fired (in its open batch and its waiting batches: KeyStats.Pending);
+	// at that many, an Add of that key meets the Overflow policy as at full
+	// capacity (OverflowFail's error matches ErrFull; OverflowDropOldest
+	// drops that key's oldest queued item, never another key's), while the
+	// other keys' items are still taken, up to PendingWorkCapacity. A key
+	// thus never holds more than max(MaxPendingPerKey, MaxBatchSize) such
+	// items (MaxBatchSize > 0), and a loud key leaves the other keys at
+	// least PendingWorkCapacity - MaxPendingPerKey. It must be below
+	// PendingWorkCapacity (Start fails otherwise: one key could still fill
+	// it); make it at least MaxBatchSize, so that a held key still fills
+	// batches.
+	//
+	// It also makes admission fair: a free slot goes to the oldest waiting
+	// batch of the key served longest ago, round-robin over the keys with
+	// batches waiting, instead of to the oldest batch of all; so at most
+	// one batch of each other key gets a slot before a quiet key's, however
+	// long a loud key's backlog.
+	//
+	// Zero: no per-key bound, and batches get slots oldest first.
+	MaxPendingPerKey uint
+
+	// Overflow says what Add does when the pending capacity, or a key's
+	// MaxPendingPerKey, is used up.
 	Overflow Overflow
 
 	// MaxKeys bounds the live keys. Zero: DefaultMaxKeys.
@@ -244,6 +277,9 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, k.Overflow)
 	case k.BatchTimeout < 0 || k.MaxKeys < 0 || k.KeyIdleTimeout < 0:
 		return fmt.Errorf("%w: negative BatchTimeout, MaxKeys or KeyIdleTimeout", ErrInvalidConfig)
+	case k.MaxPendingPerKey > 0 && k.MaxPendingPerKey >= k.PendingWorkCapacity:
+		return fmt.Errorf("%w: MaxPendingPerKey %d must be below PendingWorkCapacity %d, or one key can still fill it",
+			ErrInvalidConfig, k.MaxPendingPerKey, k.PendingWorkCapacity)
 	case k.e != nil:
 		return ErrAlreadyStarted
 	}
@@ -251,7 +287,7 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 	c := config[K, T]{
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
 		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
-		sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
+		perKey: clamp(k.MaxPendingPerKey), sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
 		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
 	}
 	if keyed {
@@ -319,4 +355,28 @@ func (k *Keyed[K, T]) Stats() Stats {
 		return Stats{}
 	}
 	return k.e.snapshot()
+}
+
+// KeyStats returns one key's share of the client: its items not yet fired,
+// its batches waiting and in flight. It reports false for a key that is not
+// live (never added, or evicted), and before Start. It takes the client's
+// locks for a map lookup.
+func (k *Keyed[K, T]) KeyStats(key K) (KeyStats[K], bool) {
+	if k.e == nil {
+		return KeyStats[K]{}, false
+	}
+	return k.e.keyStats(key)
+}
+
+// TopKeys returns the n keys holding the most, most first: by
+// KeyStats.Pending, then Waiting, then InFlight. Keys holding nothing are
+// left out, so it may return fewer. It is for finding the loud tenant
+// without a metric label per key (a dashboard's top-k): it reads every live
+// key (at most MaxKeys) while holding the client's locks, so call it at
+// scrape intervals, not per item (BenchmarkKeyedTopKeys measures it).
+func (k *Keyed[K, T]) TopKeys(n int) []KeyStats[K] {
+	if k.e == nil {
+		return nil
+	}
+	return k.e.topKeys(n)
 }
