@@ -194,11 +194,31 @@
 // with error.type shutdown_incomplete: muster.item.processed with an
 // error.type is what was lost or failed.
 //
+// # Journal
+//
+// A journaled batcher (package github.com/musterhq/muster/journal) adds the
+// journal's instruments (musterconv.Journal) through [NewJournalMetrics]: the
+// gauges and the store's own counters are read from its Stats at
+// collection, append latency, replays and dead letters come from the
+// journal.Hooks it returns.
+//
+//	jm, err := otelmuster.NewJournalMetrics("orders", store.Stats)
+//	// give jm.Hooks() to the journal layer; jm.Close() when the store closes
+//
+//	muster.journal.items, .bytes, .bytes.limit  observable  StoreStats.Items, Bytes, MaxBytes (absent when 0)
+//	muster.journal.oldest.age       observable (s)   now - StoreStats.Oldest; 0 when empty: the delivery SLO's signal
+//	muster.journal.append.duration  histogram (s)    each Append, group commit included; error.type when it failed
+//	muster.journal.syncs, .sync.time  observable     StoreStats.Syncs and SyncTime: their rates' ratio is the commit latency
+//	muster.journal.recovered        counter          items replayed into the batcher (Hooks.Recovered)
+//	muster.journal.deadlettered     counter          items dead-lettered, by error.type: expired, dropped, or the batch's
+//	muster.journal.corrupt, .takeovers  observable   StoreStats.Corrupt and Takeovers
+//
 // # Error types
 //
 // [ErrorType] gives the error.type of spans and metrics: "panic",
 // "shutdown_incomplete", an ErrorType() string method of the error's own,
 // "stopped", "full", "dropped", "too_large", "too_many_keys", "invalid_key", "not_started",
+// "expired", "journal_full", "journal_closed" (the journal's errors),
 // "timeout" (context.DeadlineExceeded), "canceled", "partial" (some items of a
 // batch failed: a *muster.ItemErrors),
 // and otherwise the error's Go type, after fmt.Errorf wrappers, as
