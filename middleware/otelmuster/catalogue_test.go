@@ -159,8 +159,10 @@ func TestCatalogueCounts(t *testing.T) {
 			},
 			"muster.item.dropped": func() {
 				s.wantSum("muster.item.dropped", kv(et("k", "dropped")...), 1)
-				if n := s.points("muster.item.dropped"); n != 1 {
-					t.Errorf("muster.item.dropped: %d series, want 1", n)
+				s.wantSum("muster.item.dropped", kv(et("a", "dropped")...), 0) // exported from the start
+				s.wantSum("muster.item.dropped", kv(et("c", "dropped")...), 0)
+				if n := s.points("muster.item.dropped"); n != 3 {
+					t.Errorf("muster.item.dropped: %d series, want 3", n)
 				}
 			},
 			"muster.item.processed": func() {

@@ -152,6 +152,7 @@
 //	muster.item.added               observable       Stats.Added: items taken (accepted), when taken
 //	muster.item.refused             counter          items not taken, by error.type (full, dropped, stopped, timeout, ...)
 //	muster.item.dropped             counter          items taken, then dropped under OverflowDropOldest; error.type dropped
+//	                                                 (exported at 0 from Start, so that "no drops" is not "no data")
 //	muster.item.processed           counter          items whose batch is done; error.type when it failed for good
 //	muster.batch.items              histogram        items per batch, at fire, by muster.batch.trigger
 //	muster.batch.utilization.ratio  histogram        items / MaxBatchSize, at fire, by trigger (not with MaxBatchSize 0)

@@ -173,6 +173,10 @@ func (n *nameAttrs) byError(err error) *attrSet {
 func (m *metrics) Observe(info muster.ClientInfo) *muster.Hooks {
 	c := &clientMetrics{m: m, n: newNameAttrs(info.Name), info: info}
 	m.join(c)
+	// Drops have one reason: export their series at 0 from the start (as
+	// Prometheus's practices ask of known series), so that a dashboard reads
+	// "no drops" rather than "no data".
+	m.dropped.Add(context.Background(), 0, c.n.byError(muster.ErrDropped).add...)
 	return &muster.Hooks{
 		Refused: c.refused,
 		Waited:  c.waited,

@@ -177,9 +177,6 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 			if spec.Name() == musterconv.BatcherKeys.Name() {
 				continue // Keyed clients only: TestMetricsKeys
 			}
-			if spec.Name() == musterconv.ItemDropped.Name() {
-				continue // OverflowDropOldest only: TestCatalogueCounts
-			}
 			m, ok := s.metrics[spec.Name()]
 			if !ok {
 				t.Errorf("%s not recorded", spec.Name())

@@ -90,7 +90,7 @@ type Spec struct {
 }
 
 // Name returns the OpenTelemetry instrument name, for example
-// "muster.batch.size".
+// "muster.batch.wait.duration".
 func (s Spec) Name() string { return s.name }
 
 // Kind returns the instrument's kind.
