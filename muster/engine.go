@@ -1315,7 +1315,7 @@ func removeFirst[S ~[]E, E any](s S) S {
 
 func (e *engine[K, T]) reportDrop(d *dropped) {
 	if h := e.hooks; h != nil && h.Refused != nil {
-		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped}) })
+		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped, Taken: true}) })
 	}
 }
 

@@ -114,6 +114,11 @@ type AddInfo struct {
 	// Err says why the item was not taken, or that it was dropped (Refused
 	// only; nil for Added).
 	Err error
+	// Taken is true (Refused only) for an item that had been taken, and
+	// counted in Stats.Added, and was then dropped under OverflowDropOldest
+	// (Stats.Dropped counts these); false for an item that was never taken
+	// (Stats.Refused). Both have Err ErrDropped under a drop policy.
+	Taken bool
 }
 
 // FireInfo describes a batch as it fires.
