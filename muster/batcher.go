@@ -118,6 +118,9 @@ func (b *Batcher[T]) Add(ctx context.Context, item T) error {
 	if b.k.e == nil {
 		return ErrNotStarted
 	}
+	if ctx == nil {
+		return ErrNilContext
+	}
 	_, err := b.k.e.add(ctx, item, false)
 	return err
 }
@@ -277,6 +280,9 @@ func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if k.e == nil {
 		return ErrNotStarted
 	}
+	if ctx == nil {
+		return ErrNilContext
+	}
 	_, err := k.e.add(ctx, item, false)
 	return err
 }
@@ -287,6 +293,9 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if k.e == nil {
 		return Result{}, ErrNotStarted
 	}
+	if ctx == nil {
+		return Result{}, ErrNilContext
+	}
 	return k.e.add(ctx, item, true)
 }
 
@@ -295,6 +304,9 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 func (k *Keyed[K, T]) Flush(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	return k.e.flush(ctx)
 }
@@ -308,6 +320,9 @@ func (k *Keyed[K, T]) Stop() error { return k.Shutdown(context.Background()) }
 func (k *Keyed[K, T]) Shutdown(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	k.e.beginStop()
 	return k.e.wait(ctx)

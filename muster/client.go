@@ -315,6 +315,9 @@ func (c *Client) Add(ctx context.Context, item interface{}) error {
 	if c.e == nil {
 		return ErrNotStarted
 	}
+	if ctx == nil {
+		return ErrNilContext
+	}
 	_, err := c.e.add(ctx, item, false)
 	return err
 }
@@ -324,6 +327,9 @@ func (c *Client) Add(ctx context.Context, item interface{}) error {
 func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error) {
 	if c.e == nil {
 		return Result{}, ErrNotStarted
+	}
+	if ctx == nil {
+		return Result{}, ErrNilContext
 	}
 	return c.e.add(ctx, item, true)
 }
@@ -335,6 +341,9 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 func (c *Client) Flush(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	return c.e.flush(ctx)
 }
@@ -358,6 +367,9 @@ func (c *Client) Stop() error {
 func (c *Client) Shutdown(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	c.e.beginStop()
 	c.closeWork.Do(func() { close(c.Work) }) // the worker drains it, then closes the last batch
