@@ -114,6 +114,7 @@ func (b *Batcher[T]) Start() error {
 // make it fail or drop instead. Once Stop or Shutdown has begun it returns
 // ErrStopped. ctx reaches hooks (tracing links the batch to it); it is not
 // the context the batch fires with, and is not checked when there is room.
+// A nil ctx gets ErrNilContext.
 func (b *Batcher[T]) Add(ctx context.Context, item T) error {
 	if b.k.e == nil {
 		return ErrNotStarted

@@ -310,7 +310,8 @@ func tryRecv(work chan interface{}) (any, bool) {
 // Under backpressure it blocks until there is room or ctx ends; then it
 // returns ctx's error and the item is not taken. After Stop or Shutdown has
 // begun it returns ErrStopped. ctx reaches hooks (tracing links the batch to
-// it); it is not the context the batch fires with.
+// it); it is not the context the batch fires with. A nil ctx gets
+// ErrNilContext.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
 	if c.e == nil {
 		return ErrNotStarted
