@@ -24,9 +24,10 @@ import (
 // spend the whole deadline, and the batcher then gets an expired context and
 // abandons what it had accepted.
 //
-// The deadline must cover the drain: PendingWorkCapacity items, plus the
-// batches in flight, at the downstream's rate. 1,000 items at 200 items/s is
-// 5 s of work; give Shutdown more than that (and the orchestrator's grace
+// The deadline must cover the drain, at the downstream's rate:
+// PendingWorkCapacity items, plus the full batch waiting for a slot and the
+// batches in flight. 1,000 items at 200 items/s is 5 s of work; give
+// Shutdown more than that (and the orchestrator's grace
 // period, Kubernetes' terminationGracePeriodSeconds, more still), or lower
 // PendingWorkCapacity.
 func Example_httpService() {

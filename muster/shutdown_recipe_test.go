@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/musterhq/muster/muster"
@@ -135,4 +136,72 @@ func TestShutdownRecipeHTTP(t *testing.T) {
 		t.Errorf("stats %+v, %d accepted", s, len(accepted))
 	}
 	t.Logf("%d orders accepted and written, %d answered 503, batcher shut down in %v", len(accepted), refused, took.Round(time.Millisecond))
+}
+
+// The README's sizing rule: a full queue is PendingWorkCapacity items (plus
+// the batches in flight and waiting) of work at the downstream's rate, and
+// the shutdown deadline must cover it. 1,000 queued items at 200 items/s
+// are 5 s of work: a deadline shorter than the drain abandons what is left
+// (and says how much), a longer one drains everything.
+func TestShutdownDeadlineCoversDrain(t *testing.T) {
+	for _, tc := range []struct {
+		deadline time.Duration
+		complete bool
+	}{
+		{4 * time.Second, false},
+		{7 * time.Second, true},
+	} {
+		t.Run(tc.deadline.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := &muster.Batcher[int]{
+					MaxBatchSize:         100,
+					MaxConcurrentBatches: 1,
+					PendingWorkCapacity:  1000,
+					Overflow:             muster.OverflowFail,
+					Fire: func(ctx context.Context, items []int) error {
+						// 200 items/s: a batch of 100 takes 500 ms.
+						select {
+						case <-time.After(time.Duration(len(items)) * time.Second / 200):
+							return nil
+						case <-ctx.Done():
+							return context.Cause(ctx)
+						}
+					},
+				}
+				if err := b.Start(); err != nil {
+					t.Fatal(err)
+				}
+				ctx := context.Background()
+				for i := 0; ; i++ {
+					if err := b.Add(ctx, i); errors.Is(err, muster.ErrFull) {
+						break
+					} else if err != nil {
+						t.Fatal(err)
+					}
+				}
+				s := b.Stats()
+				if s.Queued != 1000 {
+					t.Fatalf("queued %d, want the capacity", s.Queued)
+				}
+				drain := time.Duration(s.Pending) * time.Second / 200
+				t.Logf("%d items pending (%d queued): %v of work at 200/s", s.Pending, s.Queued, drain)
+				sctx, cancel := context.WithTimeout(ctx, tc.deadline)
+				defer cancel()
+				start := time.Now()
+				err := b.Shutdown(sctx)
+				var se *muster.ShutdownError
+				switch {
+				case tc.complete && err != nil:
+					t.Fatalf("deadline %v for %v of work: %v", tc.deadline, drain, err)
+				case tc.complete && time.Since(start) != drain:
+					t.Errorf("drained in %v, want %v", time.Since(start), drain)
+				case !tc.complete && !errors.As(err, &se):
+					t.Fatalf("deadline %v for %v of work: %v, want a *ShutdownError", tc.deadline, drain, err)
+				case !tc.complete && se.Items != s.Pending-int(tc.deadline/(500*time.Millisecond))*100:
+					t.Errorf("left %d items, want %d: %v", se.Items, s.Pending-int(tc.deadline/(500*time.Millisecond))*100, err)
+				}
+				_ = b.Stop()
+			})
+		})
+	}
 }
