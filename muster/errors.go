@@ -156,20 +156,25 @@ func (e *ItemErrors) Error() string {
 // *ItemErrors whose length is not the batch's: no item can be told its own
 // error, so every item fails with this one.
 type misalignedItemErrors struct {
-	items int // the batch's
-	ie    *ItemErrors
+	items int         // the batch's
+	ie    *ItemErrors // the misaligned one
+	err   error       // what Fire returned: ie, or an error wrapping it
 }
 
-// Error says what went wrong and quotes the FireFunc's error.
+// Error says what went wrong and quotes Fire's error.
 func (e *misalignedItemErrors) Error() string {
 	return fmt.Sprintf("muster: all %s of the batch failed: Fire returned an *ItemErrors of %s, not one per item: %v",
-		plural(e.items, "item", "items"), plural(len(e.ie.Errs), "error", "errors"), e.ie)
+		plural(e.items, "item", "items"), plural(len(e.ie.Errs), "error", "errors"), e.err)
 }
 
 // Unwrap returns the non-nil errors of the *ItemErrors, so that
 // errors.Is(err, yourSentinel) holds, but not the *ItemErrors itself: no
 // item has an error of its own.
 func (e *misalignedItemErrors) Unwrap() []error { return e.ie.Unwrap() }
+
+// ErrorType names the class for the error.type attribute of metrics and
+// spans (otelmuster.ErrorType): a whole-batch failure, not "partial".
+func (e *misalignedItemErrors) ErrorType() string { return "item_errors_misaligned" }
 
 // checkItemErrors returns err, unless it is (or wraps) an *ItemErrors not
 // aligned with a batch of n items: then an error saying so, for the whole
@@ -179,7 +184,7 @@ func checkItemErrors(err error, n int) error {
 		return nil
 	}
 	if ie, ok := errors.AsType[*ItemErrors](err); ok && len(ie.Errs) != n {
-		return &misalignedItemErrors{items: n, ie: ie}
+		return &misalignedItemErrors{items: n, ie: ie, err: err}
 	}
 	return err
 }

@@ -137,6 +137,9 @@ func TestItemErrorsMisaligned(t *testing.T) {
 		if _, ok := errors.AsType[*muster.ItemErrors](err); ok {
 			t.Errorf("%d: still an *ItemErrors, as if items had errors of their own", i)
 		}
+		if et, ok := err.(interface{ ErrorType() string }); !ok || et.ErrorType() != "item_errors_misaligned" {
+			t.Errorf("%d: no error.type of its own", i)
+		}
 	}
 }
 

@@ -44,8 +44,8 @@ type Error struct {
 	// Elapsed runs from the first attempt's start to giving up.
 	Elapsed time.Duration
 	// Reason is why no further attempt was made: ErrExhausted,
-	// ErrElapsedLimit, ErrBudgetExhausted, or context.Cause of the batch's context when it
-	// ended (muster.ErrIncomplete at a Shutdown deadline).
+	// ErrElapsedLimit, ErrBudgetExhausted, or context.Cause of the batch's
+	// context when it ended (muster.ErrIncomplete at a Shutdown deadline).
 	Reason error
 	// Last is the last attempt's error.
 	Last error
