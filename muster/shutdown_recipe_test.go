@@ -27,9 +27,9 @@ func TestShutdownRecipeHTTP(t *testing.T) {
 		MaxBatchSize:         10,
 		BatchTimeout:         5 * time.Millisecond,
 		MaxConcurrentBatches: 2,
-		PendingWorkCapacity:  100, // 100 items at about 2,000/s: 50 ms of drain
+		PendingWorkCapacity:  100, // 100 items at 400/s: 250 ms of drain
 		Fire: func(ctx context.Context, orders []int) error {
-			time.Sleep(10 * time.Millisecond) // the downstream's latency, in real time (an HTTP server runs here)
+			time.Sleep(50 * time.Millisecond) // the downstream's latency, in real time (an HTTP server runs here)
 			mu.Lock()
 			for _, id := range orders {
 				written[id]++
@@ -94,8 +94,11 @@ func TestShutdownRecipeHTTP(t *testing.T) {
 		})
 	}
 	// Load until the batcher is backed up: its queue full, producers held.
-	for b.Stats().Queued < 90 {
-		time.Sleep(time.Millisecond) // polling the condition; bounded by the test's timeout
+	for give := time.Now().Add(30 * time.Second); b.Stats().Queued < 90; {
+		if time.Now().After(give) {
+			t.Fatalf("16 clients did not fill the queue in 30 s: %+v", b.Stats())
+		}
+		time.Sleep(time.Millisecond) // polling the condition
 	}
 
 	const deadline = 10 * time.Second
