@@ -114,9 +114,13 @@ func (b *Batcher[T]) Start() error {
 // make it fail or drop instead. Once Stop or Shutdown has begun it returns
 // ErrStopped. ctx reaches hooks (tracing links the batch to it); it is not
 // the context the batch fires with, and is not checked when there is room.
+// A nil ctx gets ErrNilContext.
 func (b *Batcher[T]) Add(ctx context.Context, item T) error {
 	if b.k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	_, err := b.k.e.add(ctx, item, false)
 	return err
@@ -313,6 +317,9 @@ func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if k.e == nil {
 		return ErrNotStarted
 	}
+	if ctx == nil {
+		return ErrNilContext
+	}
 	_, err := k.e.add(ctx, item, false)
 	return err
 }
@@ -323,6 +330,9 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if k.e == nil {
 		return Result{}, ErrNotStarted
 	}
+	if ctx == nil {
+		return Result{}, ErrNilContext
+	}
 	return k.e.add(ctx, item, true)
 }
 
@@ -331,6 +341,9 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 func (k *Keyed[K, T]) Flush(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	return k.e.flush(ctx)
 }
@@ -344,6 +357,9 @@ func (k *Keyed[K, T]) Stop() error { return k.Shutdown(context.Background()) }
 func (k *Keyed[K, T]) Shutdown(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	k.e.beginStop()
 	return k.e.wait(ctx)

@@ -310,10 +310,14 @@ func tryRecv(work chan interface{}) (any, bool) {
 // Under backpressure it blocks until there is room or ctx ends; then it
 // returns ctx's error and the item is not taken. After Stop or Shutdown has
 // begun it returns ErrStopped. ctx reaches hooks (tracing links the batch to
-// it); it is not the context the batch fires with.
+// it); it is not the context the batch fires with. A nil ctx gets
+// ErrNilContext.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	_, err := c.e.add(ctx, item, false)
 	return err
@@ -325,6 +329,9 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 	if c.e == nil {
 		return Result{}, ErrNotStarted
 	}
+	if ctx == nil {
+		return Result{}, ErrNilContext
+	}
 	return c.e.add(ctx, item, true)
 }
 
@@ -335,6 +342,9 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 func (c *Client) Flush(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	return c.e.flush(ctx)
 }
@@ -358,6 +368,9 @@ func (c *Client) Stop() error {
 func (c *Client) Shutdown(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	c.e.beginStop()
 	c.closeWork.Do(func() { close(c.Work) }) // the worker drains it, then closes the last batch

@@ -1041,6 +1041,7 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 // Keyed's batch then takes mu, after fmu, when its key may have emptied,
 // and so does the last batch of a stopped client, to mark it stopped.
 func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInfo, err error) *batch[K, T] {
+	err = checkItemErrors(err, b.n)
 	if info != nil && e.hooks.Done != nil {
 		e.doneHook(ctx, info, err)
 	}
