@@ -99,10 +99,17 @@ type ShutdownError struct {
 	Batches int   // batches not done: in flight when the deadline passed, or abandoned before they fired
 	Items   int   // items in those batches, plus the items a Client's Work still held
 	Cause   error // context.Cause of Shutdown's context
+	// Kept counts the items left in a journal for the next start; 0
+	// without one. The journal layer (package journal) fills it.
+	Kept int
 }
 
 // Error says what was left.
 func (e *ShutdownError) Error() string {
+	if e.Kept > 0 {
+		return fmt.Sprintf("muster: shutdown incomplete: %d batches (%d items) not done, %d items kept in the journal: %v",
+			e.Batches, e.Items, e.Kept, e.Cause)
+	}
 	return fmt.Sprintf("muster: shutdown incomplete: %d batches (%d items) not done: %v", e.Batches, e.Items, e.Cause)
 }
 
