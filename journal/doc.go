@@ -69,8 +69,11 @@
 //   - Expired: older than Config.MaxItemAge when its batch fired: not
 //     delivered; DeadLetter receives it with ErrExpired, then it is
 //     finished.
-//   - Undecodable at replay (the Codec fails on its record): DeadLetter
-//     receives it with its ID and a zero Value, then it is finished.
+//   - Undeliverable at replay: a record the Codec cannot decode
+//     (DeadLetter receives it with its ID, a zero Value and the Codec's
+//     error), or an item the batcher refuses for good (a Keyed's bad key,
+//     a size past MaxBatchBytes: with the batcher's error). It is finished;
+//     the replay goes on.
 //   - Abandoned at a Shutdown deadline, or in flight then and failed as its
 //     context was canceled: it stays in the Store, never deleted, and the
 //     next start replays it; ShutdownError.Kept counts such items.

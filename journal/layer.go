@@ -417,19 +417,26 @@ func (j *Batcher[T]) replay(ctx context.Context) {
 		j.unfinished.Add(1)
 		for {
 			err = j.inner.Add(ctx, item)
-			if !errors.Is(err, muster.ErrFull) {
+			if !errors.Is(err, muster.ErrFull) && !errors.Is(err, muster.ErrTooManyKeys) {
 				break
 			}
-			// OverflowFail: wait for room, as Block would.
+			// Full under OverflowFail, or every key busy: wait for room,
+			// as OverflowBlock would.
 			select {
 			case <-time.After(replayRetry):
 			case <-ctx.Done():
 				err = ctx.Err()
 			}
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || errors.Is(err, muster.ErrStopped):
 			j.unfinished.Add(-1) // not taken: still journaled
 			return err
+		default: // this item can never be taken (a bad key, too large, a panic)
+			j.deadLetterUser(ctx, []Item[T]{item}, err)
+			j.finish(item.ID)
+			return nil
 		}
 		j.replayed.Add(1)
 		if h := j.c.Hooks; h != nil && h.Recovered != nil {

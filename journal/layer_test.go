@@ -530,17 +530,25 @@ func TestLayerReplayLimiter(t *testing.T) {
 	})
 }
 
-// A record the Codec cannot decode is dead-lettered with an error naming
-// it, and finished.
-func TestLayerUndecodable(t *testing.T) {
+// A record the Codec cannot decode, or whose item the batcher refuses for
+// good, is dead-lettered with an error naming why, and finished; the
+// replay goes on.
+func TestLayerReplayUndeliverable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(0)
-		_, _ = store.Append(context.Background(), []byte("not json"), time.Now(), true)
-		_, _ = store.Append(context.Background(), []byte("7"), time.Now(), true)
+		for _, data := range []string{"not json", "-1", "7"} {
+			_, _ = store.Append(context.Background(), []byte(data), time.Now(), true)
+		}
 		store = store.restart()
 		var s sink
 		var dl deadLetters
-		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, Fire: s.fire},
+		j := journal.WrapKeyed(&muster.Keyed[float64, item]{MaxBatchSize: 1, Fire: s.fire,
+			Key: func(it item) float64 {
+				if it.Value < 0 {
+					return math.NaN()
+				}
+				return 1
+			}},
 			journal.Config[int]{Store: store, Codec: journal.JSON[int](), DeadLetter: dl.deadLetter})
 		start(t, j)
 		<-j.ReplayDone()
@@ -548,12 +556,42 @@ func TestLayerUndecodable(t *testing.T) {
 			t.Fatal(err)
 		}
 		items, errs := dl.snapshot()
-		if len(items) != 1 || items[0][0].ID != "r1-1" || !items[0][0].Replayed || errs[0] == nil ||
-			errs[0].Error() != "journal: decoding record r1-1: invalid character 'o' in literal null (expecting 'u')" {
+		if len(items) != 2 || items[0][0].ID != "r1-1" || !items[0][0].Replayed ||
+			errs[0].Error() != "journal: decoding record r1-1: invalid character 'o' in literal null (expecting 'u')" ||
+			items[1][0].ID != "r1-2" || !errors.Is(errs[1], muster.ErrInvalidKey) {
 			t.Fatalf("dead letters %v %v", items, errs)
 		}
-		if got := values(s.items()); !slices.Equal(got, []int{7}) || store.Stats().Items != 0 {
+		if got := values(s.items()); !slices.Equal(got, []int{7}) || store.Stats().Items != 0 || j.Stats().ReplayErr != nil {
 			t.Fatalf("delivered %v", got)
+		}
+	})
+}
+
+// Under OverflowFail the replay waits for room instead of failing.
+func TestLayerReplayWaitsUnderOverflowFail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(0)
+		for v := range 5 {
+			_, _ = store.Append(context.Background(), fmt.Append(nil, v), time.Now(), true)
+		}
+		store = store.restart()
+		var s sink
+		release := make(chan struct{})
+		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, MaxConcurrentBatches: 1, Overflow: muster.OverflowFail,
+			Fire: func(ctx context.Context, items []item) error { <-release; return s.fire(ctx, items) }},
+			journal.Config[int]{Store: store, Codec: journal.JSON[int]()})
+		start(t, j)
+		time.Sleep(time.Second)
+		if st := j.Stats(); st.Replayed != 2 || st.ReplayDone { // one in flight, one waiting
+			t.Fatalf("stats %+v", st)
+		}
+		close(release)
+		<-j.ReplayDone()
+		if err := j.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := values(s.items()); !slices.Equal(got, []int{0, 1, 2, 3, 4}) || j.Stats().ReplayErr != nil {
+			t.Fatalf("delivered %v, %+v", got, j.Stats())
 		}
 	})
 }
