@@ -328,6 +328,10 @@ func TestLayerStoreFull(t *testing.T) {
 					if err != nil || len(items) != 1 || items[0][0].Value != 3 || items[0][0].ID != "" || !errors.Is(errs[0], muster.ErrDropped) {
 						t.Fatalf("Add: %v; dead letters %v %v", err, items, errs)
 					}
+					// AddResult has no Result to give: it says so.
+					if _, err := j.AddResult(context.Background(), 4); !errors.Is(err, muster.ErrDropped) {
+						t.Fatalf("AddResult: %v", err)
+					}
 				case muster.OverflowBlock:
 					select {
 					case <-added:
@@ -624,4 +628,98 @@ func TestLayerConfigErrors(t *testing.T) {
 	if store.Stats().Appended != 0 {
 		t.Fatal("journaled without a start")
 	}
+}
+
+// Flush covers what was added before it: delivered and finished when it
+// returns.
+func TestLayerFlush(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(0)
+		var s sink
+		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 100, Fire: s.fire},
+			journal.Config[int]{Store: store, Codec: journal.JSON[int]()})
+		if err := j.Flush(context.Background()); !errors.Is(err, muster.ErrNotStarted) {
+			t.Fatalf("Flush before Start: %v", err)
+		}
+		start(t, j)
+		addAll(t, j, 1, 2, 3)
+		if err := j.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := values(s.items()); !slices.Equal(got, []int{1, 2, 3}) || store.Stats().Items != 0 {
+			t.Fatalf("after Flush: delivered %v, %d journaled", got, store.Stats().Items)
+		}
+		if err := j.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A Finish that fails leaves the item journaled: counted, and delivered
+// again (same ID) at the next start.
+func TestLayerFinishFailed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(0)
+		var s sink
+		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2,
+			Fire: func(ctx context.Context, items []item) error {
+				_ = store.Close() // the store fails under the batch's feet
+				return s.fire(ctx, items)
+			}},
+			journal.Config[int]{Store: store, Codec: journal.JSON[int]()})
+		start(t, j)
+		addAll(t, j, 1, 2)
+		if err := j.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if st := j.Stats(); st.FinishFailed != 2 || st.Store.Items != 2 {
+			t.Fatalf("stats %+v", st)
+		}
+		store2 := store.restart()
+		var s2 sink
+		j2 := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2, Fire: s2.fire},
+			journal.Config[int]{Store: store2, Codec: journal.JSON[int]()})
+		start(t, j2)
+		<-j2.ReplayDone()
+		if err := j2.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := s.items(), s2.items(); !slices.Equal(ids(a), ids(b)) || !b[0].Replayed {
+			t.Fatalf("first delivery %v, second %v", a, b)
+		}
+	})
+}
+
+// Many producers at once: every item delivered once, the journal empty.
+func TestLayerConcurrentAdds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(0)
+		var s sink
+		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 7, BatchTimeout: time.Millisecond, MaxConcurrentBatches: 3,
+			PendingWorkCapacity: 20, Fire: s.fire},
+			journal.Config[int]{Store: store, Codec: journal.JSON[int]()})
+		start(t, j)
+		var wg sync.WaitGroup
+		for p := range 8 {
+			wg.Go(func() {
+				for i := range 100 {
+					if err := j.Add(context.Background(), p*1000+i); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := j.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		got := s.items()
+		seen := map[journal.ID]int{}
+		for _, it := range got {
+			seen[it.ID]++
+		}
+		if len(got) != 800 || len(seen) != 800 || store.Stats().Items != 0 || j.Stats().Unfinished != 0 {
+			t.Fatalf("%d delivered, %d IDs, %d journaled", len(got), len(seen), store.Stats().Items)
+		}
+	})
 }
