@@ -26,7 +26,8 @@ type FireFunc[T any] func(ctx context.Context, items []T) error
 //     with only the failed items and an *ItemErrors aligned with them. It
 //     runs on the batch's goroutine with the batch's context, after Fire
 //     returned and before the Done hook runs and the items' Results are
-//     done;
+//     done. A batch in flight at a Shutdown deadline that then fails is one
+//     of these: context.Cause(ctx) is ErrIncomplete;
 //   - for an item dropped by an Overflow policy, with ErrDropped, on the
 //     goroutine of the Add that dropped it, with that Add's context for the
 //     incoming item, and for the oldest one the context the Added hook kept
