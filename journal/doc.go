@@ -95,5 +95,7 @@
 // middleware, limits and backpressure, oldest first (so in order per key),
 // with Item.Replayed set and the Item.Accepted of the first acceptance, so
 // that MaxItemAge bounds how stale a replayed item may be. ReplayLimiter
-// paces it. Flush does not wait for it; [Batcher.ReplayDone] does.
+// paces it. Add works during the replay: a new item may be delivered before
+// an older replayed one of its key. Flush does not wait for the replay;
+// [Batcher.ReplayDone] does.
 package journal
