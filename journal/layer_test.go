@@ -1,3 +1,9 @@
+//go:build muster_journal_log
+
+// The build tag keeps this file out until the embedded Log (journal.Open)
+// is merged; then the tag goes, with the in-memory store and the _mem
+// tests that stand in for it.
+
 package journal_test
 
 import (
@@ -6,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -80,6 +87,57 @@ func ids(items []item) []journal.ID {
 	return out
 }
 
+// testLog is the embedded Log in a test's directory.
+type testLog struct {
+	*journal.Log
+	t    *testing.T
+	dir  string
+	opts journal.LogOptions
+}
+
+// newLog opens a Log in a new directory. Inside a synctest bubble, Close
+// it before the bubble ends (its committer goroutine belongs to the
+// bubble).
+func newLog(t *testing.T, opts journal.LogOptions) *testLog {
+	t.Helper()
+	return openLog(t, t.TempDir(), opts)
+}
+
+func openLog(t *testing.T, dir string, opts journal.LogOptions) *testLog {
+	t.Helper()
+	l, err := journal.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testLog{Log: l, t: t, dir: dir, opts: opts}
+}
+
+// restart closes the log and opens its directory again, as the next
+// process would after this one ended, however it ended.
+func (l *testLog) restart() *testLog {
+	l.t.Helper()
+	_ = l.Close()
+	return openLog(l.t, l.dir, l.opts)
+}
+
+// short returns the run and number of a Log's ID ("1-3": the third item of
+// the first run), without the log's random identity.
+func short(id journal.ID) string {
+	parts := strings.Split(string(id), "-")
+	if len(parts) < 2 {
+		return string(id)
+	}
+	return strings.Join(parts[len(parts)-2:], "-")
+}
+
+func shorts(items []item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = short(it.ID)
+	}
+	return out
+}
+
 func start(t *testing.T, j *journal.Batcher[int]) {
 	t.Helper()
 	if err := j.Start(); err != nil {
@@ -100,7 +158,8 @@ func addAll(t *testing.T, j *journal.Batcher[int], vs ...int) {
 // are finished, and the hooks see every append.
 func TestLayerDeliversAndFinishes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var s sink
 		appended := 0
 		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 3, MaxConcurrentBatches: 1, Fire: s.fire},
@@ -123,8 +182,8 @@ func TestLayerDeliversAndFinishes(t *testing.T) {
 			t.Fatalf("fired %v", values(got))
 		}
 		for i, it := range got {
-			if want := journal.ID(fmt.Sprintf("r1-%d", i+1)); it.ID != want || it.Replayed || it.Accepted.IsZero() {
-				t.Fatalf("item %d: %+v, want ID %s", i, it, want)
+			if want := fmt.Sprintf("1-%d", i); short(it.ID) != want || it.Replayed || it.Accepted.IsZero() {
+				t.Fatalf("item %d: %+v, want ID ...-%s", i, it, want)
 			}
 		}
 		st := j.Stats()
@@ -140,7 +199,8 @@ var errDown = errors.New("downstream down")
 // reaches DeadLetter with its IDs, and is finished.
 func TestLayerFailedForGood(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var dl deadLetters
 		attempts := 0
 		calls := 0
@@ -161,7 +221,7 @@ func TestLayerFailedForGood(t *testing.T) {
 			!errors.Is(errs[0], retry.ErrExhausted) || attempts != 3 {
 			t.Fatalf("dead letters %v %v after %d attempts", items, errs, attempts)
 		}
-		if !slices.Equal(ids(items[0]), []journal.ID{"r1-1", "r1-2"}) {
+		if !slices.Equal(shorts(items[0]), []string{"1-0", "1-1"}) {
 			t.Fatalf("ids %v", ids(items[0]))
 		}
 		if st := j.Stats(); st.Store.Items != 0 || st.DeadLettered != 2 || calls != 2 || st.Unfinished != 0 {
@@ -175,7 +235,8 @@ func TestLayerFailedForGood(t *testing.T) {
 // ones are finished, the one that fails for good is dead-lettered alone.
 func TestLayerRetryKeepsIDsAligned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var dl deadLetters
 		var attempts [][]item
 		errBad := errors.New("bad row")
@@ -218,7 +279,7 @@ func TestLayerRetryKeepsIDsAligned(t *testing.T) {
 			t.Fatalf("dead letters %v %v", items, errs)
 		}
 		if store.Stats().Items != 0 {
-			t.Fatalf("left in the store: %v", store.ids())
+			t.Fatalf("left in the store: %+v", store.Stats())
 		}
 	})
 }
@@ -227,7 +288,8 @@ func TestLayerRetryKeepsIDsAligned(t *testing.T) {
 // ErrExpired, not delivered; the others of their batch are.
 func TestLayerMaxItemAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var s sink
 		var dl deadLetters
 		release := make(chan struct{})
@@ -274,7 +336,8 @@ func TestLayerMaxItemAge(t *testing.T) {
 // muster.ErrDropped and are finished.
 func TestLayerDroppedByBatcher(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var dl deadLetters
 		release := make(chan struct{})
 		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, MaxConcurrentBatches: 1, Overflow: muster.OverflowDropNewest,
@@ -283,11 +346,11 @@ func TestLayerDroppedByBatcher(t *testing.T) {
 		start(t, j)
 		addAll(t, j, 0, 1, 2) // 0 in flight, 1 waits, 2 dropped
 		items, errs := dl.snapshot()
-		if len(items) != 1 || items[0][0].Value != 2 || items[0][0].ID != "r1-3" || !errors.Is(errs[0], muster.ErrDropped) {
+		if len(items) != 1 || items[0][0].Value != 2 || short(items[0][0].ID) != "1-2" || !errors.Is(errs[0], muster.ErrDropped) {
 			t.Fatalf("dead letters %v %v", items, errs)
 		}
-		if got := store.ids(); !slices.Equal(got, []journal.ID{"r1-1", "r1-2"}) {
-			t.Fatalf("journaled %v", got)
+		if st := store.Stats(); st.Items != 2 || st.Finished != 1 {
+			t.Fatalf("journaled %+v", st)
 		}
 		close(release)
 		if err := j.Stop(); err != nil {
@@ -303,15 +366,25 @@ func TestLayerStoreFull(t *testing.T) {
 	for _, policy := range []muster.Overflow{muster.OverflowFail, muster.OverflowDropNewest, muster.OverflowBlock} {
 		t.Run(policy.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				store := newMemStore(2) // two one-byte items
+				store := newLog(t, journal.LogOptions{MaxBytes: 16 << 10, Durability: journal.Process})
+				defer func() { _ = store.Close() }()
+				// Fill the log with records of the items' size (one
+				// digit), appended outside the batcher.
+				var fillers []journal.ID
+				for {
+					id, err := store.Append(context.Background(), []byte("0"), time.Now(), false)
+					if errors.Is(err, journal.ErrFull) {
+						break
+					} else if err != nil {
+						t.Fatal(err)
+					}
+					fillers = append(fillers, id)
+				}
 				var s sink
 				var dl deadLetters
-				release := make(chan struct{})
-				j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2, Overflow: policy, PendingWorkCapacity: 10,
-					Fire: func(ctx context.Context, items []item) error { <-release; return s.fire(ctx, items) }},
+				j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, Overflow: policy, Fire: s.fire},
 					journal.Config[int]{Store: store, Codec: journal.JSON[int](), DeadLetter: dl.deadLetter})
 				start(t, j)
-				addAll(t, j, 1, 2) // fired, held: the store is full
 				var err error
 				added := make(chan struct{})
 				go func() { err = j.Add(context.Background(), 3); close(added) }()
@@ -338,26 +411,23 @@ func TestLayerStoreFull(t *testing.T) {
 						t.Fatalf("Add returned %v with the store full", err)
 					default:
 					}
-					close(release) // [1 2] delivered and finished: room for 3
+					if err := store.Finish(fillers...); err != nil { // segments deleted: room
+						t.Fatal(err)
+					}
 					<-added
 					if err != nil {
 						t.Fatal(err)
 					}
 				}
-				select {
-				case <-release:
-				default:
-					close(release)
-				}
 				if err := j.Stop(); err != nil {
 					t.Fatal(err)
 				}
-				want := []int{1, 2}
+				var want []int
 				if policy == muster.OverflowBlock {
-					want = append(want, 3)
+					want = []int{3}
 				}
-				if got := values(s.items()); !slices.Equal(got, want) || store.Stats().Items != 0 {
-					t.Fatalf("delivered %v, %d left", got, store.Stats().Items)
+				if got := values(s.items()); !slices.Equal(got, want) {
+					t.Fatalf("delivered %v", got)
 				}
 			})
 		})
@@ -368,7 +438,8 @@ func TestLayerStoreFull(t *testing.T) {
 // returns the batcher's error.
 func TestLayerRefusedItemFinished(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var s sink
 		j := journal.WrapKeyed(&muster.Keyed[float64, item]{MaxBatchSize: 2, Fire: s.fire,
 			Key: func(it item) float64 {
@@ -400,11 +471,13 @@ func TestLayerRefusedItemFinished(t *testing.T) {
 // the same IDs, oldest first.
 func TestLayerShutdownKeepsAndReplays(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var dl deadLetters
+		var first sink
 		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 10,
 			// The downstream call fails when the deadline cancels it.
-			Fire: func(ctx context.Context, _ []item) error { <-ctx.Done(); return errDown }},
+			Fire: func(ctx context.Context, items []item) error { first.record(items); <-ctx.Done(); return errDown }},
 			journal.Config[int]{Store: store, Codec: journal.JSON[int](), DeadLetter: dl.deadLetter})
 		start(t, j)
 		addAll(t, j, 0, 1, 2, 3, 4) // [0 1] in flight, [2 3] waiting, [4] open
@@ -419,13 +492,14 @@ func TestLayerShutdownKeepsAndReplays(t *testing.T) {
 		if items, _ := dl.snapshot(); len(items) != 0 {
 			t.Fatalf("dead-lettered %v", items)
 		}
-		before := store.ids()
-		if len(before) != 5 {
-			t.Fatalf("journaled after the deadline: %v", before)
+		if n := store.Stats().Items; n != 5 {
+			t.Fatalf("journaled after the deadline: %d", n)
 		}
 
 		// The next run.
+		inFlight := first.items()
 		store2 := store.restart()
+		defer func() { _ = store2.Close() }()
 		var s sink
 		recovered := 0
 		j2 := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2, MaxConcurrentBatches: 1, Fire: s.fire},
@@ -437,8 +511,10 @@ func TestLayerShutdownKeepsAndReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := s.items()
-		if !slices.Equal(values(got), []int{0, 1, 2, 3, 4, 5}) || !slices.Equal(ids(got[:5]), before) {
-			t.Fatalf("replayed %v %v, want IDs %v", values(got), ids(got), before)
+		if !slices.Equal(values(got), []int{0, 1, 2, 3, 4, 5}) ||
+			!slices.Equal(shorts(got), []string{"1-0", "1-1", "1-2", "1-3", "1-4", "2-0"}) ||
+			!slices.Equal(ids(got[:2]), ids(inFlight)) {
+			t.Fatalf("replayed %v %v, want the first run's IDs (%v in flight)", values(got), ids(got), ids(inFlight))
 		}
 		for i, it := range got {
 			if it.Replayed != (i < 5) {
@@ -454,7 +530,8 @@ func TestLayerShutdownKeepsAndReplays(t *testing.T) {
 // A Keyed replays each key's items in the order they were accepted.
 func TestLayerReplayKeyedOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		codec := journal.JSON[int]()
 		for v := range 10 {
 			data, _ := codec.Encode(nil, v)
@@ -495,7 +572,8 @@ func TestLayerReplayKeyedOrder(t *testing.T) {
 // not reached stays journaled.
 func TestLayerReplayLimiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		for v := range 20 {
 			if _, err := store.Append(context.Background(), fmt.Append(nil, v), time.Now(), true); err != nil {
 				t.Fatal(err)
@@ -516,7 +594,8 @@ func TestLayerReplayLimiter(t *testing.T) {
 		if err := j.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		store = newMemStore(0)
+		_ = store.Close()
+		store = newLog(t, journal.LogOptions{})
 		for v := range 20 {
 			_, _ = store.Append(context.Background(), fmt.Append(nil, v), time.Now(), true)
 		}
@@ -539,7 +618,8 @@ func TestLayerReplayLimiter(t *testing.T) {
 // replay goes on.
 func TestLayerReplayUndeliverable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		for _, data := range []string{"not json", "-1", "7"} {
 			_, _ = store.Append(context.Background(), []byte(data), time.Now(), true)
 		}
@@ -560,9 +640,9 @@ func TestLayerReplayUndeliverable(t *testing.T) {
 			t.Fatal(err)
 		}
 		items, errs := dl.snapshot()
-		if len(items) != 2 || items[0][0].ID != "r1-1" || !items[0][0].Replayed ||
-			errs[0].Error() != "journal: decoding record r1-1: invalid character 'o' in literal null (expecting 'u')" ||
-			items[1][0].ID != "r1-2" || !errors.Is(errs[1], muster.ErrInvalidKey) {
+		if len(items) != 2 || short(items[0][0].ID) != "1-0" || !items[0][0].Replayed ||
+			errs[0].Error() != "journal: decoding record "+string(items[0][0].ID)+": invalid character 'o' in literal null (expecting 'u')" ||
+			short(items[1][0].ID) != "1-1" || !errors.Is(errs[1], muster.ErrInvalidKey) {
 			t.Fatalf("dead letters %v %v", items, errs)
 		}
 		if got := values(s.items()); !slices.Equal(got, []int{7}) || store.Stats().Items != 0 || j.Stats().ReplayErr != nil {
@@ -574,7 +654,8 @@ func TestLayerReplayUndeliverable(t *testing.T) {
 // Under OverflowFail the replay waits for room instead of failing.
 func TestLayerReplayWaitsUnderOverflowFail(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		for v := range 5 {
 			_, _ = store.Append(context.Background(), fmt.Append(nil, v), time.Now(), true)
 		}
@@ -603,7 +684,8 @@ func TestLayerReplayWaitsUnderOverflowFail(t *testing.T) {
 // Start refuses a configuration it cannot honour.
 func TestLayerConfigErrors(t *testing.T) {
 	fire := func(context.Context, []item) error { return nil }
-	store := newMemStore(0)
+	store := newLog(t, journal.LogOptions{})
+	defer store.Close()
 	for name, j := range map[string]*journal.Batcher[int]{
 		"nil batcher": journal.Wrap[int](nil, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
 		"nil keyed":   journal.WrapKeyed[int, int](nil, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
@@ -634,7 +716,8 @@ func TestLayerConfigErrors(t *testing.T) {
 // returns.
 func TestLayerFlush(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var s sink
 		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 100, Fire: s.fire},
 			journal.Config[int]{Store: store, Codec: journal.JSON[int]()})
@@ -659,7 +742,8 @@ func TestLayerFlush(t *testing.T) {
 // again (same ID) at the next start.
 func TestLayerFinishFailed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var s sink
 		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2,
 			Fire: func(ctx context.Context, items []item) error {
@@ -676,6 +760,7 @@ func TestLayerFinishFailed(t *testing.T) {
 			t.Fatalf("stats %+v", st)
 		}
 		store2 := store.restart()
+		defer func() { _ = store2.Close() }()
 		var s2 sink
 		j2 := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 2, Fire: s2.fire},
 			journal.Config[int]{Store: store2, Codec: journal.JSON[int]()})
@@ -693,7 +778,8 @@ func TestLayerFinishFailed(t *testing.T) {
 // Many producers at once: every item delivered once, the journal empty.
 func TestLayerConcurrentAdds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := newMemStore(0)
+		store := newLog(t, journal.LogOptions{})
+		defer func() { _ = store.Close() }()
 		var s sink
 		j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 7, BatchTimeout: time.Millisecond, MaxConcurrentBatches: 3,
 			PendingWorkCapacity: 20, Fire: s.fire},
