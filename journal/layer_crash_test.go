@@ -33,7 +33,7 @@ import (
 // and checks that every accepted ID reached Fire at least once with its
 // value.
 //
-// MUSTER_CRASH_ROUNDS sets the number of kills (default 12, a few seconds);
+// MUSTER_CRASH_ROUNDS sets the number of kills (default 30, a few seconds);
 // MUSTER_CRASH_SEED the seed of the kill moments.
 const (
 	crashDirEnv    = "MUSTER_CRASH_CHILD_DIR"
@@ -46,7 +46,7 @@ func TestLayerCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary many times")
 	}
-	rounds := envInt(t, "MUSTER_CRASH_ROUNDS", 12)
+	rounds := envInt(t, "MUSTER_CRASH_ROUNDS", 30)
 	seed := uint64(envInt(t, "MUSTER_CRASH_SEED", int(time.Now().UnixNano()%1e9)))
 	t.Logf("MUSTER_CRASH_ROUNDS=%d MUSTER_CRASH_SEED=%d", rounds, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
