@@ -17,6 +17,30 @@ import (
 // p).
 type FireFunc[T any] func(ctx context.Context, items []T) error
 
+// DeadLetterFunc receives items whose outcome is not delivery, and why, so
+// that none vanishes: spill them, send them to a dead-letter queue, retry
+// them later. It is called
+//   - for a batch whose Fire returned an error (after every middleware, so
+//     after a retry middleware's last attempt): with all its items and that
+//     error, or, when the error is an [*ItemErrors] aligned with the batch,
+//     with only the failed items and an *ItemErrors aligned with them. It
+//     runs on the batch's goroutine with the batch's context, after Fire
+//     returned and before the Done hook runs and the items' Results are
+//     done. A batch in flight at a Shutdown deadline that then fails is one
+//     of these: context.Cause(ctx) is ErrIncomplete;
+//   - for an item dropped by an Overflow policy, with ErrDropped, on the
+//     goroutine of the Add that dropped it, with that Add's context for the
+//     incoming item, and for the oldest one the context the Added hook kept
+//     for it (else context.Background());
+//   - for a batch abandoned unfired at a Shutdown deadline, with
+//     ErrIncomplete, on Shutdown's goroutine, with the batches' base context
+//     (canceled by then), before the batch's Done hook.
+//
+// items is only valid until it returns (as FireFunc's). It must not block
+// for long: it holds the batch's in-flight slot, the producer, or Shutdown.
+// A panic in it is recovered and ignored.
+type DeadLetterFunc[T any] func(ctx context.Context, items []T, err error)
+
 // Middleware wraps a FireFunc with behaviour: retries, rate limits,
 // timeouts. It is endpoint.Middleware from go-kit with FireFunc for
 // Endpoint. The same Middleware serves a Batcher, a Keyed and a Client.
@@ -93,6 +117,13 @@ type Batcher[T any] struct {
 	// context.Background() is used. It is called once, by Start.
 	BaseContext func() context.Context
 
+	// DeadLetter receives the items whose outcome is not delivery, with
+	// why: those of a batch whose Fire (after every middleware: after the
+	// retries) returned an error, those dropped by Overflow (ErrDropped),
+	// and those of batches abandoned at a Shutdown deadline (ErrIncomplete).
+	// See DeadLetterFunc. Optional; nil costs nothing.
+	DeadLetter DeadLetterFunc[T]
+
 	k Keyed[struct{}, T]
 }
 
@@ -102,7 +133,8 @@ func (b *Batcher[T]) Start() error {
 	b.k = Keyed[struct{}, T]{
 		MaxBatchSize: b.MaxBatchSize, BatchTimeout: b.BatchTimeout, MaxConcurrentBatches: b.MaxConcurrentBatches,
 		PendingWorkCapacity: b.PendingWorkCapacity, MaxBatchBytes: b.MaxBatchBytes, Sizer: b.Sizer,
-		Overflow: b.Overflow, Fire: b.Fire, Name: b.Name, Hooks: b.Hooks, BaseContext: b.BaseContext, e: b.k.e,
+		Overflow: b.Overflow, Fire: b.Fire, Name: b.Name, Hooks: b.Hooks, BaseContext: b.BaseContext,
+		DeadLetter: b.DeadLetter, e: b.k.e,
 	}
 	return b.k.start(false)
 }
@@ -256,6 +288,10 @@ type Keyed[K comparable, T any] struct {
 	// context.Background() is used. It is called once, by Start.
 	BaseContext func() context.Context
 
+	// DeadLetter receives the items whose outcome is not delivery (see
+	// Batcher.DeadLetter). Optional; nil costs nothing.
+	DeadLetter DeadLetterFunc[T]
+
 	e *engine[K, T]
 }
 
@@ -292,7 +328,8 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
 		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
 		perKey: clamp(k.MaxPendingPerKey), sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
-		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
+		deadLetter: k.DeadLetter,
+		fire:       func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
 	}
 	if keyed {
 		c.keyFn = k.Key

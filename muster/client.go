@@ -66,6 +66,13 @@ type FireContexter interface {
 // Fields must not change after Start. A Client is safe for concurrent use
 // once started. Most callers should hide it behind a typed client of their
 // own (see the package example), or use Batcher, which is typed.
+//
+// A Client has no DeadLetter function (Batcher and Keyed do): its batches
+// are the user's Batch values, which hold the items, so the Batch itself
+// sees a failure, and a dropped or abandoned item is reported to the
+// Refused and Done hooks without the item. For the same reason no journal
+// can keep a Client's items: they are accepted on Work before any code of
+// the library sees them.
 type Client struct {
 	// Maximum number of items in a batch. If this is zero batches will only
 	// be dispatched upon hitting the BatchTimeout. It is an error for both

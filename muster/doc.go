@@ -61,7 +61,8 @@
 //     Client.Work after Stop panics, as sending on any closed channel does.
 //   - Under OverflowDropNewest or OverflowDropOldest an item is dropped: Add
 //     returns nil, and the Refused hook and the item's [Result] see
-//     [ErrDropped].
+//     [ErrDropped]; a Batcher's or Keyed's DeadLetter function receives the
+//     item.
 //   - A Keyed's key at MaxPendingPerKey (a batch of it waits, and it holds
 //     that many items not fired): its Add meets the Overflow policy as at
 //     full capacity, for that key only. It blocks until one of the key's
@@ -76,7 +77,11 @@
 //     refused with it.
 //   - A batch reports failure with [DoneWith] (or [ErrorNotifier]); a FireFunc
 //     by returning an error, or an [*ItemErrors] to fail only some items.
-//     The core does not retry: wrap Fire with a retry [Middleware].
+//     The core does not retry: wrap Fire with a retry [Middleware]. The items
+//     of a batch whose Fire failed (after the retries: every middleware has
+//     run) reach the DeadLetter function of a Batcher or Keyed, all of them
+//     with the error, or only the failed ones with an *ItemErrors aligned
+//     with them ([DeadLetterFunc]).
 //   - Done called twice: the second call is ignored.
 //   - Stop and Shutdown fire the partial batches and wait; called twice, the
 //     second waits for the same end. When Shutdown's context ends first,
@@ -84,6 +89,12 @@
 //     Results see [ErrIncomplete], Stats.Abandoned counts their items), items
 //     still in Work are refused with ErrIncomplete, in-flight batches have
 //     their context canceled, and a [*ShutdownError] counts what was not done.
+//     The items of the abandoned batches reach the DeadLetter function with
+//     ErrIncomplete, so that they can be kept (a Client has none: its items
+//     are in its Batch values).
+//   - To keep accepted items through a crash or a Shutdown deadline, wrap a
+//     Batcher or Keyed with package journal: Add returns once the item is
+//     journaled, and what was not finished is replayed at the next start.
 //
 // # Hooks
 //

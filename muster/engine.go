@@ -2,6 +2,7 @@ package muster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -126,6 +127,9 @@ type config[K comparable, T any] struct {
 	maker    func() Batch
 	observer Observer
 	base     func() context.Context
+	// deadLetter receives the items whose outcome is not delivery; nil:
+	// none is called (a Client's).
+	deadLetter func(ctx context.Context, items []T, err error)
 }
 
 type engine[K comparable, T any] struct {
@@ -291,11 +295,11 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result
 	}
 	var l launches[K, T]
 	var r Result
-	var slow *slowAdd
+	var slow *slowAdd[T]
 	ks, err := &e.single, error(nil)
 	e.mu.Lock()
 	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked(key) {
-		if slow = e.makeRoomLocked(ctx, key, wantResult); slow.done {
+		if slow = e.makeRoomLocked(ctx, key, item, wantResult); slow.done {
 			return slow.r, slow.err // unlocked
 		}
 	}
@@ -346,12 +350,12 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 // slowAdd is what makeRoomLocked learned: the item's outcome when it
 // settled it (done), or else how long the producer was held and what was
 // dropped to make room.
-type slowAdd struct {
+type slowAdd[T any] struct {
 	done  bool
 	r     Result
 	err   error
 	since time.Time
-	drop  *dropped
+	drop  *dropped[T]
 }
 
 // makeRoomLocked applies the Overflow policy while the pending capacity is
@@ -361,8 +365,8 @@ type slowAdd struct {
 // join.
 //
 //go:noinline
-func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult bool) *slowAdd {
-	s := &slowAdd{}
+func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantResult bool) *slowAdd[T] {
+	s := &slowAdd[T]{}
 	for e.phase == running {
 		e.fmu.Lock()
 		over := e.keyOverLocked(key) // the key's own bound first: it is the key's own items that go
@@ -395,6 +399,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 		case OverflowDropNewest, OverflowDropOldest:
 			e.fmu.Unlock()
 			e.mu.Unlock()
+			e.deadLetterItem(ctx, item, ErrDropped)
 			e.refuse(ctx, ErrDropped, 0)
 			if s.done = true; wantResult {
 				s.r = Result{o: droppedOutcome}
@@ -426,7 +431,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 // failed append left to say.
 //
 //go:noinline
-func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd, r Result, err error) (Result, error) {
+func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd[T], r Result, err error) (Result, error) {
 	var since time.Time
 	if s != nil {
 		since = s.since
@@ -1042,6 +1047,9 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 // and so does the last batch of a stopped client, to mark it stopped.
 func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInfo, err error) *batch[K, T] {
 	err = checkItemErrors(err, b.n)
+	if err != nil && e.deadLetter != nil {
+		e.deadLetterFailed(ctx, b, err)
+	}
 	if info != nil && e.hooks.Done != nil {
 		e.doneHook(ctx, info, err)
 	}
@@ -1233,14 +1241,17 @@ func (e *engine[K, T]) onJanitor() {
 
 // dropped is an item dropped under OverflowDropOldest, reported once the
 // lock is released.
-type dropped struct{ ctx context.Context }
+type dropped[T any] struct {
+	ctx  context.Context
+	item T
+}
 
 // dropOldestLocked drops the oldest queued item: the first of the second
 // ready batch, or of the oldest open batch holding one. With ks (a key at
 // MaxPendingPerKey), it drops that key's oldest queued item instead: the
 // first of its oldest ready batch other than the oldest of all, or of its
 // open batch. It returns nil when nothing is queued. It needs both locks.
-func (e *engine[K, T]) dropOldestLocked(ks *keyState[K, T]) *dropped {
+func (e *engine[K, T]) dropOldestLocked(ks *keyState[K, T]) *dropped[T] {
 	var b *batch[K, T]
 	i := -1 // b's index in ready, or -1 when b is open
 	switch {
@@ -1262,9 +1273,12 @@ func (e *engine[K, T]) dropOldestLocked(ks *keyState[K, T]) *dropped {
 	if b == nil {
 		return nil
 	}
-	d := &dropped{ctx: context.Background()}
+	d := &dropped[T]{ctx: context.Background()}
 	if len(b.ctxs) > 0 && b.ctxs[0] != nil {
 		d.ctx = b.ctxs[0]
+	}
+	if e.keepItems {
+		d.item = b.items[0]
 	}
 	if b.res != nil {
 		b.res.setSlot(b.slot(0), ErrDropped, b.joined())
@@ -1314,10 +1328,47 @@ func removeFirst[S ~[]E, E any](s S) S {
 	return s[:n]
 }
 
-func (e *engine[K, T]) reportDrop(d *dropped) {
+func (e *engine[K, T]) reportDrop(d *dropped[T]) {
+	e.deadLetterItem(d.ctx, d.item, ErrDropped)
 	if h := e.hooks; h != nil && h.Refused != nil {
 		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped, Taken: true}) })
 	}
+}
+
+// deadLetterFailed hands the items of a batch whose Fire failed to the
+// DeadLetter function: all of them with err, or, for an *ItemErrors aligned
+// with the batch, the failed ones with an *ItemErrors aligned with them.
+//
+//go:noinline
+func (e *engine[K, T]) deadLetterFailed(ctx context.Context, b *batch[K, T], err error) {
+	items := b.items
+	if ie, ok := errors.AsType[*ItemErrors](err); ok && len(ie.Errs) == len(items) {
+		var failed []T
+		var errs []error
+		for i, ierr := range ie.Errs {
+			if ierr != nil {
+				failed = append(failed, items[i])
+				errs = append(errs, ierr)
+			}
+		}
+		if len(failed) == 0 {
+			return
+		}
+		items, err = failed, &ItemErrors{Errs: errs}
+	}
+	e.callDeadLetter(ctx, items, err)
+}
+
+// deadLetterItem hands one dropped item to the DeadLetter function, if any.
+func (e *engine[K, T]) deadLetterItem(ctx context.Context, item T, err error) {
+	if e.deadLetter != nil {
+		e.callDeadLetter(ctx, []T{item}, err)
+	}
+}
+
+// callDeadLetter calls the DeadLetter function, recovering a panic.
+func (e *engine[K, T]) callDeadLetter(ctx context.Context, items []T, err error) {
+	safely(func() { e.deadLetter(ctx, items, err) })
 }
 
 // closeAllLocked closes every open batch (emptied ones are discarded). It
@@ -1518,6 +1569,9 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, b := range abandoned {
+		if e.deadLetter != nil {
+			e.callDeadLetter(e.base, b.items, ErrIncomplete)
+		}
 		if h := e.hooks; h != nil && h.Done != nil {
 			done := DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete}
 			done.Start, done.SlotWait = time.Time{}, 0 // it never fired

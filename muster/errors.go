@@ -118,10 +118,17 @@ type ShutdownError struct {
 	Batches int   // batches not done: in flight when the deadline passed, or abandoned before they fired
 	Items   int   // items in those batches, plus the items a Client's Work still held
 	Cause   error // context.Cause of Shutdown's context
+	// Kept counts the items left in a journal for the next start; 0
+	// without one. The journal layer (package journal) fills it.
+	Kept int
 }
 
 // Error says what was left.
 func (e *ShutdownError) Error() string {
+	if e.Kept > 0 {
+		return fmt.Sprintf("muster: shutdown incomplete: %s (%s) not done, %s kept in the journal: %v",
+			plural(e.Batches, "batch", "batches"), plural(e.Items, "item", "items"), plural(e.Kept, "item", "items"), e.Cause)
+	}
 	return fmt.Sprintf("muster: shutdown incomplete: %s (%s) not done: %v", plural(e.Batches, "batch", "batches"), plural(e.Items, "item", "items"), e.Cause)
 }
 
