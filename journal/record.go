@@ -162,7 +162,7 @@ type recordScanner struct {
 }
 
 func newRecordScanner(r io.ReaderAt, size int64, buf []byte) *recordScanner {
-	if cap(buf) < scanBuffer {
+	if buf == nil {
 		buf = make([]byte, 0, scanBuffer)
 	}
 	return &recordScanner{r: r, size: size, buf: buf[:0], off: segHeaderSize}
@@ -173,7 +173,7 @@ func (s *recordScanner) window(off int64, n int) ([]byte, bool) {
 	if off >= s.boff && off+int64(n) <= s.boff+int64(len(s.buf)) {
 		return s.buf[off-s.boff : off-s.boff+int64(n)], true
 	}
-	want := max(n, scanBuffer)
+	want := max(n, cap(s.buf))
 	if int64(want) > s.size-off {
 		want = int(s.size - off)
 	}
