@@ -19,7 +19,10 @@ import (
 // or more sequence numbers (uint64 each) of items finished.
 //
 // A segment file starts with a segHeaderSize-byte header: segMagic, the
-// segment's first sequence number (uint64) and the CRC32C of those 16 bytes.
+// segment's first sequence number (uint64), where the items of the segment
+// before it ended (uint64; 0 when unknown), and the CRC32C of those 24
+// bytes. The second number lets Open count the items lost at the damaged
+// end of a segment: each run starts its numbers at a new base.
 const (
 	recHeaderSize  = 9
 	recItem        = 1
@@ -27,7 +30,7 @@ const (
 	itemFixed      = 16 // sequence and acceptance time
 	minItemRecord  = recHeaderSize + itemFixed
 	maxPayload     = 1 << 30
-	segHeaderSize  = 20
+	segHeaderSize  = 28
 	segMagic       = "MJSEG001"
 	finishPerBatch = 1 << 13 // sequence numbers per finish record at most (64 KiB)
 )
@@ -124,21 +127,22 @@ func decodeRecord(b []byte) (rawRecord, int, error) {
 func (r *rawRecord) finishSeq(i int) uint64 { return binary.LittleEndian.Uint64(r.data[8*i:]) }
 
 // encodeSegHeader returns a segment header.
-func encodeSegHeader(first uint64) []byte {
+func encodeSegHeader(first, prevEnd uint64) []byte {
 	b := make([]byte, 0, segHeaderSize)
 	b = append(b, segMagic...)
 	b = binary.LittleEndian.AppendUint64(b, first)
+	b = binary.LittleEndian.AppendUint64(b, prevEnd)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// decodeSegHeader returns the first sequence number a segment header
-// holds, or false if b is no header.
-func decodeSegHeader(b []byte) (uint64, bool) {
+// decodeSegHeader returns the numbers a segment header holds, or false if
+// b is no header.
+func decodeSegHeader(b []byte) (first, prevEnd uint64, ok bool) {
 	if len(b) < segHeaderSize || string(b[:8]) != segMagic ||
-		binary.LittleEndian.Uint32(b[16:]) != crc32.Checksum(b[:16], castagnoli) {
-		return 0, false
+		binary.LittleEndian.Uint32(b[24:]) != crc32.Checksum(b[:24], castagnoli) {
+		return 0, 0, false
 	}
-	return binary.LittleEndian.Uint64(b[8:]), true
+	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), true
 }
 
 // scanBuffer is the read window of a scan: records are read from the file

@@ -27,6 +27,11 @@ type segment struct {
 
 const segSuffix = ".seg"
 
+// maxLostGap bounds the items a damaged segment end is counted to have
+// lost from the gap to the next segment's name (and the bits kept for
+// them): more means the names are not this log's.
+const maxLostGap = 1 << 26
+
 func segName(first uint64) string { return fmt.Sprintf("%016x%s", first, segSuffix) }
 
 // parseSegName returns the first sequence number of a segment file name.
@@ -121,12 +126,13 @@ type scanOutcome struct {
 }
 
 // scanSegment reads the segment file name (whose first item is first), at
-// Open. limit is the next segment's first sequence number (0 for the last
-// segment). Finish records mark items of segs (the segments scanned before,
+// Open. limit bounds the sequence numbers of its items (the next segment's
+// first; 0 for the last segment); exact says that its items end just before
+// limit (known from the next segment's header, or its name within a run). Finish records mark items of segs (the segments scanned before,
 // in order) and of the segment itself. last says whether it is the newest
 // segment: only there is a bad tail a torn write, cut off; elsewhere it is
 // corruption.
-func (l *Log) scanSegment(name string, first, limit uint64, segs []*segment, last bool) (scanOutcome, error) {
+func (l *Log) scanSegment(name string, first, limit uint64, exact bool, segs []*segment, last bool) (scanOutcome, error) {
 	path := filepath.Join(l.dir, name)
 	f, err := l.fs.OpenFile(path, osRDWR, 0)
 	if err != nil {
@@ -144,7 +150,7 @@ func (l *Log) scanSegment(name string, first, limit uint64, segs []*segment, las
 		if _, err := f.ReadAt(hdr, 0); err != nil {
 			return scanOutcome{}, err
 		}
-		hfirst, hok = decodeSegHeader(hdr)
+		hfirst, _, hok = decodeSegHeader(hdr)
 	}
 	if !hok || hfirst != first {
 		if last && size < segHeaderSize {
@@ -153,10 +159,10 @@ func (l *Log) scanSegment(name string, first, limit uint64, segs []*segment, las
 			return scanOutcome{next: first}, l.fs.Remove(path)
 		}
 		// The header is unreadable: keep the file for inspection, count
-		// what it held (the gap to the next segment, or the intact item
-		// records in it when it is the last one).
+		// what it held (the gap to the next segment, or else the intact
+		// item records in it).
 		out := scanOutcome{next: first + uint64(size)/minItemRecord + 1}
-		if limit > first {
+		if exact && limit >= first && limit-first <= maxLostGap {
 			out.lost = int(limit - first)
 		} else {
 			sc := newRecordScanner(f, size, l.scanBuf)
@@ -181,74 +187,84 @@ func (l *Log) scanSegment(name string, first, limit uint64, segs []*segment, las
 	s := &segment{first: first, size: size}
 	all := append(segs[:len(segs):len(segs)], s)
 	lost := 0
-	// gap marks the items first+s.n .. upto-1 lost; a bad region that lost
-	// no item lost a finish record (its items will be delivered again).
-	gap := func(upto uint64) {
-		if k := upto - (s.first + s.n); upto > s.first+s.n {
-			s.add(k, 0, true)
-			lost += int(k)
-		} else {
+	// lose marks k items after the last one seen lost; a bad region that
+	// lost no item lost a finish record (its items will be delivered again).
+	lose := func(k uint64) {
+		if k == 0 {
 			lost++
+			return
 		}
+		s.add(k, 0, true)
+		lost += int(k)
 	}
 	sc := newRecordScanner(f, size, l.scanBuf)
 	for {
-		r, _, badFrom, ok := sc.next()
+		r, off, badFrom, ok := sc.next()
 		if !ok {
 			if sc.err != nil {
 				return scanOutcome{}, fmt.Errorf("journal: reading %s: %w", path, sc.err)
 			}
-			out := scanOutcome{seg: s, next: s.first + s.n}
-			if badFrom >= 0 {
-				if last {
-					// A torn tail: the writes of a group commit that never
-					// completed. Cut it off.
-					if err := f.Truncate(sc.off); err != nil {
-						return scanOutcome{}, err
-					}
-					if err := f.Sync(); err != nil {
-						return scanOutcome{}, err
-					}
-					out.truncated = size - sc.off
-					s.size = sc.off
-					// Sequence numbers the torn bytes might have held are
-					// never given again.
-					out.next += uint64(out.truncated)/minItemRecord + 1
-				} else {
-					gap(max(limit, s.first+s.n))
+			out := scanOutcome{seg: s}
+			end := s.first + s.n
+			switch {
+			case last && badFrom >= 0:
+				// A torn tail: the writes of a group commit that never
+				// completed. Cut it off.
+				if err := f.Truncate(sc.off); err != nil {
+					return scanOutcome{}, err
 				}
+				if err := f.Sync(); err != nil {
+					return scanOutcome{}, err
+				}
+				out.truncated = size - sc.off
+				s.size = sc.off
+			case last:
+			case exact && limit > end && limit-end <= maxLostGap:
+				// A damaged or truncated end: the gap to where the next
+				// segment says it ended is what it lost.
+				lose(limit - end)
+			case exact && limit == end && badFrom >= 0:
+				lose(0) // no item lost: a finish record
+			case badFrom >= 0:
+				// Where the next segment cannot say: an estimate from the
+				// bytes lost and the segment's mean record size.
+				mean := int64(minItemRecord)
+				if s.n > 0 {
+					mean = max(mean, (badFrom-segHeaderSize)/int64(s.n))
+				}
+				lose(uint64((size - badFrom + mean - 1) / mean))
 			}
-			if limit > out.next {
-				out.next = limit
-			}
+			// Sequence numbers the lost or torn bytes might have held are
+			// never given again.
+			out.next = s.first + s.n + uint64(size-sc.off)/minItemRecord + 1
 			out.lost = lost
 			return out, nil
 		}
-		if badFrom >= 0 {
-			if r.kind == recItem {
-				gap(r.seq)
-			} else {
-				gap(0)
-			}
-		}
-		switch r.kind {
-		case recItem:
+		if r.kind == recItem {
 			want := s.first + s.n
-			if r.seq < want || (limit != 0 && r.seq >= limit) {
+			// Items missing before this one: only where a bad region was
+			// skipped, and no more than its bytes could hold.
+			var room uint64
+			if badFrom >= 0 {
+				room = uint64(off-badFrom)/minItemRecord + 1
+			}
+			if r.seq < want || r.seq-want > room || (limit != 0 && r.seq >= limit) {
 				lost++ // a record that checks but is out of place
 				continue
 			}
-			if r.seq > want {
-				s.add(r.seq-want, 0, true)
-				lost += int(r.seq - want)
+			if badFrom >= 0 {
+				lose(r.seq - want)
 			}
 			s.add(1, r.accepted, false)
-		case recFinish:
-			for i := range len(r.data) / 8 {
-				q := r.finishSeq(i)
-				if t := findSegment(all, q); t != nil && t.finish(q) {
-					s.addTarget(t.first)
-				}
+			continue
+		}
+		if badFrom >= 0 {
+			lose(0)
+		}
+		for i := range len(r.data) / 8 {
+			q := r.finishSeq(i)
+			if t := findSegment(all, q); t != nil && t.finish(q) {
+				s.addTarget(t.first)
 			}
 		}
 	}
