@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -595,6 +596,12 @@ func (l *Log) commitLoop() {
 		case <-tick:
 			l.syncDirty()
 			continue
+		}
+		if l.opts.Durability != Synced {
+			// Without an fsync to wait for, a commit would write one
+			// record at a time: let the producers that are ready queue
+			// theirs first, so that a write carries many.
+			runtime.Gosched()
 		}
 		for {
 			l.mu.Lock()
