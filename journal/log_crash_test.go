@@ -85,16 +85,28 @@ func TestCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := make(chan []ID)
+		started := make(chan struct{})
 		go func() {
 			var ids []ID
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
+				if len(ids) == 0 {
+					close(started)
+				}
 				ids = append(ids, ID(sc.Text()))
+			}
+			if len(ids) == 0 {
+				close(started)
 			}
 			lines <- ids
 		}()
 		// Kill at a random moment once the child appends.
-		time.Sleep(time.Duration(150+rng.IntN(350)) * time.Millisecond)
+		select {
+		case <-started:
+		case <-time.After(time.Minute):
+			t.Fatal("the child printed nothing in a minute")
+		}
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
