@@ -64,13 +64,14 @@ func FsyncLatency(dir string, samples int) (Latencies, error) {
 
 // AppendResult is one run of Appends to a fresh Log.
 type AppendResult struct {
-	Level     journal.Durability
-	Producers int
-	Items     int
-	Wall      time.Duration
-	CPU       time.Duration // process CPU time (getrusage) over the run
-	Append    Latencies     // of each Append call
-	Commits   uint64        // group commits
+	Level      journal.Durability
+	Producers  int
+	Items      int
+	Wall       time.Duration
+	CPU        time.Duration // process CPU time (getrusage) over the run
+	Append     Latencies     // of each Append call
+	Commits    uint64        // group commits
+	CommitTime time.Duration // total time of the group commits (write + fdatasync)
 }
 
 // ItemsPerSec is the run's throughput.
@@ -128,7 +129,7 @@ func JournalAppend(dir string, level journal.Durability, producers, items, size 
 		all = append(all, ds...)
 	}
 	st := l.Stats()
-	return AppendResult{Level: level, Producers: producers, Items: items, Wall: wall, CPU: cpu, Append: latencies(all), Commits: st.Syncs}, nil
+	return AppendResult{Level: level, Producers: producers, Items: items, Wall: wall, CPU: cpu, Append: latencies(all), Commits: st.Syncs, CommitTime: st.SyncTime}, nil
 }
 
 // BuildBacklog fills a Log in dir with items of size bytes until its files

@@ -30,6 +30,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds of the fsync and Append runs")
 	items := flag.Int("items", 1_000_000, "items per Append run")
 	producers := flag.Int("producers", 64, "producers of the Append runs")
+	many := flag.Int("many", 1024, "producers of a further synced run, to show how throughput follows the group size (0: none)")
 	size := flag.Int("size", 100, "item size in bytes")
 	samples := flag.Int("fsync-samples", 1000, "fsync samples per round")
 	backlogs := flag.String("backlogs", "256,1024", "comma-separated backlog sizes to replay, in MiB (empty: none)")
@@ -63,6 +64,13 @@ func main() {
 			return benchmarks.JournalAppend(*dir, journal.Process, 1, *items/4, *size)
 		}},
 	}
+	names := []string{"synced", "process", "process-1"}
+	if *many > 0 {
+		runs = append(runs, run{fmt.Sprintf("synced-%d", *many), func() (benchmarks.AppendResult, error) {
+			return benchmarks.JournalAppend(*dir, journal.Synced, *many, *items, *size)
+		}})
+		names = append(names, runs[len(runs)-1].name)
+	}
 	rng := rand.New(rand.NewPCG(*seed, 15))
 	var fsyncs []benchmarks.Latencies
 	res := map[string][]benchmarks.AppendResult{}
@@ -92,7 +100,7 @@ func main() {
 	fmt.Printf("| measure | median of %d rounds | per round |\n|---|---|---|\n", *rounds)
 	fmt.Printf("| fsync (4 KiB write + fdatasync) p50 | %s | %s |\n", dur(fsP50), join(fsyncs, func(l benchmarks.Latencies) string { return dur(float64(l.P50)) }))
 	fmt.Printf("| fsync p99 | %s | %s |\n", dur(fsP99), join(fsyncs, func(l benchmarks.Latencies) string { return dur(float64(l.P99)) }))
-	for _, name := range []string{"synced", "process", "process-1"} {
+	for _, name := range names {
 		rs := res[name]
 		p := rs[0].Producers
 		fmt.Printf("| %s, %d producers: items/s | %.0f | %s |\n", name, p, med(mapf(rs, benchmarks.AppendResult.ItemsPerSec)),
@@ -104,6 +112,9 @@ func main() {
 		fmt.Printf("| %s: process CPU per item | %s | %s |\n", name,
 			dur(med(mapf(rs, func(r benchmarks.AppendResult) float64 { return float64(r.CPUPerItem()) }))),
 			join(rs, func(r benchmarks.AppendResult) string { return dur(float64(r.CPUPerItem())) }))
+		fmt.Printf("| %s: mean group commit (write + fdatasync at synced) | %s | %s |\n", name,
+			dur(med(mapf(rs, func(r benchmarks.AppendResult) float64 { return float64(r.CommitTime) / float64(r.Commits) }))),
+			join(rs, func(r benchmarks.AppendResult) string { return dur(float64(r.CommitTime) / float64(r.Commits)) }))
 		fmt.Printf("| %s: items per group commit | %.0f | %s |\n", name,
 			med(mapf(rs, func(r benchmarks.AppendResult) float64 { return float64(r.Items) / float64(r.Commits) })),
 			join(rs, func(r benchmarks.AppendResult) string {
