@@ -36,7 +36,8 @@ const (
 	// Interval: Append returns once its record is written; the log
 	// fdatasyncs every SyncInterval. A process crash loses nothing; a
 	// machine crash loses at most the items appended (and finishes made)
-	// in the SyncInterval before it.
+	// in the last SyncInterval before it, plus those of an fdatasync it
+	// interrupted.
 	Interval
 	// Process: Append returns once its record is written with write(2);
 	// the log never fsyncs. A process crash loses nothing; a machine crash
@@ -138,10 +139,17 @@ type LogOptions struct {
 // segment whose header is unreadable is renamed to *.corrupt and counted,
 // never deleted. Nothing in the files can make Open panic.
 //
+// Disk: a segment file is deleted once every item in it is finished (and
+// it is not the one being written), so disk is reclaimed a segment at a
+// time; a segment whose finish records finish items of an older segment
+// still on disk is kept until that one goes, so that no finish is
+// forgotten by a restart.
+//
 // Memory: the log keeps, for each segment file, one bit per item in it
-// (finished or not) and a few words: 16 KiB per 64 MiB segment of 100-byte
-// items, about 1/8000 of the backlog on disk. Recover reads one segment at
-// a time through a 1 MiB window. Nothing is memory-mapped.
+// (finished or not) and a few words: for 100-byte items (125-byte records),
+// one bit per 125 bytes on disk, 64 KiB per 64 MiB segment, 1/1000 of the
+// backlog. Recover reads one segment at a time through a 1 MiB window;
+// nothing is memory-mapped.
 //
 // A Log is safe for concurrent use. Its files are for one process at a
 // time: two Logs open on one directory corrupt each other.
@@ -173,6 +181,9 @@ type Log struct {
 	room        chan struct{} // closed (and replaced) when room was freed
 	recoverEnd  uint64        // items before it are of earlier runs
 	recoverNext uint64        // Recover handed out (or skipped) the items before it
+	group       int           // callers a commit waits for at Synced (see commitLoop)
+	linger      time.Duration // for at most this long
+	maxLinger   time.Duration // a quarter of the last commit's time, up to this
 	stats       StoreStats
 }
 
@@ -182,6 +193,7 @@ type logBatch struct {
 	buf     []byte
 	first   uint64 // sequence number of its first item
 	items   uint64
+	calls   int // Appends and Finishes waiting on it
 	oldest  int64
 	targets []uint64 // segments (by first) whose items its finish records finish
 	finish  bool
@@ -225,14 +237,15 @@ func Open(dir string, opts LogOptions) (*Log, error) {
 		opts.fs = osFS{}
 	}
 	l := &Log{
-		dir:      dir,
-		fs:       opts.fs,
-		opts:     opts,
-		segBytes: segBytes,
-		kick:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		room:     make(chan struct{}),
-		scanBuf:  make([]byte, 0, scanBuffer),
+		dir:       dir,
+		fs:        opts.fs,
+		opts:      opts,
+		segBytes:  segBytes,
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		room:      make(chan struct{}),
+		scanBuf:   make([]byte, 0, scanBuffer),
+		maxLinger: time.Millisecond,
 	}
 	l.stats.MaxBytes = opts.MaxBytes
 	if err := l.fs.MkdirAll(dir); err != nil {
@@ -484,6 +497,7 @@ func (l *Log) Append(ctx context.Context, data []byte, accepted time.Time, wait 
 		b.first = seq
 	}
 	b.items++
+	b.calls++
 	ns := accepted.UnixNano()
 	if b.oldest == 0 || ns < b.oldest {
 		b.oldest = ns
@@ -544,6 +558,7 @@ func (l *Log) Finish(ids ...ID) error {
 	}
 	l.used += int64(len(b.buf) - n)
 	b.finish = true
+	b.calls++
 	l.mu.Unlock()
 	select {
 	case l.kick <- struct{}{}:
@@ -603,6 +618,7 @@ func (l *Log) commitLoop() {
 			// theirs first, so that a write carries many.
 			runtime.Gosched()
 		}
+		var linger <-chan time.Time
 		for {
 			l.mu.Lock()
 			b := l.cur
@@ -614,6 +630,25 @@ func (l *Log) commitLoop() {
 				}
 				break
 			}
+			if b.calls < l.group && !l.closing && l.opts.Durability == Synced {
+				// The callers the last commit woke are likely to come
+				// back at once: wait for them, a fraction of an fsync at
+				// most, so that one fsync serves them all rather than
+				// half of them (the other half arrived during the last
+				// one).
+				l.mu.Unlock()
+				if linger == nil {
+					linger = time.After(l.linger)
+				}
+				select {
+				case <-l.kick:
+					continue
+				case <-linger:
+				}
+				l.mu.Lock()
+				b = l.cur
+			}
+			linger = nil
 			l.cur = &logBatch{buf: l.spare[:0], done: make(chan struct{})}
 			l.spare = nil
 			l.mu.Unlock()
@@ -663,6 +698,10 @@ func (l *Log) commit(b *logBatch) {
 	}
 	l.stats.Syncs++
 	l.stats.SyncTime += d
+	// The next commit waits for as many callers as this one and those
+	// that queued during it: the group the callers form (see commitLoop).
+	l.group = b.calls + l.cur.calls
+	l.linger = min(d/4, l.maxLinger)
 	l.spare = b.buf[:0]
 	b.buf = nil
 	l.mu.Unlock()

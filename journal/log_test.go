@@ -330,6 +330,43 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// At Synced, the commit after one that woke n callers waits (a fraction of
+// an fsync at most) for them to come back, so that the group stays whole:
+// here the first caller appends again at once and joins the ten that
+// queued during its commit.
+func TestGroupCommitWaitsForTheWoken(t *testing.T) {
+	mfs := newMemFS()
+	l := mustOpen(t, "/j", LogOptions{fs: mfs})
+	defer l.Close()
+	l.maxLinger = time.Hour // what the test checks is whom it waits for, not how long
+	release := make(chan struct{})
+	var once sync.Once
+	l.active = &hookFile{fsFile: l.active, beforeSync: func() { once.Do(func() { <-release }) }}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range 2 {
+			if _, err := l.Append(context.Background(), []byte("first"), time.Now(), false); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.stats.Appended == 1 && len(l.cur.buf) == 0 })
+	for range 10 {
+		wg.Go(func() {
+			if _, err := l.Append(context.Background(), []byte("x"), time.Now(), false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.cur.items == 10 })
+	time.Sleep(time.Millisecond) // the first commit's time, of which the linger is a quarter
+	close(release)
+	wg.Wait()
+	if st := l.Stats(); st.Syncs != 2 || st.Appended != 12 {
+		t.Errorf("12 Appends in %d group commits, want 2 (Stats %+v)", st.Syncs, st)
+	}
+}
+
 type hookFile struct {
 	fsFile
 	beforeSync func()
