@@ -22,8 +22,8 @@ import (
 
 // Latencies are the percentiles of a set of durations.
 type Latencies struct {
-	N             int
-	P50, P99, Max time.Duration
+	N                   int
+	Mean, P50, P99, Max time.Duration
 }
 
 func latencies(ds []time.Duration) Latencies {
@@ -32,7 +32,11 @@ func latencies(ds []time.Duration) Latencies {
 	}
 	slices.Sort(ds)
 	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
-	return Latencies{N: len(ds), P50: at(0.50), P99: at(0.99), Max: ds[len(ds)-1]}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return Latencies{N: len(ds), Mean: sum / time.Duration(len(ds)), P50: at(0.50), P99: at(0.99), Max: ds[len(ds)-1]}
 }
 
 // FsyncLatency appends 4 KiB to a file in dir and fdatasyncs it, samples

@@ -99,6 +99,8 @@ func main() {
 	fsP99 := med(mapf(fsyncs, func(l benchmarks.Latencies) float64 { return float64(l.P99) }))
 	fmt.Printf("| measure | median of %d rounds | per round |\n|---|---|---|\n", *rounds)
 	fmt.Printf("| fsync (4 KiB write + fdatasync) p50 | %s | %s |\n", dur(fsP50), join(fsyncs, func(l benchmarks.Latencies) string { return dur(float64(l.P50)) }))
+	fmt.Printf("| fsync mean | %s | %s |\n", dur(med(mapf(fsyncs, func(l benchmarks.Latencies) float64 { return float64(l.Mean) }))),
+		join(fsyncs, func(l benchmarks.Latencies) string { return dur(float64(l.Mean)) }))
 	fmt.Printf("| fsync p99 | %s | %s |\n", dur(fsP99), join(fsyncs, func(l benchmarks.Latencies) string { return dur(float64(l.P99)) }))
 	for _, name := range names {
 		rs := res[name]
