@@ -20,6 +20,9 @@ type fsys interface {
 	// SyncDir makes dir's entries (files created, renamed, removed)
 	// durable.
 	SyncDir(dir string) error
+	// Lock takes dir for this process until the returned lock is closed
+	// (or the process ends), or fails if another holds it.
+	Lock(dir string) (io.Closer, error)
 }
 
 // fsFile is an open file of an fsys.
@@ -72,6 +75,18 @@ func (osFS) SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+func (osFS) Lock(dir string) (io.Closer, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func (f osFile) Sync() error { return datasync(f.File) }

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -17,4 +18,13 @@ func datasync(f *os.File) error {
 			return nil
 		}
 	}
+}
+
+// flock takes an exclusive advisory lock on f, released when f is closed
+// or the process ends (a SIGKILL included).
+func flock(f *os.File) error {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("journal: %s is locked by another process or Log (%w)", f.Name(), err)
+	}
+	return nil
 }

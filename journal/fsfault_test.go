@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -19,6 +20,7 @@ type memFS struct {
 	durable map[string]*memNode // the entries as of the last SyncDir
 	syncErr error               // returned by every Sync when set
 	syncs   int
+	locked  map[string]bool
 }
 
 type memNode struct {
@@ -151,6 +153,31 @@ func (m *memFS) Remove(name string) error {
 }
 
 func (m *memFS) MkdirAll(string) error { return nil }
+
+func (m *memFS) Lock(dir string) (io.Closer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locked == nil {
+		m.locked = map[string]bool{}
+	}
+	if m.locked[dir] {
+		return nil, errors.New("locked")
+	}
+	m.locked[dir] = true
+	return memLock{m, dir}, nil
+}
+
+type memLock struct {
+	m   *memFS
+	dir string
+}
+
+func (l memLock) Close() error {
+	l.m.mu.Lock()
+	defer l.m.mu.Unlock()
+	delete(l.m.locked, l.dir)
+	return nil
+}
 
 func (m *memFS) SyncDir(string) error {
 	m.mu.Lock()

@@ -529,3 +529,15 @@ func TestIDFileCorrupt(t *testing.T) {
 		t.Fatalf("Open with a corrupt identity file = %v", err)
 	}
 }
+
+func TestOneLogPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, LogOptions{})
+	if l2, err := Open(dir, LogOptions{}); err == nil {
+		l2.Close()
+		t.Fatal("a second Log opened on a directory in use")
+	}
+	l.Close()
+	l = mustOpen(t, dir, LogOptions{})
+	l.Close()
+}
