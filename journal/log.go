@@ -384,17 +384,15 @@ func (l *Log) recoverFiles(run uint64) error {
 		return 0
 	})
 	next := max(run<<32, 1)
-	var prevEnd uint64 // where the items of the newest segment end; 0: unknown
+	var prev segHeader // the newest segment's first and end, for the next header; 0: unknown
 	for i, f := range files {
 		var limit uint64
 		exact := false
 		if i+1 < len(files) {
 			nf := files[i+1]
 			limit = nf.first
-			if _, p, ok := l.readSegHeader(nf.name); ok && p != 0 && p <= nf.first {
-				limit, exact = p, true
-			} else {
-				exact = nf.first>>32 == f.first>>32
+			if h, ok := l.readSegHeader(nf.name); ok && h.prevFirst == f.first && h.prevEnd >= f.first && h.prevEnd <= nf.first {
+				limit, exact = h.prevEnd, true
 			}
 		}
 		out, err := l.scanSegment(f.name, f.first, limit, exact, l.segs, i == len(files)-1)
@@ -407,18 +405,18 @@ func (l *Log) recoverFiles(run uint64) error {
 				l.opts.OnCorrupt(f.name, out.lost)
 			}
 		}
-		prevEnd = 0
+		prev = segHeader{}
 		if out.seg != nil {
 			l.segs = append(l.segs, out.seg)
 			l.used += out.seg.size
 			l.items += out.seg.live
-			prevEnd = out.seg.first + out.seg.n
+			prev = segHeader{prevFirst: out.seg.first, prevEnd: out.seg.first + out.seg.n}
 		}
 		next = max(next, out.next)
 	}
 	l.recoverEnd = next
 	l.next = next
-	f, err := l.createSegment(next, prevEnd)
+	f, err := l.createSegment(segHeader{first: next, prevFirst: prev.prevFirst, prevEnd: prev.prevEnd})
 	if err != nil {
 		return err
 	}
@@ -429,29 +427,28 @@ func (l *Log) recoverFiles(run uint64) error {
 }
 
 // readSegHeader reads the header of segment file name.
-func (l *Log) readSegHeader(name string) (first, prevEnd uint64, ok bool) {
+func (l *Log) readSegHeader(name string) (segHeader, bool) {
 	f, err := l.fs.OpenFile(filepath.Join(l.dir, name), os.O_RDONLY, 0)
 	if err != nil {
-		return 0, 0, false
+		return segHeader{}, false
 	}
 	defer f.Close()
 	b := make([]byte, segHeaderSize)
 	if n, _ := f.ReadAt(b, 0); n < len(b) {
-		return 0, 0, false
+		return segHeader{}, false
 	}
 	return decodeSegHeader(b)
 }
 
-// createSegment creates the segment file of first (whose predecessor's
-// items end at prevEnd) and writes its header (synced, with the directory
-// entry, except at Process).
-func (l *Log) createSegment(first, prevEnd uint64) (fsFile, error) {
-	path := filepath.Join(l.dir, segName(first))
+// createSegment creates the segment file h describes and writes its header
+// (synced, with the directory entry, except at Process).
+func (l *Log) createSegment(h segHeader) (fsFile, error) {
+	path := filepath.Join(l.dir, segName(h.first))
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	_, err = f.Write(encodeSegHeader(first, prevEnd))
+	_, err = f.Write(encodeSegHeader(h))
 	if err == nil && l.opts.Durability != Process {
 		err = f.Sync()
 		if err == nil {
@@ -737,7 +734,10 @@ func (l *Log) roll(first uint64) error {
 		}
 		l.dirty = false
 	}
-	f, err := l.createSegment(first, first)
+	l.mu.Lock()
+	prevFirst := l.segs[len(l.segs)-1].first
+	l.mu.Unlock()
+	f, err := l.createSegment(segHeader{first: first, prevFirst: prevFirst, prevEnd: first})
 	if err != nil {
 		return err
 	}

@@ -18,11 +18,12 @@ import (
 // (Unix nanoseconds, int64) and its data. A finish record's payload is one
 // or more sequence numbers (uint64 each) of items finished.
 //
-// A segment file starts with a segHeaderSize-byte header: segMagic, the
-// segment's first sequence number (uint64), where the items of the segment
-// before it ended (uint64; 0 when unknown), and the CRC32C of those 24
-// bytes. The second number lets Open count the items lost at the damaged
-// end of a segment: each run starts its numbers at a new base.
+// A segment file starts with a segHeaderSize-byte header: segMagic, then
+// the segment's first sequence number, the first sequence number of the
+// segment before it and where that one's items end (uint64 each; 0 when
+// unknown), and the CRC32C of those 32 bytes. The last two let Open count
+// the items lost at the damaged end of a segment, as long as the segment
+// after it was written right after it (no segment deleted between them).
 const (
 	recHeaderSize  = 9
 	recItem        = 1
@@ -30,7 +31,7 @@ const (
 	itemFixed      = 16 // sequence and acceptance time
 	minItemRecord  = recHeaderSize + itemFixed
 	maxPayload     = 1 << 30
-	segHeaderSize  = 28
+	segHeaderSize  = 36
 	segMagic       = "MJSEG001"
 	finishPerBatch = 1 << 13 // sequence numbers per finish record at most (64 KiB)
 )
@@ -126,23 +127,34 @@ func decodeRecord(b []byte) (rawRecord, int, error) {
 // finishSeq returns the i-th sequence number of a finish record.
 func (r *rawRecord) finishSeq(i int) uint64 { return binary.LittleEndian.Uint64(r.data[8*i:]) }
 
-// encodeSegHeader returns a segment header.
-func encodeSegHeader(first, prevEnd uint64) []byte {
+// segHeader is what a segment's header holds.
+type segHeader struct {
+	first     uint64 // the segment's first sequence number (also its name)
+	prevFirst uint64 // the first sequence number of the segment before it; 0: unknown
+	prevEnd   uint64 // where that segment's items end
+}
+
+func encodeSegHeader(h segHeader) []byte {
 	b := make([]byte, 0, segHeaderSize)
 	b = append(b, segMagic...)
-	b = binary.LittleEndian.AppendUint64(b, first)
-	b = binary.LittleEndian.AppendUint64(b, prevEnd)
+	b = binary.LittleEndian.AppendUint64(b, h.first)
+	b = binary.LittleEndian.AppendUint64(b, h.prevFirst)
+	b = binary.LittleEndian.AppendUint64(b, h.prevEnd)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// decodeSegHeader returns the numbers a segment header holds, or false if
-// b is no header.
-func decodeSegHeader(b []byte) (first, prevEnd uint64, ok bool) {
+// decodeSegHeader returns the header at the start of b, or false if there
+// is none.
+func decodeSegHeader(b []byte) (segHeader, bool) {
 	if len(b) < segHeaderSize || string(b[:8]) != segMagic ||
-		binary.LittleEndian.Uint32(b[24:]) != crc32.Checksum(b[:24], castagnoli) {
-		return 0, 0, false
+		binary.LittleEndian.Uint32(b[32:]) != crc32.Checksum(b[:32], castagnoli) {
+		return segHeader{}, false
 	}
-	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), true
+	return segHeader{
+		first:     binary.LittleEndian.Uint64(b[8:]),
+		prevFirst: binary.LittleEndian.Uint64(b[16:]),
+		prevEnd:   binary.LittleEndian.Uint64(b[24:]),
+	}, true
 }
 
 // scanBuffer is the read window of a scan: records are read from the file

@@ -128,7 +128,7 @@ type scanOutcome struct {
 // scanSegment reads the segment file name (whose first item is first), at
 // Open. limit bounds the sequence numbers of its items (the next segment's
 // first; 0 for the last segment); exact says that its items end just before
-// limit (known from the next segment's header, or its name within a run). Finish records mark items of segs (the segments scanned before,
+// limit (the next segment's header says so). Finish records mark items of segs (the segments scanned before,
 // in order) and of the segment itself. last says whether it is the newest
 // segment: only there is a bad tail a torn write, cut off; elsewhere it is
 // corruption.
@@ -144,15 +144,15 @@ func (l *Log) scanSegment(name string, first, limit uint64, exact bool, segs []*
 		return scanOutcome{}, err
 	}
 	hdr := make([]byte, segHeaderSize)
-	var hfirst uint64
+	var h segHeader
 	hok := false
 	if size >= segHeaderSize {
 		if _, err := f.ReadAt(hdr, 0); err != nil {
 			return scanOutcome{}, err
 		}
-		hfirst, _, hok = decodeSegHeader(hdr)
+		h, hok = decodeSegHeader(hdr)
 	}
-	if !hok || hfirst != first {
+	if !hok || h.first != first {
 		if last && size < segHeaderSize {
 			// A segment whose creation was torn: it holds no record.
 			f.Close()
