@@ -541,3 +541,64 @@ func TestOneLogPerDirectory(t *testing.T) {
 	l = mustOpen(t, dir, LogOptions{})
 	l.Close()
 }
+
+func TestRecoverStopsWithItsContext(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, LogOptions{})
+	for i := range 5 {
+		mustAppend(t, l, fmt.Sprint(i))
+	}
+	l.Close()
+	l = mustOpen(t, dir, LogOptions{})
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	err := l.Recover(ctx, func(Record) error {
+		n++
+		if n == 2 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n != 2 {
+		t.Fatalf("Recover = %v after %d items, want context.Canceled after 2", err, n)
+	}
+	if got := datas(recoverAll(t, l)); !slices.Equal(got, []string{"2", "3", "4"}) {
+		t.Errorf("the next Recover handed %v, want [2 3 4]", got)
+	}
+}
+
+// Stats.Oldest is the earliest acceptance time in the oldest segment that
+// still holds an unfinished item.
+func TestStatsOldest(t *testing.T) {
+	l := mustOpen(t, t.TempDir(), LogOptions{SegmentBytes: 4096})
+	defer l.Close()
+	base := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	var ids []ID
+	for i := range 100 { // several segments
+		id, err := l.Append(context.Background(), make([]byte, 100), base.Add(time.Duration(i)*time.Second), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if got := l.Stats().Oldest; !got.Equal(base) {
+		t.Fatalf("Oldest = %v, want %v", got, base)
+	}
+	// Finish the first segment's items: Oldest moves to the second's first.
+	l.mu.Lock()
+	n := int(l.segs[0].n)
+	l.mu.Unlock()
+	if err := l.Finish(ids[:n]...); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.Stats().Oldest, base.Add(time.Duration(n)*time.Second); !got.Equal(want) {
+		t.Errorf("Oldest = %v, want %v", got, want)
+	}
+	if err := l.Finish(ids[n:]...); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats().Oldest; !got.IsZero() {
+		t.Errorf("Oldest with nothing unfinished = %v, want zero", got)
+	}
+}
