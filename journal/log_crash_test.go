@@ -14,12 +14,13 @@ import (
 )
 
 // The crash test's child: when crashChildDir is set, TestCrashChild appends
-// at Synced from 32 goroutines to the log in that directory and writes each
-// ID to stdout (one write per line) as soon as its Append returned, until
-// it is killed.
+// from 32 goroutines to the log in that directory, at the level in
+// crashChildLevel, and writes each ID to stdout (one write per line) as soon
+// as its Append returned, until it is killed.
 const (
-	crashChildDir = "JOURNAL_CRASH_CHILD_DIR"
-	crashRounds   = "JOURNAL_CRASH_ROUNDS" // rounds of TestCrash; default 4
+	crashChildDir   = "JOURNAL_CRASH_CHILD_DIR"
+	crashChildLevel = "JOURNAL_CRASH_CHILD_LEVEL"
+	crashRounds     = "JOURNAL_CRASH_ROUNDS" // rounds of TestCrash; default 4
 )
 
 func TestCrashChild(t *testing.T) {
@@ -27,7 +28,8 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the child of TestCrash, run by it")
 	}
-	l, err := Open(dir, LogOptions{SegmentBytes: 256 << 10})
+	level, _ := strconv.Atoi(os.Getenv(crashChildLevel))
+	l, err := Open(dir, LogOptions{SegmentBytes: 256 << 10, Durability: Durability(level)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -51,11 +53,13 @@ func TestCrashChild(t *testing.T) {
 	wg.Wait()
 }
 
-// TestCrash SIGKILLs a child appending at Synced at random moments,
-// reopens the log, and checks that every ID the child printed (its Append
-// had returned) is recovered unless the test finished it; between rounds it
-// finishes half of what it recovered, and restarts the child on the same
-// directory, so the log accumulates history over the rounds.
+// TestCrash SIGKILLs a child appending at random moments, reopens the log,
+// and checks that every ID the child printed (its Append had returned) is
+// recovered unless the test finished it; between rounds it finishes half of
+// what it recovered, and restarts the child on the same directory, so the
+// log accumulates history over the rounds. The child appends at Synced in
+// even rounds and at Process in odd ones: a SIGKILL is a process crash,
+// which Process survives too.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary")
@@ -75,7 +79,11 @@ func TestCrash(t *testing.T) {
 	checked := 0
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildDir+"="+dir)
+		level := Synced
+		if round%2 == 1 {
+			level = Process
+		}
+		cmd.Env = append(os.Environ(), crashChildDir+"="+dir, fmt.Sprintf("%s=%d", crashChildLevel, level))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -131,7 +139,7 @@ func TestCrash(t *testing.T) {
 				t.Errorf("round %d: %s finished but recovered", round, id)
 			}
 			if !finished[id] && !got[id] {
-				t.Errorf("round %d: %s acknowledged at Synced but not recovered", round, id)
+				t.Errorf("round %d (%v): %s acknowledged but not recovered", round, level, id)
 			}
 			checked++
 		}
@@ -153,7 +161,7 @@ func TestCrash(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d: %d IDs printed by the child, %d recovered, %d finished", round, len(ids), len(got), len(fin))
+		t.Logf("round %d (%v): %d IDs printed by the child, %d recovered, %d finished", round, level, len(ids), len(got), len(fin))
 	}
 	t.Logf("%d rounds, %d checks of an acknowledged ID (%d IDs)", rounds, checked, len(acked))
 }
