@@ -144,7 +144,13 @@ type LogOptions struct {
 // LogOptions.OnCorrupt): the scan resumes at the next offset where a valid
 // record starts, and sequence numbers tell how many items were lost. A
 // segment whose header is unreadable is renamed to *.corrupt and counted,
-// never deleted. Nothing in the files can make Open panic.
+// never deleted (only a newest segment shorter than a header, whose
+// creation a crash cut short, is removed: it holds no record). Items lost
+// are counted exactly from the sequence numbers, where the segment after
+// the damaged one was written right after it; otherwise (a segment deleted
+// between them) a damaged end is estimated from its bytes, and a clean
+// truncation at a record boundary goes unseen. Nothing in the files can
+// make Open panic.
 //
 // Disk: a segment file is deleted once every item in it is finished (and
 // it is not the one being written), so disk is reclaimed a segment at a
