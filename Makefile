@@ -4,7 +4,7 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test tidy vet race deploy-test redisrate-test redisjournal-test demo-test bench bench-peers bench-smoke lint fmt demo fuzz stress
+.PHONY: test tidy vet race deploy-test redisrate-test redisjournal-test demo-test bench bench-peers bench-fairness bench-smoke lint fmt demo fuzz stress
 
 ## test: go mod tidy -diff in every module, vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
@@ -60,6 +60,14 @@ bench:
 PEERS_FLAGS ?= -rounds 11 -items 1000000
 bench-peers:
 	@cd benchmarks && $(GO) run ./cmd/peers $(PEERS_FLAGS)
+
+## bench-fairness: nine quiet keys and one at 100x their rate, without and with
+## Keyed.MaxPendingPerKey, against a run without the loud key, in interleaved
+## rounds; prints a markdown table for BENCHMARKS.md ("Fairness"). About 2
+## minutes.
+FAIRNESS_FLAGS ?= -rounds 11 -duration 3s
+bench-fairness:
+	@cd benchmarks && $(GO) run ./cmd/fairness $(FAIRNESS_FLAGS)
 
 ## bench-smoke: the benchmarks module's gofmt, go.mod tidiness, vet, and its
 ## tests (a tiny interleaved run of every implementation) and every Benchmark

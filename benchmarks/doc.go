@@ -21,6 +21,12 @@
 //   - BenchmarkImpl, one sub-benchmark per implementation and producer
 //     count, for go test -bench and benchstat.
 //
-// All use of muster's API (and of its middleware) is in muster_impls.go,
-// behind the Impl type, so that a change of that API is adapted in one file.
+// All use of muster's API (and of its middleware) by these comparisons is
+// in muster_impls.go, behind the Impl type, so that a change of that API is
+// adapted in one file.
+//
+// cmd/fairness (fairness.go) is another kind of benchmark: what quiet keys
+// of a muster.Keyed meet (Add latency, lost items) when one key adds 100
+// times faster, with and without Keyed.MaxPendingPerKey, against a run
+// without the loud key, in interleaved rounds.
 package benchmarks

@@ -1,12 +1,3 @@
-// Package journal keeps the items a muster batcher accepted until their
-// outcome is final, so that a crash, a Shutdown deadline or a downstream
-// outage longer than a pod's grace period loses none of them.
-//
-// Two parts meet here: a Store, which keeps records (the embedded Log on the
-// local disk, standard library only; a Redis Streams store in the module
-// journal/redisjournal), and the layer over a muster.Batcher or muster.Keyed
-// that appends each item before Add returns and finishes it when its outcome
-// is final.
 package journal
 
 import (

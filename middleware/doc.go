@@ -5,6 +5,9 @@
 //     hooks (muster.Hooks, set as the batcher's Hooks field), not
 //     middleware: they see the whole batch, from fire to done, whatever the
 //     layers below do.
+//   - [github.com/musterhq/muster/middleware/slogmuster]: logs with log/slog
+//     what an operator must see (refusals by reason, rate limited; panics
+//     with their stacks; failed and abandoned batches). Hooks too.
 //   - [github.com/musterhq/muster/middleware/retry]: calls the FireFunc again
 //     after a failure, with backoff, caps and a retry budget.
 //   - [github.com/musterhq/muster/middleware/throttle]: waits for tokens from

@@ -17,6 +17,30 @@ import (
 // p).
 type FireFunc[T any] func(ctx context.Context, items []T) error
 
+// DeadLetterFunc receives items whose outcome is not delivery, and why, so
+// that none vanishes: spill them, send them to a dead-letter queue, retry
+// them later. It is called
+//   - for a batch whose Fire returned an error (after every middleware, so
+//     after a retry middleware's last attempt): with all its items and that
+//     error, or, when the error is an [*ItemErrors] aligned with the batch,
+//     with only the failed items and an *ItemErrors aligned with them. It
+//     runs on the batch's goroutine with the batch's context, after Fire
+//     returned and before the Done hook runs and the items' Results are
+//     done. A batch in flight at a Shutdown deadline that then fails is one
+//     of these: context.Cause(ctx) is ErrIncomplete;
+//   - for an item dropped by an Overflow policy, with ErrDropped, on the
+//     goroutine of the Add that dropped it, with that Add's context for the
+//     incoming item, and for the oldest one the context the Added hook kept
+//     for it (else context.Background());
+//   - for a batch abandoned unfired at a Shutdown deadline, with
+//     ErrIncomplete, on Shutdown's goroutine, with the batches' base context
+//     (canceled by then), before the batch's Done hook.
+//
+// items is only valid until it returns (as FireFunc's). It must not block
+// for long: it holds the batch's in-flight slot, the producer, or Shutdown.
+// A panic in it is recovered and ignored.
+type DeadLetterFunc[T any] func(ctx context.Context, items []T, err error)
+
 // Middleware wraps a FireFunc with behaviour: retries, rate limits,
 // timeouts. It is endpoint.Middleware from go-kit with FireFunc for
 // Endpoint. The same Middleware serves a Batcher, a Keyed and a Client.
@@ -93,6 +117,13 @@ type Batcher[T any] struct {
 	// context.Background() is used. It is called once, by Start.
 	BaseContext func() context.Context
 
+	// DeadLetter receives the items whose outcome is not delivery, with
+	// why: those of a batch whose Fire (after every middleware: after the
+	// retries) returned an error, those dropped by Overflow (ErrDropped),
+	// and those of batches abandoned at a Shutdown deadline (ErrIncomplete).
+	// See DeadLetterFunc. Optional; nil costs nothing.
+	DeadLetter DeadLetterFunc[T]
+
 	k Keyed[struct{}, T]
 }
 
@@ -102,7 +133,8 @@ func (b *Batcher[T]) Start() error {
 	b.k = Keyed[struct{}, T]{
 		MaxBatchSize: b.MaxBatchSize, BatchTimeout: b.BatchTimeout, MaxConcurrentBatches: b.MaxConcurrentBatches,
 		PendingWorkCapacity: b.PendingWorkCapacity, MaxBatchBytes: b.MaxBatchBytes, Sizer: b.Sizer,
-		Overflow: b.Overflow, Fire: b.Fire, Name: b.Name, Hooks: b.Hooks, BaseContext: b.BaseContext, e: b.k.e,
+		Overflow: b.Overflow, Fire: b.Fire, Name: b.Name, Hooks: b.Hooks, BaseContext: b.BaseContext,
+		DeadLetter: b.DeadLetter, e: b.k.e,
 	}
 	return b.k.start(false)
 }
@@ -114,9 +146,13 @@ func (b *Batcher[T]) Start() error {
 // make it fail or drop instead. Once Stop or Shutdown has begun it returns
 // ErrStopped. ctx reaches hooks (tracing links the batch to it); it is not
 // the context the batch fires with, and is not checked when there is room.
+// A nil ctx gets ErrNilContext.
 func (b *Batcher[T]) Add(ctx context.Context, item T) error {
 	if b.k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	_, err := b.k.e.add(ctx, item, false)
 	return err
@@ -160,6 +196,15 @@ const DefaultMaxKeys = 1024
 // PendingWorkCapacity bounds the items queued across all keys (backpressure
 // is shared: what telemetry reports as capacity is what producers meet).
 //
+// By default one key can therefore use all of it: a tenant adding 100 times
+// faster than the others fills PendingWorkCapacity and the others' Adds
+// block (or fail) with it. MaxPendingPerKey makes the client fair to keys:
+// it holds a key that has a batch waiting to that many items, so that the
+// rest of the capacity stays with the other keys, and gives free slots to
+// the keys with batches waiting in turn, so that at most one batch of each
+// other key gets a slot before a quiet key's. KeyStats and TopKeys find the
+// key that holds the most.
+//
 // Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
 // Key(items[0]), and FireInfo.Key for hooks.
 //
@@ -195,7 +240,31 @@ type Keyed[K comparable, T any] struct {
 	// the oldest batch waiting for a slot, before Overflow applies.
 	PendingWorkCapacity uint
 
-	// Overflow says what Add does when the pending capacity is used up.
+	// MaxPendingPerKey bounds one key's share. While a batch of a key waits
+	// for a slot, the key may hold at most this many items that have not
+	// fired (in its open batch and its waiting batches: KeyStats.Pending);
+	// at that many, an Add of that key meets the Overflow policy as at full
+	// capacity (OverflowFail's error matches ErrFull; OverflowDropOldest
+	// drops that key's oldest queued item, never another key's), while the
+	// other keys' items are still taken, up to PendingWorkCapacity. A key
+	// thus never holds more than max(MaxPendingPerKey, MaxBatchSize) such
+	// items (MaxBatchSize > 0), and a loud key leaves the other keys at
+	// least PendingWorkCapacity - MaxPendingPerKey. It must be below
+	// PendingWorkCapacity (Start fails otherwise: one key could still fill
+	// it); make it at least MaxBatchSize, so that a held key still fills
+	// batches.
+	//
+	// It also makes admission fair: a free slot goes to the oldest waiting
+	// batch of the key served longest ago, round-robin over the keys with
+	// batches waiting, instead of to the oldest batch of all; so at most
+	// one batch of each other key gets a slot before a quiet key's, however
+	// long a loud key's backlog.
+	//
+	// Zero: no per-key bound, and batches get slots oldest first.
+	MaxPendingPerKey uint
+
+	// Overflow says what Add does when the pending capacity, or a key's
+	// MaxPendingPerKey, is used up.
 	Overflow Overflow
 
 	// MaxKeys bounds the live keys. Zero: DefaultMaxKeys.
@@ -218,6 +287,10 @@ type Keyed[K comparable, T any] struct {
 	// BaseContext returns the context batches fire with. If nil,
 	// context.Background() is used. It is called once, by Start.
 	BaseContext func() context.Context
+
+	// DeadLetter receives the items whose outcome is not delivery (see
+	// Batcher.DeadLetter). Optional; nil costs nothing.
+	DeadLetter DeadLetterFunc[T]
 
 	e *engine[K, T]
 }
@@ -244,6 +317,9 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, k.Overflow)
 	case k.BatchTimeout < 0 || k.MaxKeys < 0 || k.KeyIdleTimeout < 0:
 		return fmt.Errorf("%w: negative BatchTimeout, MaxKeys or KeyIdleTimeout", ErrInvalidConfig)
+	case k.MaxPendingPerKey > 0 && k.MaxPendingPerKey >= k.PendingWorkCapacity:
+		return fmt.Errorf("%w: MaxPendingPerKey %d must be below PendingWorkCapacity %d, or one key can still fill it",
+			ErrInvalidConfig, k.MaxPendingPerKey, k.PendingWorkCapacity)
 	case k.e != nil:
 		return ErrAlreadyStarted
 	}
@@ -251,8 +327,9 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 	c := config[K, T]{
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
 		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
-		sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
-		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
+		perKey: clamp(k.MaxPendingPerKey), sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
+		deadLetter: k.DeadLetter,
+		fire:       func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
 	}
 	if keyed {
 		c.keyFn = k.Key
@@ -277,6 +354,9 @@ func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if k.e == nil {
 		return ErrNotStarted
 	}
+	if ctx == nil {
+		return ErrNilContext
+	}
 	_, err := k.e.add(ctx, item, false)
 	return err
 }
@@ -287,6 +367,9 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if k.e == nil {
 		return Result{}, ErrNotStarted
 	}
+	if ctx == nil {
+		return Result{}, ErrNilContext
+	}
 	return k.e.add(ctx, item, true)
 }
 
@@ -295,6 +378,9 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 func (k *Keyed[K, T]) Flush(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	return k.e.flush(ctx)
 }
@@ -309,6 +395,9 @@ func (k *Keyed[K, T]) Shutdown(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
 	}
+	if ctx == nil {
+		return ErrNilContext
+	}
 	k.e.beginStop()
 	return k.e.wait(ctx)
 }
@@ -319,4 +408,28 @@ func (k *Keyed[K, T]) Stats() Stats {
 		return Stats{}
 	}
 	return k.e.snapshot()
+}
+
+// KeyStats returns one key's share of the client: its items not yet fired,
+// its batches waiting and in flight. It reports false for a key that is not
+// live (never added, or evicted), and before Start. It takes the client's
+// locks for a map lookup.
+func (k *Keyed[K, T]) KeyStats(key K) (KeyStats[K], bool) {
+	if k.e == nil {
+		return KeyStats[K]{}, false
+	}
+	return k.e.keyStats(key)
+}
+
+// TopKeys returns the n keys holding the most, most first: by
+// KeyStats.Pending, then Waiting, then InFlight. Keys holding nothing are
+// left out, so it may return fewer. It is for finding the loud tenant
+// without a metric label per key (a dashboard's top-k): it reads every live
+// key (at most MaxKeys) while holding the client's locks, so call it at
+// scrape intervals, not per item (BenchmarkKeyedTopKeys measures it).
+func (k *Keyed[K, T]) TopKeys(n int) []KeyStats[K] {
+	if k.e == nil {
+		return nil
+	}
+	return k.e.topKeys(n)
 }

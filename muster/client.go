@@ -66,6 +66,13 @@ type FireContexter interface {
 // Fields must not change after Start. A Client is safe for concurrent use
 // once started. Most callers should hide it behind a typed client of their
 // own (see the package example), or use Batcher, which is typed.
+//
+// A Client has no DeadLetter function (Batcher and Keyed do): its batches
+// are the user's Batch values, which hold the items, so the Batch itself
+// sees a failure, and a dropped or abandoned item is reported to the
+// Refused and Done hooks without the item. For the same reason no journal
+// can keep a Client's items: they are accepted on Work before any code of
+// the library sees them.
 type Client struct {
 	// Maximum number of items in a batch. If this is zero batches will only
 	// be dispatched upon hitting the BatchTimeout. It is an error for both
@@ -310,10 +317,14 @@ func tryRecv(work chan interface{}) (any, bool) {
 // Under backpressure it blocks until there is room or ctx ends; then it
 // returns ctx's error and the item is not taken. After Stop or Shutdown has
 // begun it returns ErrStopped. ctx reaches hooks (tracing links the batch to
-// it); it is not the context the batch fires with.
+// it); it is not the context the batch fires with. A nil ctx gets
+// ErrNilContext.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	_, err := c.e.add(ctx, item, false)
 	return err
@@ -325,6 +336,9 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 	if c.e == nil {
 		return Result{}, ErrNotStarted
 	}
+	if ctx == nil {
+		return Result{}, ErrNilContext
+	}
 	return c.e.add(ctx, item, true)
 }
 
@@ -335,6 +349,9 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 func (c *Client) Flush(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	return c.e.flush(ctx)
 }
@@ -358,6 +375,9 @@ func (c *Client) Stop() error {
 func (c *Client) Shutdown(ctx context.Context) error {
 	if c.e == nil {
 		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
 	}
 	c.e.beginStop()
 	c.closeWork.Do(func() { close(c.Work) }) // the worker drains it, then closes the last batch

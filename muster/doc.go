@@ -39,6 +39,15 @@
 // one ([OverflowFail], [OverflowDropNewest], [OverflowDropOldest]). Sending
 // on a Client's Work always blocks, as in the seed.
 //
+// That capacity is shared by the keys of a [Keyed]: by default a key adding
+// far faster than the others can fill it, and the others' Adds then meet
+// the Overflow policy too. Keyed.MaxPendingPerKey makes it fair: a key with
+// a batch waiting holds at most that many items that have not fired (its
+// further Adds meet the Overflow policy while other keys' items are still
+// taken), and free slots go round-robin to the keys with batches waiting
+// instead of oldest first. Keyed.KeyStats and Keyed.TopKeys (and, for an
+// observer, ClientInfo.TopKeys) show which key holds the most.
+//
 // # What happens to items
 //
 //   - Invalid configuration: Start returns [ErrZeroBoth] or an error matching
@@ -52,14 +61,27 @@
 //     Client.Work after Stop panics, as sending on any closed channel does.
 //   - Under OverflowDropNewest or OverflowDropOldest an item is dropped: Add
 //     returns nil, and the Refused hook and the item's [Result] see
-//     [ErrDropped].
+//     [ErrDropped]; a Batcher's or Keyed's DeadLetter function receives the
+//     item.
+//   - A Keyed's key at MaxPendingPerKey (a batch of it waits, and it holds
+//     that many items not fired): its Add meets the Overflow policy as at
+//     full capacity, for that key only. It blocks until one of the key's
+//     batches gets a slot or ctx ends (the context's error); fails with an
+//     error matching ErrFull; drops the incoming item; or drops that key's
+//     oldest item queued behind the oldest waiting batch (never another
+//     key's; with none, the incoming one). Other keys' items are taken as
+//     long as PendingWorkCapacity has room.
 //   - A Fire (or FireFunc, BatchMaker, Batch.Add, Key, Sizer) that panics:
 //     the panic is recovered as a [*PanicError] (matching [ErrPanic], with
 //     the stack); a batch is done with it and releases its slot, an item is
 //     refused with it.
 //   - A batch reports failure with [DoneWith] (or [ErrorNotifier]); a FireFunc
 //     by returning an error, or an [*ItemErrors] to fail only some items.
-//     The core does not retry: wrap Fire with a retry [Middleware].
+//     The core does not retry: wrap Fire with a retry [Middleware]. The items
+//     of a batch whose Fire failed (after the retries: every middleware has
+//     run) reach the DeadLetter function of a Batcher or Keyed, all of them
+//     with the error, or only the failed ones with an *ItemErrors aligned
+//     with them ([DeadLetterFunc]).
 //   - Done called twice: the second call is ignored.
 //   - Stop and Shutdown fire the partial batches and wait; called twice, the
 //     second waits for the same end. When Shutdown's context ends first,
@@ -67,6 +89,12 @@
 //     Results see [ErrIncomplete], Stats.Abandoned counts their items), items
 //     still in Work are refused with ErrIncomplete, in-flight batches have
 //     their context canceled, and a [*ShutdownError] counts what was not done.
+//     The items of the abandoned batches reach the DeadLetter function with
+//     ErrIncomplete, so that they can be kept (a Client has none: its items
+//     are in its Batch values).
+//   - To keep accepted items through a crash or a Shutdown deadline, wrap a
+//     Batcher or Keyed with package journal: Add returns once the item is
+//     journaled, and what was not finished is replayed at the next start.
 //
 // # Hooks
 //

@@ -2,7 +2,10 @@ package muster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +17,8 @@ import (
 // form a FIFO in the order they opened, which is the order of their
 // deadlines: one timer, on the oldest, closes them at BatchTimeout. A closed
 // batch joins the ready queue; it is admitted (takes an in-flight slot, and
-// only then Fires) while fewer than MaxConcurrentBatches are in flight. No
+// only then Fires) while fewer than MaxConcurrentBatches are in flight:
+// oldest first, or round-robin over keys with MaxPendingPerKey. No
 // goroutine exists for a batch in the ready queue: the goroutine of a batch
 // that is done runs the next admitted batch itself.
 //
@@ -88,6 +92,11 @@ type keyState[K comparable, T any] struct {
 	idleSince            time.Time
 	link[keyState[K, T]] // in the idle list, least recently used first
 	idle                 bool
+	// A Keyed's share of the ready queue and the slots, under fmu: its
+	// batches waiting and their items, its batches in flight, and the
+	// admission that last gave it a slot (0: none yet).
+	waiting, waitingItems, inflight int
+	served                          uint64
 }
 
 func (ks *keyState[K, T]) links() *link[keyState[K, T]] { return &ks.link }
@@ -107,6 +116,7 @@ type config[K comparable, T any] struct {
 	timeout  time.Duration
 	limit    int
 	capacity int
+	perKey   int // MaxPendingPerKey; 0: no per-key bound, oldest-first admission
 	overflow Overflow
 	sizer    func(T) int
 	keyFn    func(T) K // nil: one key
@@ -117,6 +127,9 @@ type config[K comparable, T any] struct {
 	maker    func() Batch
 	observer Observer
 	base     func() context.Context
+	// deadLetter receives the items whose outcome is not delivery; nil:
+	// none is called (a Client's).
+	deadLetter func(ctx context.Context, items []T, err error)
 }
 
 type engine[K comparable, T any] struct {
@@ -168,7 +181,7 @@ type engine[K comparable, T any] struct {
 
 	// The flight lock and what it guards.
 	fmu         sync.Mutex
-	ready       []*batch[K, T] // closed, waiting for a slot, oldest first
+	ready       []*batch[K, T] // closed, waiting for a slot, oldest first (admitted in that order unless perKey)
 	readyItems  int            // items in ready batches
 	inflight    int
 	flightItems int
@@ -242,8 +255,12 @@ func (e *engine[K, T]) info() ClientInfo {
 	if e.keyFn != nil {
 		mk = e.maxKeys
 	}
-	return ClientInfo{ID: e.id, Name: e.name, MaxBatchSize: e.max, BatchTimeout: e.timeout,
+	ci := ClientInfo{ID: e.id, Name: e.name, MaxBatchSize: e.max, BatchTimeout: e.timeout,
 		MaxConcurrentBatches: e.limit, PendingWorkCapacity: e.capacity, MaxKeys: mk, Stats: e.snapshot}
+	if e.keyFn != nil {
+		ci.MaxPendingPerKey, ci.TopKeys = e.perKey, e.topKeysAny
+	}
+	return ci
 }
 
 // observe asks the observer for this client's hooks; Start calls it before
@@ -278,11 +295,11 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result
 	}
 	var l launches[K, T]
 	var r Result
-	var slow *slowAdd
+	var slow *slowAdd[T]
 	ks, err := &e.single, error(nil)
 	e.mu.Lock()
-	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked() {
-		if slow = e.makeRoomLocked(ctx, key, wantResult); slow.done {
+	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked(key) {
+		if slow = e.makeRoomLocked(ctx, key, item, wantResult); slow.done {
 			return slow.r, slow.err // unlocked
 		}
 	}
@@ -333,12 +350,12 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 // slowAdd is what makeRoomLocked learned: the item's outcome when it
 // settled it (done), or else how long the producer was held and what was
 // dropped to make room.
-type slowAdd struct {
+type slowAdd[T any] struct {
 	done  bool
 	r     Result
 	err   error
 	since time.Time
-	drop  *dropped
+	drop  *dropped[T]
 }
 
 // makeRoomLocked applies the Overflow policy while the pending capacity is
@@ -348,11 +365,12 @@ type slowAdd struct {
 // join.
 //
 //go:noinline
-func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult bool) *slowAdd {
-	s := &slowAdd{}
+func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantResult bool) *slowAdd[T] {
+	s := &slowAdd[T]{}
 	for e.phase == running {
 		e.fmu.Lock()
-		if !e.overCapacityLocked() {
+		over := e.keyOverLocked(key) // the key's own bound first: it is the key's own items that go
+		if over == nil && !e.overCapacityLocked() {
 			e.fmu.Unlock()
 			break
 		}
@@ -363,7 +381,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 				s.done, s.err = true, e.refuse(ctx, ErrTooManyKeys, 0)
 				return s
 			}
-			if s.drop = e.dropOldestLocked(); s.drop != nil {
+			if s.drop = e.dropOldestLocked(over); s.drop != nil {
 				e.fmu.Unlock()
 				return s
 			}
@@ -372,11 +390,16 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 		case OverflowFail:
 			e.fmu.Unlock()
 			e.mu.Unlock()
-			s.done, s.err = true, e.refuse(ctx, ErrFull, 0)
+			err := ErrFull
+			if over != nil {
+				err = errKeyFull
+			}
+			s.done, s.err = true, e.refuse(ctx, err, 0)
 			return s
 		case OverflowDropNewest, OverflowDropOldest:
 			e.fmu.Unlock()
 			e.mu.Unlock()
+			e.deadLetterItem(ctx, item, ErrDropped)
 			e.refuse(ctx, ErrDropped, 0)
 			if s.done = true; wantResult {
 				s.r = Result{o: droppedOutcome}
@@ -408,7 +431,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, wantResult boo
 // failed append left to say.
 //
 //go:noinline
-func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd, r Result, err error) (Result, error) {
+func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd[T], r Result, err error) (Result, error) {
 	var since time.Time
 	if s != nil {
 		since = s.since
@@ -454,17 +477,50 @@ func selfEqual[K comparable](k K) (eq bool) {
 	return k == k
 }
 
-// fullLocked reports whether the pending capacity is used up. It needs mu,
-// and takes fmu only when a batch waits for a slot (see readyN; add tests
-// readyN itself first, so that its common path makes no call).
-func (e *engine[K, T]) fullLocked() bool {
+// fullLocked reports whether the pending capacity, or key's share of it,
+// is used up. It needs mu, and takes fmu only when a batch waits for a slot
+// (see readyN; add tests readyN itself first, so that its common path makes
+// no call).
+func (e *engine[K, T]) fullLocked(key K) bool {
 	if e.readyN.Load() == 0 {
 		return false
 	}
 	e.fmu.Lock()
-	full := e.overCapacityLocked()
+	full := e.overCapacityLocked() || e.keyOverLocked(key) != nil
 	e.fmu.Unlock()
 	return full
+}
+
+// keyOverLocked returns key's state when MaxPendingPerKey applies to it: a
+// batch of the key waits for a slot and the key holds MaxPendingPerKey
+// items that have not fired (in its open and waiting batches). Otherwise,
+// and without MaxPendingPerKey, it returns nil. It needs both locks.
+func (e *engine[K, T]) keyOverLocked(key K) *keyState[K, T] {
+	if e.perKey == 0 {
+		return nil
+	}
+	ks := e.lastKey
+	if ks == nil || ks.key != key {
+		ks = e.keys[key]
+	}
+	if ks == nil || ks.waiting == 0 || ks.pendingLocked() < e.perKey {
+		return nil
+	}
+	return ks
+}
+
+// errKeyFull is OverflowFail's error for an item of a key at
+// MaxPendingPerKey: it matches ErrFull.
+var errKeyFull = fmt.Errorf("%w: the key holds MaxPendingPerKey items", ErrFull)
+
+// pendingLocked counts the key's items that have not fired: in its open
+// batch and its batches waiting for a slot. It needs both locks.
+func (ks *keyState[K, T]) pendingLocked() int {
+	n := ks.waitingItems
+	if ks.cur != nil {
+		n += ks.cur.n
+	}
+	return n
 }
 
 // overCapacityLocked reports whether a closed batch waits for a slot and
@@ -833,6 +889,10 @@ func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T])
 	e.openItems -= b.n
 	e.readyItems += b.n
 	e.ready = append(e.ready, b)
+	if e.keyFn != nil {
+		b.ks.waiting++
+		b.ks.waitingItems += b.n
+	}
 	if n := len(e.free); n > 0 && e.spare.Load() == nil {
 		e.spare.Store(e.free[n-1])
 		e.free[n-1] = nil
@@ -842,19 +902,31 @@ func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T])
 	e.readyChangedLocked()
 }
 
-// admitLocked gives waiting batches free slots, oldest first. It needs fmu;
+// admitLocked gives waiting batches free slots: oldest first or, with
+// MaxPendingPerKey, round-robin over keys (see nextLocked). It needs fmu;
 // with hooks, mu too unless at most one batch is ready (see queuedLocked).
 // Its caller then calls readyChangedLocked.
 func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 	for len(e.ready) > 0 && (e.limit == 0 || e.inflight < e.limit) {
-		b := e.ready[0]
-		n := copy(e.ready, e.ready[1:])
+		i := 0
+		if e.perKey > 0 {
+			i = e.nextLocked()
+		}
+		b := e.ready[i]
+		n := i + copy(e.ready[i:], e.ready[i+1:])
 		e.ready[n] = nil
 		e.ready = e.ready[:n]
 		e.readyItems -= b.n
 		e.inflight++
 		e.flightItems += b.n
 		e.fired++
+		if e.keyFn != nil {
+			ks := b.ks
+			ks.waiting--
+			ks.waitingItems -= b.n
+			ks.inflight++
+			ks.served = e.fired
+		}
 		if e.hooks != nil {
 			b.inflight = e.inflight
 			b.queued = e.queuedLocked()
@@ -870,6 +942,24 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 		l.add(b, to)
 		e.wakeLocked()
 	}
+}
+
+// nextLocked returns the index in the ready queue of the batch a free slot
+// goes to under MaxPendingPerKey: the oldest batch of the key served
+// longest ago (a key never served first, then oldest first). A key's
+// batches keep their order, and each key with batches waiting gets a slot
+// in turn, whatever the others' backlog: round-robin over keys. It scans
+// the ready queue (PendingWorkCapacity bounds its length, since every
+// batch behind the oldest holds an item it counts), stopping at a key never
+// served. It needs fmu.
+func (e *engine[K, T]) nextLocked() int {
+	best := 0
+	for i := 1; i < len(e.ready) && e.ready[best].ks.served > 0; i++ {
+		if e.ready[i].ks.served < e.ready[best].ks.served {
+			best = i
+		}
+	}
+	return best
 }
 
 // run is the goroutine of an admitted batch. When the batch is done it runs
@@ -956,6 +1046,10 @@ func callFire[T any](f FireFunc[T], ctx context.Context, items []T) (err error) 
 // Keyed's batch then takes mu, after fmu, when its key may have emptied,
 // and so does the last batch of a stopped client, to mark it stopped.
 func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInfo, err error) *batch[K, T] {
+	err = checkItemErrors(err, b.n)
+	if err != nil && e.deadLetter != nil {
+		e.deadLetterFailed(ctx, b, err)
+	}
 	if info != nil && e.hooks.Done != nil {
 		e.doneHook(ctx, info, err)
 	}
@@ -977,6 +1071,9 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 	}
 	e.inflight--
 	e.flightItems -= b.n
+	if e.keyFn != nil {
+		b.ks.inflight--
+	}
 	e.done++
 	if err != nil {
 		e.failed++
@@ -1144,25 +1241,44 @@ func (e *engine[K, T]) onJanitor() {
 
 // dropped is an item dropped under OverflowDropOldest, reported once the
 // lock is released.
-type dropped struct{ ctx context.Context }
+type dropped[T any] struct {
+	ctx  context.Context
+	item T
+}
 
 // dropOldestLocked drops the oldest queued item: the first of the second
-// ready batch, or of the oldest open batch holding one. It returns nil when
-// nothing is queued. It needs both locks.
-func (e *engine[K, T]) dropOldestLocked() *dropped {
+// ready batch, or of the oldest open batch holding one. With ks (a key at
+// MaxPendingPerKey), it drops that key's oldest queued item instead: the
+// first of its oldest ready batch other than the oldest of all, or of its
+// open batch. It returns nil when nothing is queued. It needs both locks.
+func (e *engine[K, T]) dropOldestLocked(ks *keyState[K, T]) *dropped[T] {
 	var b *batch[K, T]
-	if len(e.ready) > 1 {
-		b = e.ready[1]
-	} else {
+	i := -1 // b's index in ready, or -1 when b is open
+	switch {
+	case ks != nil:
+		for j := 1; j < len(e.ready) && i < 0; j++ {
+			if e.ready[j].ks == ks {
+				i, b = j, e.ready[j]
+			}
+		}
+		if b == nil && ks.cur != nil && ks.cur.n > 0 {
+			b = ks.cur
+		}
+	case len(e.ready) > 1:
+		i, b = 1, e.ready[1]
+	default:
 		for b = e.open.head; b != nil && b.n == 0; b = e.open.next(b) {
 		}
-		if b == nil {
-			return nil
-		}
 	}
-	d := &dropped{ctx: context.Background()}
+	if b == nil {
+		return nil
+	}
+	d := &dropped[T]{ctx: context.Background()}
 	if len(b.ctxs) > 0 && b.ctxs[0] != nil {
 		d.ctx = b.ctxs[0]
+	}
+	if e.keepItems {
+		d.item = b.items[0]
 	}
 	if b.res != nil {
 		b.res.setSlot(b.slot(0), ErrDropped, b.joined())
@@ -1176,10 +1292,16 @@ func (e *engine[K, T]) dropOldestLocked() *dropped {
 	b.n--
 	b.left++
 	e.dropped++
-	if len(e.ready) > 1 && b == e.ready[1] {
+	if i >= 0 {
 		e.readyItems--
+		if e.keyFn != nil {
+			b.ks.waitingItems--
+		}
 		if b.n == 0 { // a ready batch with nothing left to fire
-			e.ready = append(e.ready[:1], e.ready[2:]...)
+			e.ready = slices.Delete(e.ready, i, i+1)
+			if e.keyFn != nil {
+				b.ks.waiting--
+			}
 			e.readyChangedLocked()
 			b.complete(nil)
 			e.releaseLocked(b.id, nil)
@@ -1206,10 +1328,47 @@ func removeFirst[S ~[]E, E any](s S) S {
 	return s[:n]
 }
 
-func (e *engine[K, T]) reportDrop(d *dropped) {
+func (e *engine[K, T]) reportDrop(d *dropped[T]) {
+	e.deadLetterItem(d.ctx, d.item, ErrDropped)
 	if h := e.hooks; h != nil && h.Refused != nil {
-		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped}) })
+		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped, Taken: true}) })
 	}
+}
+
+// deadLetterFailed hands the items of a batch whose Fire failed to the
+// DeadLetter function: all of them with err, or, for an *ItemErrors aligned
+// with the batch, the failed ones with an *ItemErrors aligned with them.
+//
+//go:noinline
+func (e *engine[K, T]) deadLetterFailed(ctx context.Context, b *batch[K, T], err error) {
+	items := b.items
+	if ie, ok := errors.AsType[*ItemErrors](err); ok && len(ie.Errs) == len(items) {
+		var failed []T
+		var errs []error
+		for i, ierr := range ie.Errs {
+			if ierr != nil {
+				failed = append(failed, items[i])
+				errs = append(errs, ierr)
+			}
+		}
+		if len(failed) == 0 {
+			return
+		}
+		items, err = failed, &ItemErrors{Errs: errs}
+	}
+	e.callDeadLetter(ctx, items, err)
+}
+
+// deadLetterItem hands one dropped item to the DeadLetter function, if any.
+func (e *engine[K, T]) deadLetterItem(ctx context.Context, item T, err error) {
+	if e.deadLetter != nil {
+		e.callDeadLetter(ctx, []T{item}, err)
+	}
+}
+
+// callDeadLetter calls the DeadLetter function, recovering a panic.
+func (e *engine[K, T]) callDeadLetter(ctx context.Context, items []T, err error) {
+	safely(func() { e.deadLetter(ctx, items, err) })
 }
 
 // closeAllLocked closes every open batch (emptied ones are discarded). It
@@ -1391,6 +1550,9 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 			b.id = e.nextID
 			abandoned = append(abandoned, b)
 		}
+		for _, b := range e.ready {
+			b.ks.waiting, b.ks.waitingItems = 0, 0
+		}
 		abandoned = append(abandoned, e.ready...)
 		clear(e.ready)
 		e.ready = e.ready[:0]
@@ -1407,6 +1569,9 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, b := range abandoned {
+		if e.deadLetter != nil {
+			e.callDeadLetter(e.base, b.items, ErrIncomplete)
+		}
 		if h := e.hooks; h != nil && h.Done != nil {
 			done := DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete}
 			done.Start, done.SlotWait = time.Time{}, 0 // it never fired
@@ -1480,4 +1645,86 @@ type Stats struct {
 	// oldest batch waiting for a slot, plus, for a Client, those in Work.
 	Queued int
 	Keys   int // live keys of a Keyed; 0 otherwise
+}
+
+// KeyStats is one key's share of a Keyed client, from Keyed.KeyStats and
+// Keyed.TopKeys: what an operator looks at to find the key (the tenant)
+// that holds the capacity.
+type KeyStats[K comparable] struct {
+	Key K
+	// Pending counts the key's items taken and not yet fired: in its open
+	// batch and its batches waiting for a slot. MaxPendingPerKey bounds it.
+	Pending  int
+	Waiting  int // the key's batches waiting for an in-flight slot
+	InFlight int // the key's batches between Fired and Done
+}
+
+// keyStats reads one key's share. It takes both locks.
+func (e *engine[K, T]) keyStats(key K) (KeyStats[K], bool) {
+	e.mu.Lock()
+	e.fmu.Lock()
+	defer e.mu.Unlock()
+	defer e.fmu.Unlock()
+	ks := e.keys[key]
+	if ks == nil {
+		return KeyStats[K]{}, false
+	}
+	return ks.statsLocked(), true
+}
+
+func (ks *keyState[K, T]) statsLocked() KeyStats[K] {
+	return KeyStats[K]{Key: ks.key, Pending: ks.pendingLocked(), Waiting: ks.waiting, InFlight: ks.inflight}
+}
+
+// topKeys returns the n keys holding the most. It takes both locks while it
+// reads every live key, keeping the n first in order as it goes (an
+// insertion into n entries: n is small, a dashboard's top-k).
+func (e *engine[K, T]) topKeys(n int) []KeyStats[K] {
+	if n <= 0 {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	top := make([]KeyStats[K], 0, min(n, len(e.keys)))
+	for _, ks := range e.keys {
+		s := ks.statsLocked()
+		if s.Pending == 0 && s.Waiting == 0 && s.InFlight == 0 || len(top) == n && !holdsMore(s, top[n-1]) {
+			continue
+		}
+		if len(top) < n {
+			top = append(top, s)
+		} else {
+			top[n-1] = s
+		}
+		for i := len(top) - 1; i > 0 && holdsMore(top[i], top[i-1]); i-- {
+			top[i], top[i-1] = top[i-1], top[i]
+		}
+	}
+	return top
+}
+
+// topKeysAny is topKeys for ClientInfo, whose observers do not know K.
+func (e *engine[K, T]) topKeysAny(n int) []KeyStats[any] {
+	top := e.topKeys(n)
+	if top == nil {
+		return nil
+	}
+	out := make([]KeyStats[any], len(top))
+	for i, s := range top {
+		out[i] = KeyStats[any]{Key: s.Key, Pending: s.Pending, Waiting: s.Waiting, InFlight: s.InFlight}
+	}
+	return out
+}
+
+// holdsMore orders TopKeys: by Pending, then Waiting, then InFlight.
+func holdsMore[K comparable](a, b KeyStats[K]) bool {
+	if a.Pending != b.Pending {
+		return a.Pending > b.Pending
+	}
+	if a.Waiting != b.Waiting {
+		return a.Waiting > b.Waiting
+	}
+	return a.InFlight > b.InFlight
 }

@@ -66,7 +66,26 @@ var (
 	// one) or holds an uncomparable value in an interface. The item was not
 	// taken.
 	ErrInvalidKey = errors.New("muster: key not equal to itself")
+
+	// ErrNilContext is returned by Add, AddResult, Flush and Shutdown when
+	// their context is nil (pass context.Background() or a request's
+	// context). The item was not taken; nothing was flushed or stopped.
+	ErrNilContext = errors.New("muster: nil context")
+
+	// ErrWaitCanceled is matched by the error Result.Wait returns when its
+	// context ends before the item's batch is done: the wait ended, not the
+	// item, which is still in its batch and may yet be written. The error
+	// matches the context's error too. It is never an item's outcome.
+	ErrWaitCanceled = errors.New("muster: wait for the result ended before the item's batch was done (the item is still in its batch)")
 )
+
+// plural returns "1 item" or "n items": n and the noun's form for it.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
 
 // PanicError is the error of a batch whose Fire panicked, or of an item
 // whose Batch.Add, BatchMaker, Key or Sizer panicked. The panic is
@@ -99,11 +118,18 @@ type ShutdownError struct {
 	Batches int   // batches not done: in flight when the deadline passed, or abandoned before they fired
 	Items   int   // items in those batches, plus the items a Client's Work still held
 	Cause   error // context.Cause of Shutdown's context
+	// Kept counts the items left in a journal for the next start; 0
+	// without one. The journal layer (package journal) fills it.
+	Kept int
 }
 
 // Error says what was left.
 func (e *ShutdownError) Error() string {
-	return fmt.Sprintf("muster: shutdown incomplete: %d batches (%d items) not done: %v", e.Batches, e.Items, e.Cause)
+	if e.Kept > 0 {
+		return fmt.Sprintf("muster: shutdown incomplete: %s (%s) not done, %s kept in the journal: %v",
+			plural(e.Batches, "batch", "batches"), plural(e.Items, "item", "items"), plural(e.Kept, "item", "items"), e.Cause)
+	}
+	return fmt.Sprintf("muster: shutdown incomplete: %s (%s) not done: %v", plural(e.Batches, "batch", "batches"), plural(e.Items, "item", "items"), e.Cause)
 }
 
 // Unwrap returns ErrIncomplete and the cause.
@@ -114,7 +140,9 @@ func (e *ShutdownError) Unwrap() []error { return []error{ErrIncomplete, e.Cause
 // DoneWith) with Errs index-aligned with the batch's items, nil where the
 // item succeeded. Results see each item's own error; the retry middleware
 // resends only the failed items. The batch counts as failed. An ItemErrors
-// whose length is not the batch's is the whole batch's error.
+// whose length is not the batch's is a bug in the FireFunc: the whole batch
+// fails, with an error that says so (it matches the item errors with
+// errors.Is, and is not an *ItemErrors).
 type ItemErrors struct {
 	Errs []error
 }
@@ -128,7 +156,44 @@ func (e *ItemErrors) Error() string {
 			break
 		}
 	}
-	return fmt.Sprintf("muster: %d of %d items failed: %v", e.Failed(), len(e.Errs), first)
+	return fmt.Sprintf("muster: %d of %s failed: %v", e.Failed(), plural(len(e.Errs), "item", "items"), first)
+}
+
+// misalignedItemErrors is a batch's error when its FireFunc returned an
+// *ItemErrors whose length is not the batch's: no item can be told its own
+// error, so every item fails with this one.
+type misalignedItemErrors struct {
+	items int         // the batch's
+	ie    *ItemErrors // the misaligned one
+	err   error       // what Fire returned: ie, or an error wrapping it
+}
+
+// Error says what went wrong and quotes Fire's error.
+func (e *misalignedItemErrors) Error() string {
+	return fmt.Sprintf("muster: all %s of the batch failed: Fire returned an *ItemErrors of %s, not one per item: %v",
+		plural(e.items, "item", "items"), plural(len(e.ie.Errs), "error", "errors"), e.err)
+}
+
+// Unwrap returns the non-nil errors of the *ItemErrors, so that
+// errors.Is(err, yourSentinel) holds, but not the *ItemErrors itself: no
+// item has an error of its own.
+func (e *misalignedItemErrors) Unwrap() []error { return e.ie.Unwrap() }
+
+// ErrorType names the class for the error.type attribute of metrics and
+// spans (otelmuster.ErrorType): a whole-batch failure, not "partial".
+func (e *misalignedItemErrors) ErrorType() string { return "item_errors_misaligned" }
+
+// checkItemErrors returns err, unless it is (or wraps) an *ItemErrors not
+// aligned with a batch of n items: then an error saying so, for the whole
+// batch.
+func checkItemErrors(err error, n int) error {
+	if err == nil {
+		return nil
+	}
+	if ie, ok := errors.AsType[*ItemErrors](err); ok && len(ie.Errs) != n {
+		return &misalignedItemErrors{items: n, ie: ie, err: err}
+	}
+	return err
 }
 
 // Unwrap returns the non-nil item errors.

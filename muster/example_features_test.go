@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/musterhq/muster/muster"
 )
@@ -106,4 +107,42 @@ func ExampleBatcher_maxBatchBytes() {
 	// Output:
 	// bytes: [abc def gh]
 	// shutdown: [ijklmn o]
+}
+
+// A producer bounds its wait for the outcome. When the wait ends first, the
+// error matches ErrWaitCanceled (and the context's error), never a batch
+// failure: the item is still in its batch and may yet be written, so a
+// request handler answers "accepted, not yet confirmed" rather than
+// "failed".
+func ExampleResult_Wait() {
+	b := &muster.Batcher[string]{
+		MaxBatchSize: 2, // one item never fills a batch: it waits for Flush
+		Fire: func(ctx context.Context, rows []string) error {
+			fmt.Println("written:", rows)
+			return nil
+		},
+	}
+	_ = b.Start()
+	ctx := context.Background()
+	r, err := b.AddResult(ctx, "order-1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	err = r.Wait(wctx)
+	switch {
+	case errors.Is(err, muster.ErrWaitCanceled):
+		fmt.Println("not confirmed yet:", errors.Is(err, context.DeadlineExceeded))
+	case err != nil:
+		fmt.Println("failed:", err)
+	}
+	_ = b.Flush(ctx)
+	fmt.Println("outcome:", r.Wait(ctx))
+	_ = b.Stop()
+	// Output:
+	// not confirmed yet: true
+	// written: [order-1]
+	// outcome: <nil>
 }

@@ -29,11 +29,12 @@ type invariantRun struct {
 	deadline  time.Duration // 0: Stop; else Shutdown with this deadline
 	policy    muster.Overflow
 	maxBytes  uint // Batcher only: items weigh v%7+1
+	perKey    uint // Keyed only: MaxPendingPerKey
 }
 
 func (r invariantRun) String() string {
-	return fmt.Sprintf("path=%d max=%d timeout=%v limit=%d cap=%d producers=%d items=%d delay=%v flush=%d deadline=%v policy=%v bytes=%d",
-		r.path, r.max, r.timeout, r.limit, r.capacity, r.producers, r.items, r.delay, r.flushAt, r.deadline, r.policy, r.maxBytes)
+	return fmt.Sprintf("path=%d max=%d timeout=%v limit=%d cap=%d producers=%d items=%d delay=%v flush=%d deadline=%v policy=%v bytes=%d perKey=%d",
+		r.path, r.max, r.timeout, r.limit, r.capacity, r.producers, r.items, r.delay, r.flushAt, r.deadline, r.policy, r.maxBytes, r.perKey)
 }
 
 type tally struct {
@@ -155,6 +156,7 @@ func (r invariantRun) check(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ta := &tally{seen: map[int]int{}, maxBytes: int(r.maxBytes), keyed: r.path == 3}
 		var stats func() muster.Stats
+		var keyStats func(key int) (muster.KeyStats[int], bool) // a Keyed's
 		// fire is a Batcher's or Keyed's FireFunc.
 		fire := func(ctx context.Context, items []int) error {
 			ta.fire(items, r.limit, r.max)
@@ -193,12 +195,12 @@ func (r invariantRun) check(t *testing.T) {
 			add, flush, stop, shutdown = b.Add, b.Flush, b.Stop, b.Shutdown
 		case 3:
 			k := &muster.Keyed[int, int]{Key: keyOf, MaxBatchSize: r.max, BatchTimeout: r.timeout, MaxConcurrentBatches: r.limit,
-				PendingWorkCapacity: r.capacity, Overflow: r.policy, MaxBatchBytes: r.maxBytes, KeyIdleTimeout: 2 * time.Millisecond,
-				Hooks: ta.hooks(r.limit), Fire: fire}
+				PendingWorkCapacity: r.capacity, MaxPendingPerKey: r.perKey, Overflow: r.policy, MaxBatchBytes: r.maxBytes,
+				KeyIdleTimeout: 2 * time.Millisecond, Hooks: ta.hooks(r.limit), Fire: fire}
 			if r.maxBytes > 0 {
 				k.Sizer = weight
 			}
-			stats = k.Stats
+			stats, keyStats = k.Stats, k.KeyStats
 			if err := k.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -223,6 +225,13 @@ func (r invariantRun) check(t *testing.T) {
 				for i := p * per; i < (p+1)*per; i++ {
 					if err := add(ctx, i); err != nil && !errors.Is(err, muster.ErrFull) {
 						t.Errorf("add %d: %v", i, err)
+					}
+					// A key never holds more than its bound of items that have
+					// not fired, or one batch when that is larger.
+					if r.perKey > 0 && r.max > 0 {
+						if s, _ := keyStats(keyOf(i)); s.Pending > int(max(r.perKey, r.max)) {
+							t.Errorf("after add %d: key %d holds %d items, above MaxPendingPerKey %d and MaxBatchSize %d", i, keyOf(i), s.Pending, r.perKey, r.max)
+						}
 					}
 					if i%(p+3) == 0 {
 						time.Sleep(time.Duration(i%5) * time.Millisecond)
@@ -316,6 +325,9 @@ func FuzzInvariants(f *testing.F) {
 		if (r.path == 0 || r.path == 3) && policy >= 128 {
 			r.maxBytes = uint(policy%32) + 7
 		}
+		if r.path == 3 && r.capacity > 1 {
+			r.perKey = min(uint(capacity/10%4)*5, r.capacity-1) // below PendingWorkCapacity, as Start requires
+		}
 		if r.max == 0 && r.timeout == 0 {
 			r.max = 1
 		}
@@ -345,8 +357,17 @@ func TestInvariantsTable(t *testing.T) {
 			{max: 6, limit: 1, capacity: 3, producers: 8, items: 800, delay: 9 * time.Millisecond, policy: muster.OverflowDropNewest},
 			{max: 6, timeout: 3 * time.Millisecond, limit: 1, capacity: 3, producers: 8, items: 800, delay: 9 * time.Millisecond, policy: muster.OverflowDropOldest, maxBytes: 20},
 			{max: 50, limit: 2, capacity: 10, producers: 4, items: 600, delay: 3 * time.Millisecond, maxBytes: 13, deadline: 40 * time.Millisecond},
+			// MaxPendingPerKey (Keyed only): bounds under each policy,
+			// round-robin admission, a deadline.
+			{max: 4, timeout: 2 * time.Millisecond, limit: 1, capacity: 9, producers: 8, items: 800, delay: 6 * time.Millisecond, perKey: 5},
+			{max: 3, limit: 2, capacity: 6, producers: 6, items: 600, delay: 8 * time.Millisecond, policy: muster.OverflowFail, perKey: 3},
+			{max: 5, timeout: 3 * time.Millisecond, limit: 1, capacity: 8, producers: 8, items: 800, delay: 9 * time.Millisecond, policy: muster.OverflowDropOldest, perKey: 6},
+			{max: 2, limit: 1, capacity: 5, producers: 5, items: 400, delay: 7 * time.Millisecond, policy: muster.OverflowDropNewest, perKey: 1, deadline: 25 * time.Millisecond},
 		} {
 			r.path = path
+			if r.perKey > 0 && path != 3 {
+				continue // a Keyed's setting
+			}
 			if path == 1 {
 				r.flushAt = 0
 			}

@@ -97,7 +97,14 @@ type ClientInfo struct {
 	MaxConcurrentBatches int           // 0: no limit
 	PendingWorkCapacity  int
 	MaxKeys              int          // the live-key bound of a Keyed; 0 for a Client or Batcher
+	MaxPendingPerKey     int          // a Keyed's; 0: none
 	Stats                func() Stats // reads the client's counters; safe from any goroutine
+	// TopKeys, for a Keyed, returns the n keys holding the most, most first
+	// (see Keyed.TopKeys; a key is FireInfo.Key's value): for an observer
+	// that reports the top few keys at scrape time, never a label per key.
+	// Nil for a Client or Batcher. Safe from any goroutine, not from a hook
+	// that runs under the client's lock (Added).
+	TopKeys func(n int) []KeyStats[any]
 }
 
 // AddInfo describes one item offered to a client.
@@ -107,6 +114,11 @@ type AddInfo struct {
 	// Err says why the item was not taken, or that it was dropped (Refused
 	// only; nil for Added).
 	Err error
+	// Taken is true (Refused only) for an item that had been taken, and
+	// counted in Stats.Added, and was then dropped under OverflowDropOldest
+	// (Stats.Dropped counts these); false for an item that was never taken
+	// (Stats.Refused). Both have Err ErrDropped under a drop policy.
+	Taken bool
 }
 
 // FireInfo describes a batch as it fires.

@@ -13,6 +13,15 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
+// taken formats AddInfo.Taken: a Refused hook tells an item dropped after
+// it was taken from one never taken.
+func taken(t bool) string {
+	if t {
+		return " (taken)"
+	}
+	return " (not taken)"
+}
+
 func TestOverflowPolicies(t *testing.T) {
 	for _, tc := range []struct {
 		policy  muster.Overflow
@@ -34,7 +43,7 @@ func TestOverflowPolicies(t *testing.T) {
 					Added: func(ctx context.Context, _ muster.AddInfo) context.Context { return ctx },
 					Refused: func(ctx context.Context, info muster.AddInfo) {
 						mu.Lock()
-						reported = append(reported, fmt.Sprint(ctx.Value("item"), ": ", info.Err))
+						reported = append(reported, fmt.Sprint(ctx.Value("item"), ": ", info.Err, taken(info.Taken)))
 						mu.Unlock()
 					},
 				}
@@ -69,14 +78,14 @@ func TestOverflowPolicies(t *testing.T) {
 					if r6 != (muster.Result{}) {
 						t.Fatal("a refused item got a Result")
 					}
-					if len(reported) != 1 || reported[0] != "6: "+muster.ErrFull.Error() {
+					if len(reported) != 1 || reported[0] != "6: "+muster.ErrFull.Error()+" (not taken)" {
 						t.Fatalf("hooks saw %q", reported)
 					}
 				case muster.OverflowDropNewest:
 					if err := r6.Wait(context.Background()); !errors.Is(err, muster.ErrDropped) {
 						t.Fatalf("dropped item's result: %v", err)
 					}
-					if len(reported) != 1 || reported[0] != "6: "+muster.ErrDropped.Error() {
+					if len(reported) != 1 || reported[0] != "6: "+muster.ErrDropped.Error()+" (not taken)" {
 						t.Fatalf("hooks saw %q", reported)
 					}
 				case muster.OverflowDropOldest:
@@ -86,7 +95,7 @@ func TestOverflowPolicies(t *testing.T) {
 					if err := r6.Wait(context.Background()); err != nil {
 						t.Fatalf("newest item's result: %v", err)
 					}
-					if len(reported) != 1 || reported[0] != "4: "+muster.ErrDropped.Error() {
+					if len(reported) != 1 || reported[0] != "4: "+muster.ErrDropped.Error()+" (taken)" {
 						t.Fatalf("hooks saw %q", reported)
 					}
 				}

@@ -3,6 +3,7 @@ package muster
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Result is the outcome of one item added with AddResult. It is done when
@@ -55,14 +56,24 @@ func (r Result) Err() error {
 	}
 }
 
-// Wait blocks until the outcome is known and returns it, or until ctx ends
-// and returns ctx's error (the item stays in its batch).
+// Wait blocks until the outcome is known and returns it. If ctx ends first
+// it returns an error matching both ErrWaitCanceled and ctx's error: the
+// wait ended, not the item, which stays in its batch (its outcome may still
+// be success). A nil ctx gets ErrNilContext.
 func (r Result) Wait(ctx context.Context) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	select {
 	case <-r.Done():
 		return r.Err()
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-r.Done(): // both ready: the outcome wins
+			return r.Err()
+		default:
+		}
+		return fmt.Errorf("%w: %w", ErrWaitCanceled, ctx.Err())
 	}
 }
 

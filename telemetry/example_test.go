@@ -38,23 +38,23 @@ func ExampleSetup() {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", p.MetricsHandler())
 
-	added, err := musterconv.ItemAdded.New(p.MeterProvider().Meter("github.com/musterhq/muster/middleware"))
+	processed, err := musterconv.ItemProcessed.New(p.MeterProvider().Meter("github.com/musterhq/muster/middleware"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	added.Add(ctx, 3, metric.WithAttributes(musterconv.BatcherName("orders")))
+	processed.Add(ctx, 3, metric.WithAttributes(musterconv.BatcherName("orders")))
 
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for line := range strings.Lines(rec.Body.String()) {
-		if strings.Contains(line, musterconv.ItemAdded.PrometheusName()) {
+		if strings.Contains(line, musterconv.ItemProcessed.PrometheusName()) {
 			fmt.Print(line)
 		}
 	}
 	// Output:
-	// # HELP muster_item_added_total Items offered to the batcher; error.type is set when the item was refused.
-	// # TYPE muster_item_added_total counter
-	// muster_item_added_total{muster_batcher_name="orders"} 3
+	// # HELP muster_item_processed_total Items whose batch finished, or was abandoned at a Shutdown deadline; error.type is set when it failed for good.
+	// # TYPE muster_item_processed_total counter
+	// muster_item_processed_total{muster_batcher_name="orders"} 3
 }
 
 // WithTraceWriter prints spans for a local run; Shutdown flushes them.
@@ -93,15 +93,15 @@ func ExampleWithPrometheusRegisterer() {
 		log.Fatal(err)
 	}
 	defer p.Shutdown(ctx)
-	added, err := musterconv.ItemAdded.New(p.MeterProvider().Meter("github.com/musterhq/muster/middleware"))
+	processed, err := musterconv.ItemProcessed.New(p.MeterProvider().Meter("github.com/musterhq/muster/middleware"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	added.Add(ctx, 3, metric.WithAttributes(musterconv.BatcherName("orders")))
+	processed.Add(ctx, 3, metric.WithAttributes(musterconv.BatcherName("orders")))
 
 	rec := httptest.NewRecorder() // the service's own handler; p.MetricsHandler() serves the same
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body := rec.Body.String()
-	fmt.Println(rec.Code, strings.Count(body, "# TYPE go_goroutines "), strings.Contains(body, `muster_item_added_total{muster_batcher_name="orders"} 3`))
+	fmt.Println(rec.Code, strings.Count(body, "# TYPE go_goroutines "), strings.Contains(body, `muster_item_processed_total{muster_batcher_name="orders"} 3`))
 	// Output: 200 1 true
 }

@@ -61,9 +61,20 @@ func recordCatalogue(t *testing.T, ctx context.Context, m metric.Meter) {
 
 	record := map[string]func() error{
 		musterconv.ItemAdded.Name(): func() error {
-			c, err := musterconv.ItemAdded.New(m)
-			c.Add(ctx, 100, with())
+			_, err := musterconv.ItemAdded.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(100, with())
+				return nil
+			}))
+			return err
+		},
+		musterconv.ItemRefused.Name(): func() error {
+			c, err := musterconv.ItemRefused.New(m)
 			c.Add(ctx, 1, with(failed))
+			return err
+		},
+		musterconv.ItemDropped.Name(): func() error {
+			c, err := musterconv.ItemDropped.New(m)
+			c.Add(ctx, 2, with(musterconv.ErrorTypeKey.String("dropped")))
 			return err
 		},
 		musterconv.ItemProcessed.Name(): func() error {
@@ -133,8 +144,62 @@ func recordCatalogue(t *testing.T, ctx context.Context, m metric.Meter) {
 			c.Add(ctx, 3, with(failed))
 			return err
 		},
+		musterconv.JournalItems.Name(): func() error {
+			_, err := musterconv.JournalItems.New(m, observe(12))
+			return err
+		},
+		musterconv.JournalBytes.Name(): func() error {
+			_, err := musterconv.JournalBytes.New(m, observe(4096))
+			return err
+		},
+		musterconv.JournalBytesLimit.Name(): func() error {
+			_, err := musterconv.JournalBytesLimit.New(m, observe(1<<30))
+			return err
+		},
+		musterconv.JournalOldestAge.Name(): func() error {
+			_, err := musterconv.JournalOldestAge.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+				o.Observe(1.5, with())
+				return nil
+			}))
+			return err
+		},
+		musterconv.JournalAppendDuration.Name(): func() error {
+			h, err := musterconv.JournalAppendDuration.New(m)
+			h.Record(ctx, 0.002, with())
+			h.Record(ctx, 0.5, with(musterconv.ErrorTypeKey.String("journal_full")))
+			return err
+		},
+		musterconv.JournalSyncs.Name(): func() error {
+			_, err := musterconv.JournalSyncs.New(m, observe(40))
+			return err
+		},
+		musterconv.JournalSyncTime.Name(): func() error {
+			_, err := musterconv.JournalSyncTime.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+				o.Observe(0.08, with())
+				return nil
+			}))
+			return err
+		},
+		musterconv.JournalRecovered.Name(): func() error {
+			c, err := musterconv.JournalRecovered.New(m)
+			c.Add(ctx, 5, with())
+			return err
+		},
+		musterconv.JournalDeadLettered.Name(): func() error {
+			c, err := musterconv.JournalDeadLettered.New(m)
+			c.Add(ctx, 2, with(musterconv.ErrorTypeKey.String("expired")))
+			return err
+		},
+		musterconv.JournalCorrupt.Name(): func() error {
+			_, err := musterconv.JournalCorrupt.New(m, observe(1))
+			return err
+		},
+		musterconv.JournalTakeovers.Name(): func() error {
+			_, err := musterconv.JournalTakeovers.New(m, observe(1))
+			return err
+		},
 	}
-	specs := musterconv.All()
+	specs := append(musterconv.All(), musterconv.Journal()...)
 	if len(record) != len(specs) {
 		t.Fatalf("the test records %d instruments, the catalogue has %d", len(record), len(specs))
 	}
@@ -218,7 +283,7 @@ func TestPrometheusNames(t *testing.T) {
 	got := seriesNames(body)
 
 	want := map[string]musterconv.Spec{}
-	for _, s := range musterconv.All() {
+	for _, s := range append(musterconv.All(), musterconv.Journal()...) {
 		for _, series := range s.PrometheusSeries() {
 			want[series] = s
 		}
@@ -261,7 +326,7 @@ func TestPrometheusNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range musterconv.All() {
+	for _, s := range append(musterconv.All(), musterconv.Journal()...) {
 		mf, ok := families[s.PrometheusName()]
 		if !ok {
 			t.Errorf("%s: no family %s", s.Name(), s.PrometheusName())
@@ -308,7 +373,7 @@ func TestPrometheusBuckets(t *testing.T) {
 	for _, mf := range families {
 		byName[mf.GetName()] = mf
 	}
-	for _, s := range musterconv.All() {
+	for _, s := range append(musterconv.All(), musterconv.Journal()...) {
 		if s.Kind() != musterconv.KindHistogram {
 			continue
 		}

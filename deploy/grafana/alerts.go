@@ -64,6 +64,18 @@ type RuleConfig struct {
 	// MusterBatchWaitFarPastTimeout (after WaitFor more).
 	WaitWindow, WaitFor time.Duration
 
+	// JournalOldestAge is the delivery objective of a journaled batcher:
+	// MusterJournalOldestItemTooOld fires when the oldest item in a
+	// journal was accepted longer ago than this (for JournalFor). A
+	// threshold: not scaled.
+	JournalOldestAge time.Duration
+	// JournalFor is how long a journal condition (oldest item too old,
+	// journal over 90% of its bound) must hold.
+	JournalFor time.Duration
+	// JournalCorruptWindow is the window in which any corrupt record
+	// skipped fires MusterJournalCorrupt.
+	JournalCorruptWindow time.Duration
+
 	// KeepFiringFor is the hysteresis of every alert (keep_firing_for,
 	// Prometheus 2.42 and later): once firing, an alert stays firing this
 	// long after its condition last held, so that a value hovering at a
@@ -93,6 +105,10 @@ func DefaultRuleConfig() RuleConfig {
 		WaitWindow:       10 * time.Minute,
 		WaitFor:          5 * time.Minute,
 		KeepFiringFor:    5 * time.Minute,
+
+		JournalOldestAge:     5 * time.Minute,
+		JournalFor:           2 * time.Minute,
+		JournalCorruptWindow: 10 * time.Minute,
 	}
 }
 
@@ -114,6 +130,7 @@ func (c RuleConfig) Scaled(f float64) RuleConfig {
 	out.StallWindow, out.StallFor = s(c.StallWindow), s(c.StallFor)
 	out.WaitWindow, out.WaitFor = s(c.WaitWindow), s(c.WaitFor)
 	out.KeepFiringFor = s(c.KeepFiringFor)
+	out.JournalFor, out.JournalCorruptWindow = s(c.JournalFor), s(c.JournalCorruptWindow)
 	return out
 }
 
@@ -140,6 +157,7 @@ func (c RuleConfig) validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"saturation window": c.SaturationWindow, "stall window": c.StallWindow, "wait window": c.WaitWindow,
+		"journal oldest age": c.JournalOldestAge, "journal corrupt window": c.JournalCorruptWindow,
 	} {
 		if d < time.Second {
 			errs = append(errs, fmt.Errorf("%s %v: want at least 1s", name, d))
@@ -148,7 +166,7 @@ func (c RuleConfig) validate() error {
 	if !(c.ProducersBlocked > 0) || !(c.RateLimitedShare > 0) {
 		errs = append(errs, fmt.Errorf("thresholds: producers blocked %g, rate-limited share %g: want > 0", c.ProducersBlocked, c.RateLimitedShare))
 	}
-	if c.SaturationFor < 0 || c.StallFor < 0 || c.WaitFor < 0 || c.KeepFiringFor < 0 {
+	if c.SaturationFor < 0 || c.StallFor < 0 || c.WaitFor < 0 || c.KeepFiringFor < 0 || c.JournalFor < 0 {
 		errs = append(errs, errors.New("negative for or keep_firing_for"))
 	}
 	return errors.Join(errs...)
@@ -268,12 +286,42 @@ func (c RuleConfig) alertRules() []alertRule {
 		alertRule{
 			comment: fmt.Sprintf("Work is pending (items accepted, batches in flight or items queued) and no batch finished over %s: a hung Fire, a Notifier never called, or a downstream that never answers.", dur(c.StallWindow)),
 			name:    "MusterNoItemsProcessed",
-			expr: fmt.Sprintf("(\n  sum by (%[1]s) (rate(%[2]s{%[3]s}[%[4]s])) > 0\n  or\n  sum by (%[1]s) (%[5]s) > 0\n  or\n  sum by (%[1]s) (%[6]s) > 0\n)\nunless on (%[1]s)\nsum by (%[1]s) (rate(%[7]s[%[4]s])) > 0",
-				inst, itemAdded, succeeded, dur(c.StallWindow), batchInflight, queueSize, itemProcessed),
+			expr: fmt.Sprintf("(\n  sum by (%[1]s) (rate(%[2]s%[3]s[%[4]s])) > 0\n  or\n  sum by (%[1]s) (%[5]s) > 0\n  or\n  sum by (%[1]s) (%[6]s) > 0\n)\nunless on (%[1]s)\nsum by (%[1]s) (rate(%[7]s[%[4]s])) > 0",
+				inst, itemAdded, "", dur(c.StallWindow), batchInflight, queueSize, itemProcessed),
 			forDur: c.StallFor, keepFiring: c.KeepFiringFor,
 			labels:      [][2]string{{"severity", "critical"}},
 			summary:     "{{ $labels.muster_batcher_name }}: no items processed while work is pending",
 			description: fmt.Sprintf("Batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) has items added, in flight or queued, and no batch finished over %s: items are stuck and will be lost on restart.", dur(c.StallWindow)),
+		},
+		alertRule{
+			comment: fmt.Sprintf("The delivery objective of a journaled batcher: the oldest item in its journal was accepted more than %s ago, for %s. Items are kept, not lost, but they are late: the downstream fails or never answers, or the batcher is too slow for its load.", dur(c.JournalOldestAge), dur(c.JournalFor)),
+			name:    "MusterJournalOldestItemTooOld",
+			expr: fmt.Sprintf("max by (%[1]s) (%[2]s)\n> %[3]s",
+				inst, journalOldest, num(c.JournalOldestAge.Seconds())),
+			forDur: c.JournalFor, keepFiring: c.KeepFiringFor,
+			labels:      [][2]string{{"severity", "critical"}},
+			summary:     "{{ $labels.muster_batcher_name }}: journaled items waiting too long",
+			description: fmt.Sprintf("The oldest item in the journal of batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) was accepted {{ $value | humanizeDuration }} ago, past the %s objective: items are kept but not delivered.", dur(c.JournalOldestAge)),
+		},
+		alertRule{
+			comment: fmt.Sprintf("A journal over 90%% of its byte bound for %s: at the bound, Add waits or fails as the Overflow policy says. Journals without a bound never count.", dur(c.JournalFor)),
+			name:    "MusterJournalFilling",
+			expr: fmt.Sprintf("sum by (%[1]s) (%[2]s)\n  / on (%[1]s)\nsum by (%[1]s) (%[3]s > 0)\n> 0.9",
+				inst, journalBytes, journalLimit),
+			forDur: c.JournalFor, keepFiring: c.KeepFiringFor,
+			labels:      [][2]string{{"severity", "warning"}},
+			summary:     "{{ $labels.muster_batcher_name }}: journal over 90% full",
+			description: "The journal of batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) is {{ $value | humanizePercentage }} of its byte bound: when full, producers wait or are refused.",
+		},
+		alertRule{
+			comment: fmt.Sprintf("A journal found corrupt records over the last %s and skipped them (for %s): their items are lost (a torn write after a power loss, a bad disk, a file changed by hand).", dur(c.JournalCorruptWindow), dur(c.JournalFor)),
+			name:    "MusterJournalCorrupt",
+			expr: fmt.Sprintf("sum by (%[1]s) (increase(%[2]s[%[3]s]))\n> 0",
+				inst, journalCorrupt, dur(c.JournalCorruptWindow)),
+			forDur: c.JournalFor, keepFiring: c.KeepFiringFor,
+			labels:      [][2]string{{"severity", "warning"}},
+			summary:     "{{ $labels.muster_batcher_name }}: corrupt journal records skipped",
+			description: fmt.Sprintf("The journal of batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) skipped {{ $value | humanize }} corrupt records over the last %s: their items were lost.", dur(c.JournalCorruptWindow)),
 		},
 	)
 	return rules

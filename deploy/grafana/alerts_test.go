@@ -70,6 +70,9 @@ var wantAlerts = []string{
 	"MusterRateLimited",
 	"MusterBatchWaitFarPastTimeout",
 	"MusterNoItemsProcessed",
+	"MusterJournalOldestItemTooOld",
+	"MusterJournalFilling",
+	"MusterJournalCorrupt",
 }
 
 // TestAlertsFileIsGenerated: the committed alerts.yml is what the

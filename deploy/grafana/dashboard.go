@@ -107,8 +107,8 @@ func rows() []row {
 	return []row{
 		{title: "Overview", panels: []panel{
 			{kind: kindStat, title: "Items in /s", unit: units.OpsPerSecond, width: 4,
-				desc:    "Items accepted by the selected batchers per second (counted when their batch fires). Refused items are not included; see Throughput.",
-				targets: []target{{expr: sumBy(rate(sel(itemAdded, succeeded))), legend: "in"}}},
+				desc:    "Items accepted (taken) by the selected batchers per second, counted when taken, whether their batch has fired or not. Refused items are not included; see Throughput.",
+				targets: []target{{expr: sumBy(rate(sel(itemAdded))), legend: "in"}}},
 			{kind: kindStat, title: "Items processed /s", unit: units.OpsPerSecond, width: 4,
 				desc:    "Items whose batch finished per second, successfully or not. Well below 'Items in /s' for long means batches are not completing: look at Saturation and Latency.",
 				targets: []target{{expr: sumBy(rate(sel(itemProcessed))), legend: "processed"}}},
@@ -131,9 +131,9 @@ func rows() []row {
 		}},
 		{title: "Throughput", panels: []panel{
 			{title: "Items added vs processed /s", unit: units.OpsPerSecond, width: 8,
-				desc: "Per client: items accepted (counted when their batch fires) and items whose batch finished, per second. The two lines track each other when batches complete; a gap that persists is batches stuck in flight.",
+				desc: "Per client: items accepted (counted when taken) and items whose batch finished, per second. The two lines track each other when batches complete; added above processed for long is a backlog building up (see Pending items), whatever the batches do.",
 				targets: []target{
-					{expr: sumBy(rate(sel(itemAdded, succeeded)), byClient...), legend: legend("added", labelClient)},
+					{expr: sumBy(rate(sel(itemAdded)), byClient...), legend: legend("added", labelClient)},
 					{expr: sumBy(rate(sel(itemProcessed)), byClient...), legend: legend("processed", labelClient)},
 				}},
 			{title: "Batches fired /s by trigger", unit: units.OpsPerSecond, width: 8,
@@ -141,9 +141,11 @@ func rows() []row {
 				targets: []target{{expr: sumBy(rate(sel(batchSize.count)), "job", labelClient, labelTrigger),
 					legend: legend("", "job", labelClient, labelTrigger)}}},
 			{title: "Items refused or dropped /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
-				desc: "Items a producer offered that never reached a batch, per client and error.type: full (queue full under OverflowFail), dropped (discarded under a drop overflow policy), too_large (larger than MaxBatchBytes), too_many_keys (a Keyed batcher at MaxKeys), stopped (added after Stop), timeout or canceled (the producer's context ended while blocked by backpressure). These items are not processed; see also the data-loss row.",
-				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), "job", labelClient, labelError),
-					legend: legend("", "job", labelClient, labelError)}}},
+				desc: "Items a producer offered that were not taken (refused), per client and error.type: full (queue full under OverflowFail), dropped (the newest, refused by a drop overflow policy), too_large (larger than MaxBatchBytes), too_many_keys (a Keyed batcher at MaxKeys), stopped (added after Stop), timeout or canceled (the producer's context ended while blocked by backpressure), panic (a Batch's Add panicked); and items taken then dropped to make room under OverflowDropOldest (dropped, taken). These items are not processed; see also the data-loss row.",
+				targets: []target{
+					{expr: sumBy(rate(sel(itemRefused)), "job", labelClient, labelError), legend: legend("refused", "job", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemDropped)), "job", labelClient, labelError), legend: legend("dropped, taken", "job", labelClient, labelError)},
+				}},
 		}},
 		{title: "Batch shape", panels: []panel{
 			{title: "Batch size", unit: units.Short, width: 8,
@@ -233,9 +235,11 @@ func rows() []row {
 				targets: []target{{expr: sumBy(rate(sel(batchDuration.count, failed)), "job", labelClient, labelError),
 					legend: legend("", "job", labelClient, labelError)}}},
 			{title: "Refusals and drops /s by error type", unit: units.OpsPerSecond, width: 8, noValue: "0",
-				desc: "Items that never reached a batch, per second, per client and error.type: full (pending capacity full under OverflowFail), dropped (discarded to make room, or as the newest, under a drop overflow policy), too_large (larger than MaxBatchBytes), too_many_keys (a Keyed batcher at MaxKeys with no idle key to evict), timeout or canceled (the producer gave up while held by backpressure), stopped (added after Stop). The producer got the error (for dropped under OverflowDropOldest, only the item's Result did): these items are lost unless it retries them.",
-				targets: []target{{expr: sumBy(rate(sel(itemAdded, failed)), "job", labelClient, labelError),
-					legend: legend("", "job", labelClient, labelError)}}},
+				desc: "Items that never reached a batch, per second, per client and error.type. Refused (never taken, the producer got the error): full (pending capacity full under OverflowFail), dropped (the newest, under a drop overflow policy), too_large (larger than MaxBatchBytes), too_many_keys (a Keyed batcher at MaxKeys with no idle key to evict), timeout or canceled (the producer gave up while held by backpressure), stopped (added after Stop), panic (a Batch's Add panicked). Dropped (taken, then discarded to make room under OverflowDropOldest: only the item's Result says so). These items are lost unless the producer retries them.",
+				targets: []target{
+					{expr: sumBy(rate(sel(itemRefused)), "job", labelClient, labelError), legend: legend("refused", "job", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemDropped)), "job", labelClient, labelError), legend: legend("dropped, taken", "job", labelClient, labelError)},
+				}},
 			{title: "Pending items (lost on a crash)", unit: units.Short, width: 8,
 				desc:    "Items each client has accepted and not yet done: queued, in an open batch, or in a batch in flight (retries included). This is what a crash or a kill now would lose. It grows with throughput × (batch wait + batch duration): a slow or failing downstream raises it, and so does a longer BatchTimeout.",
 				targets: []target{{expr: sumBy(sel(itemPending), byClient...), legend: legend("pending", labelClient)}}},
@@ -243,9 +247,11 @@ func rows() []row {
 				desc: "Items that did not make it, per second: failed for good (their batch failed after retries, or only they failed in a partial failure) and refused or dropped (never reached a batch: full, dropped, too_large, too_many_keys, timeout, canceled, stopped), per client and error.type. Anything here is data the application must handle or lose.",
 				targets: []target{
 					{expr: sumBy(rate(sel(itemProcessed, failed)), "job", labelClient, labelError), legend: legend("failed", "job", labelClient, labelError)},
-					{expr: sumBy(rate(sel(itemAdded, failed)), "job", labelClient, labelError), legend: legend("refused", "job", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemRefused)), "job", labelClient, labelError), legend: legend("refused", "job", labelClient, labelError)},
+					{expr: sumBy(rate(sel(itemDropped)), "job", labelClient, labelError), legend: legend("dropped", "job", labelClient, labelError)},
 				}},
 		}},
+		{title: "Journal", panels: journalPanels()},
 		{title: "Per process", panels: []panel{
 			{title: "Items processed /s per process", unit: units.OpsPerSecond, width: 8,
 				desc:    "Items whose batch finished per second, per process (instance) and client: an instance far from its peers has a problem of its own (its host, its connection to the downstream).",
@@ -289,6 +295,64 @@ func rows() []row {
 				desc:    "CPU time used per second of wall time, per process: 100% is one core.",
 				targets: []target{{expr: rate(runtimeSel(processCPU)), legend: legend("cpu", "instance")}}},
 		}},
+	}
+}
+
+// Titles of the Journal row's panels.
+const (
+	titleJournalItems     = "Journal items"
+	titleJournalBytes     = "Journal bytes vs limit"
+	titleJournalOldest    = "Oldest journaled item age"
+	titleJournalAppend    = "Journal append latency"
+	titleJournalCommit    = "Journal commit latency and rate"
+	titleJournalReplayed  = "Replayed items /s"
+	titleJournalDead      = "Dead-lettered items /s by error type"
+	titleJournalExpired   = "Expired items /s"
+	titleJournalCorrupt   = "Corrupt records and takeovers /s"
+	journalRowDescription = "journaled batchers only (package journal)"
+)
+
+// journalPanels is the Journal row: what a journaled batcher keeps until
+// its items' outcome is final, from the journal's instruments
+// (musterconv.Journal). Batchers without a journal show nothing here.
+func journalPanels() []panel {
+	return []panel{
+		{title: titleJournalItems, unit: units.Short, width: 6,
+			desc:    "Items in each client's journal: accepted and not yet finished (delivered, dead-lettered, expired or dropped). Unlike pending items, they survive a crash and are replayed at the next start. Growing for long: the downstream is not keeping up; " + journalRowDescription + ".",
+			targets: []target{{expr: sumBy(sel(journalItems), byClient...), legend: legend("items", labelClient)}}},
+		{title: titleJournalBytes, unit: units.BytesIEC, width: 6,
+			desc: "Bytes each client's journal occupies (on disk, or in Redis), against its byte bound (dashed). At the bound, Add waits or fails as the Overflow policy says (MusterJournalFilling alerts at 90%).",
+			targets: []target{
+				{expr: sumBy(sel(journalBytes), perInstance...), legend: legend("bytes", "instance", labelClient)},
+				{expr: sumBy(sel(journalLimit), perInstance...), legend: legend("limit", "instance", labelClient), dashed: true},
+			}},
+		{title: titleJournalOldest, unit: units.Seconds, width: 6,
+			desc:    "How long ago the oldest item still in each journal was accepted: the delivery SLO's signal, since an item stuck in a journal is late however healthy the rest looks. It grows steadily when the downstream rejects or never answers, and drops when the backlog drains (MusterJournalOldestItemTooOld).",
+			targets: []target{{expr: "max by (job, " + labelClient + ") (" + sel(journalOldest) + ")", legend: legend("oldest", labelClient)}}},
+		{title: titleJournalAppend, unit: units.Seconds, width: 6,
+			desc:    "Time an Append to the journal took, the wait for its group commit included, per client: p50, p95, p99. It is what the journal adds to each Add; at the synced level, about the disk's fsync latency.",
+			targets: quantiles(journalAppend)},
+		{title: titleJournalCommit, unit: units.Seconds, width: 6,
+			desc: "Mean time of a group commit (a write, fsynced at the synced level; a pipeline for Redis), per client, and commits per second on the right axis. Appends per commit is how well group commit batches producers.",
+			targets: []target{
+				{expr: ratio(sumBy(rate(sel(journalSyncT)), byClient...), sumBy(rate(sel(journalSyncs)), byClient...), byClient...), legend: legend("mean commit", labelClient)},
+				{expr: sumBy(rate(sel(journalSyncs)), byClient...), legend: legend("commits/s", labelClient)},
+			}},
+		{title: titleJournalReplayed, unit: units.OpsPerSecond, width: 6, noValue: "0",
+			desc:    "Items replayed from the journal into the batcher per second, per client: after a restart, or taken over from a dead replica. A replay after a crash is expected; a steady one means replicas keep dying.",
+			targets: []target{{expr: sumBy(rate(sel(journalReplay)), byClient...), legend: legend("replayed", labelClient)}}},
+		{title: titleJournalDead, unit: units.OpsPerSecond, width: 6, noValue: "0",
+			desc:    "Items handed to the dead-letter function instead of being delivered, per second, per client and error.type: expired (older than MaxItemAge), dropped (an Overflow policy), shutdown_incomplete (abandoned at a deadline without a journal), or the batch's final error after every retry.",
+			targets: []target{{expr: sumBy(rate(sel(journalDead)), "job", labelClient, labelError), legend: legend("", "job", labelClient, labelError)}}},
+		{title: titleJournalExpired, unit: units.OpsPerSecond, width: 6, noValue: "0",
+			desc:    "Items dead-lettered because they were older than MaxItemAge when their batch fired, per second, per client: a backlog (a long outage, a replay) outlived the age the application accepts.",
+			targets: []target{{expr: sumBy(rate(sel(journalDead, labelError+`="expired"`)), byClient...), legend: legend("expired", labelClient)}}},
+		{title: titleJournalCorrupt, unit: units.OpsPerSecond, width: 8, noValue: "0",
+			desc: "Journal records found corrupt and skipped (their items are lost: a torn write, a bad disk), and dead replicas whose items this one took over, per second, per process and client (MusterJournalCorrupt).",
+			targets: []target{
+				{expr: sumBy(rate(sel(journalCorrupt)), perInstance...), legend: legend("corrupt", "instance", labelClient)},
+				{expr: sumBy(rate(sel(journalTakeov)), perInstance...), legend: legend("takeovers", "instance", labelClient)},
+			}},
 	}
 }
 
@@ -381,6 +445,9 @@ var runbooks = map[string]string{
 	"Items added vs processed /s":     "MusterNoItemsProcessed",
 	"Pending items (lost on a crash)": "MusterNoItemsProcessed",
 	"Pending items per process":       "MusterNoItemsProcessed",
+	titleJournalOldest:                "MusterJournalOldestItemTooOld",
+	titleJournalBytes:                 "MusterJournalFilling",
+	titleJournalCorrupt:               "MusterJournalCorrupt",
 }
 
 // runbookLink is a panel's link to the runbook section of an alert.
@@ -454,7 +521,7 @@ func (p panel) builder(id uint32) cog.Builder[dashboard.Panel] {
 				b.OverrideByQuery(refID(i), dashedRed)
 			}
 		}
-		if p.title == "GC pause time" {
+		if p.title == "GC pause time" || p.title == titleJournalCommit {
 			b.OverrideByQuery(refID(1), rightAxis)
 		}
 		if alert, ok := runbooks[p.title]; ok {
@@ -479,7 +546,7 @@ var alertAnnotationExpr = `ALERTS{alertstate="firing", alertname=~"Muster.+", jo
 func Build() (dashboard.Dashboard, error) {
 	b := dashboard.NewDashboardBuilder(Title).
 		Uid(UID).
-		Description("Throughput, batch shape, latency, saturation (keys of Keyed batchers included), errors and data loss (refusals and drops by error type) of muster batchers, from the metrics of github.com/musterhq/muster/middleware/otelmuster exported to Prometheus.").
+		Description("Throughput, batch shape, latency, saturation (keys of Keyed batchers included), errors and data loss (refusals and drops by error type), and the journal of journaled ones (items kept, oldest item age, latency, dead letters) of muster batchers, from the metrics of github.com/musterhq/muster/middleware/otelmuster exported to Prometheus.").
 		Tags([]string{"muster", "batching", "opentelemetry"}).
 		Editable().
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).

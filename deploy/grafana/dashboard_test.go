@@ -82,7 +82,7 @@ func TestDashboardShape(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"Overview", "Throughput", "Batch shape", "Latency", "Saturation", "Errors, retries and data loss", "Per process", "Go runtime"}
+	want := []string{"Overview", "Throughput", "Batch shape", "Latency", "Saturation", "Errors, retries and data loss", "Journal", "Per process", "Go runtime"}
 	if !slices.Equal(rows, want) {
 		t.Errorf("rows = %q, want %q", rows, want)
 	}

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestE2EPrometheus(t *testing.T) {
 		}
 		t.Parallel()
 		addr := startStandin(t)
-		runE2E(t, prom, addr, d, true)
+		runE2E(t, prom, addr, d, true, nil)
 	})
 	t.Run("demo", func(t *testing.T) {
 		main := filepath.Join(repoRoot, "examples", "otel-demo", "main.go")
@@ -78,27 +79,26 @@ func TestE2EPrometheus(t *testing.T) {
 		}
 		t.Parallel()
 		addr, shared := startDemo(t)
-		runE2E(t, prom, addr, d, shared)
+		runE2E(t, prom, addr, d, shared, notInDemo)
 	})
+}
+
+// notInDemo lists, by title, the dashboard panels the demo has no data for
+// yet, skipped in the demo's run (the standin's runs them all): the Journal
+// row, since the demo does not journal yet (issue 15, part 7, gives it
+// -journal DIR). Remove them from this list once it does, so that every
+// panel is proven against the demo again.
+var notInDemo = []string{
+	titleJournalItems, titleJournalBytes, titleJournalOldest, titleJournalAppend, titleJournalCommit,
+	titleJournalReplayed, titleJournalDead, titleJournalExpired, titleJournalCorrupt,
 }
 
 // runE2E starts Prometheus scraping addr and checks the dashboard and the
 // alert rules against it; the shared quota panel only if sharedQuota (the
-// target uses a shared rate limit).
-func runE2E(t *testing.T, prom, addr string, d jsonDashboard, sharedQuota bool) {
+// target uses a shared rate limit); every panel but those titled in skip.
+func runE2E(t *testing.T, prom, addr string, d jsonDashboard, sharedQuota bool, skip []string) {
 	api := startPrometheus(t, prom, addr)
 	waitTargetUp(t, api)
-
-	// Series the dashboard shows ahead of the middleware are checked only
-	// where the target exports them (the standin does).
-	exported := scrapeText(t, addr)
-	var ahead []string
-	for _, s := range aheadOfMiddleware() {
-		if !strings.Contains(exported, "\n"+s+"{") {
-			ahead = append(ahead, s)
-			t.Logf("!!! %s does not export %s yet: the panels that show it are not checked against it", addr, s)
-		}
-	}
 
 	type query struct{ where, expr string }
 	var queries []query
@@ -106,10 +106,11 @@ func runE2E(t *testing.T, prom, addr string, d jsonDashboard, sharedQuota bool) 
 		if !sharedQuota && showsSharedQuota(p) {
 			continue
 		}
+		if slices.Contains(skip, p.Title) {
+			t.Logf("!!! %s: panel %q skipped (notInDemo)", addr, p.Title)
+			continue
+		}
 		for _, tg := range p.Targets {
-			if slices.ContainsFunc(ahead, func(s string) bool { return strings.Contains(tg.Expr, s) }) {
-				continue
-			}
 			queries = append(queries, query{panelRef(p) + " " + tg.RefID, expand(tg.Expr, e2eRateInterval, ".+", ".+", ".+")})
 		}
 	}
@@ -203,17 +204,6 @@ func checkRules(t *testing.T, api string) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-// aheadOfMiddleware returns the Prometheus names of the instruments that
-// catalogue() adds to musterconv.All(): shown by the dashboard before the
-// middleware records them.
-func aheadOfMiddleware() []string {
-	var out []string
-	for _, s := range catalogue()[len(musterconv.All()):] {
-		out = append(out, s.PrometheusName())
-	}
-	return out
 }
 
 // scrapeText returns the text exposition served at addr.
@@ -603,16 +593,28 @@ func startStandin(t *testing.T) string {
 }
 
 type standinRecorder struct {
-	added, processed, retries           metric.Int64Counter
+	added                               atomic.Int64 // observed as muster.item.added
+	refused, dropped                    metric.Int64Counter
+	processed, retries                  metric.Int64Counter
 	size                                metric.Int64Histogram
 	fill, wait, duration, blocked, rlim metric.Float64Histogram
 	inflight                            metric.Int64UpDownCounter
+	// The journal's.
+	appendDur                 metric.Float64Histogram
+	replayed, deadLettered    metric.Int64Counter
+	syncs, corrupt, takeovers atomic.Int64
 }
 
 func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	r := &standinRecorder{}
-	var errs [15]error
-	r.added, errs[0] = musterconv.ItemAdded.New(m)
+	var errs [30]error
+	orders := metric.WithAttributes(musterconv.BatcherName("orders"))
+	_, errs[0] = musterconv.ItemAdded.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+		o.Observe(r.added.Load(), orders)
+		return nil
+	}))
+	r.refused, errs[15] = musterconv.ItemRefused.New(m)
+	r.dropped, errs[16] = musterconv.ItemDropped.New(m)
 	r.processed, errs[1] = musterconv.ItemProcessed.New(m)
 	r.retries, errs[2] = musterconv.BatchRetries.New(m)
 	r.size, errs[3] = musterconv.BatchSize.New(m)
@@ -633,6 +635,31 @@ func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	_, errs[12] = musterconv.QueueCapacity.New(m, observe(1000))
 	_, errs[13] = musterconv.BatcherKeys.New(m, observe(3))
 	_, errs[14] = musterconv.ItemPending.New(m, observe(560))
+	// A journal whose oldest item ages and whose counters grow.
+	start := time.Now()
+	counter := func(v *atomic.Int64) metric.Int64ObservableOption {
+		return metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(v.Load(), orders)
+			return nil
+		})
+	}
+	_, errs[17] = musterconv.JournalItems.New(m, observe(300))
+	_, errs[18] = musterconv.JournalBytes.New(m, observe(300<<10))
+	_, errs[19] = musterconv.JournalBytesLimit.New(m, observe(64<<20))
+	_, errs[20] = musterconv.JournalOldestAge.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+		o.Observe(time.Since(start).Seconds(), orders)
+		return nil
+	}))
+	r.appendDur, errs[21] = musterconv.JournalAppendDuration.New(m)
+	_, errs[22] = musterconv.JournalSyncs.New(m, counter(&r.syncs))
+	_, errs[23] = musterconv.JournalSyncTime.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+		o.Observe(float64(r.syncs.Load())*0.002, orders)
+		return nil
+	}))
+	r.replayed, errs[24] = musterconv.JournalRecovered.New(m)
+	r.deadLettered, errs[25] = musterconv.JournalDeadLettered.New(m)
+	_, errs[26] = musterconv.JournalCorrupt.New(m, counter(&r.corrupt))
+	_, errs[27] = musterconv.JournalTakeovers.New(m, counter(&r.takeovers))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -654,8 +681,17 @@ func (r *standinRecorder) step(ctx context.Context, i int) {
 		trigger, size = musterconv.TriggerTimeout, 40
 	}
 	bt := set(musterconv.BatchTrigger(trigger))
-	r.added.Add(ctx, size, set())
+	r.added.Add(size)
 	r.size.Record(ctx, size, bt)
+	r.appendDur.Record(ctx, 0.001+float64(i%3)*0.001, set())
+	r.syncs.Add(1)
+	r.replayed.Add(ctx, 1, set())
+	r.corrupt.Add(1)
+	r.takeovers.Add(1)
+	if i%6 == 0 {
+		r.deadLettered.Add(ctx, 2, set(musterconv.ErrorTypeKey.String("expired")))
+		r.deadLettered.Add(ctx, 1, set(musterconv.ErrorTypeKey.String("timeout")))
+	}
 	r.fill.Record(ctx, float64(size)/100, bt)
 	r.wait.Record(ctx, 0.02+float64(i%5)*0.01, bt)
 	r.inflight.Add(ctx, 1, set())
@@ -674,6 +710,8 @@ func (r *standinRecorder) step(ctx context.Context, i int) {
 		r.blocked.Record(ctx, 0.003, set())
 	}
 	if i%7 == 0 {
-		r.added.Add(ctx, 1, set(musterconv.ErrorTypeKey.String("canceled")))
+		r.refused.Add(ctx, 1, set(musterconv.ErrorTypeKey.String("canceled")))
+		r.added.Add(1)
+		r.dropped.Add(ctx, 1, set(musterconv.ErrorTypeKey.String("dropped")))
 	}
 }

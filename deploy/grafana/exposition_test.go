@@ -164,9 +164,89 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 		}
 	}
 	record := map[string]func() error{
-		musterconv.ItemAdded.Name():     counter(musterconv.ItemAdded),
+		musterconv.ItemAdded.Name(): func() error {
+			_, err := musterconv.ItemAdded.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(100, with())
+				return nil
+			}))
+			return err
+		},
+		musterconv.ItemRefused.Name(): func() error {
+			c, err := musterconv.ItemRefused.New(m)
+			if err == nil {
+				c.Add(ctx, 1, with(failed))
+			}
+			return err
+		},
+		musterconv.ItemDropped.Name(): func() error {
+			c, err := musterconv.ItemDropped.New(m)
+			if err == nil {
+				c.Add(ctx, 1, with(musterconv.ErrorTypeKey.String("dropped")))
+			}
+			return err
+		},
 		musterconv.ItemProcessed.Name(): counter(musterconv.ItemProcessed),
 		musterconv.BatchRetries.Name():  counter(musterconv.BatchRetries),
+		musterconv.JournalItems.Name(): func() error {
+			_, err := musterconv.JournalItems.New(m, observe(12))
+			return err
+		},
+		musterconv.JournalBytes.Name(): func() error {
+			_, err := musterconv.JournalBytes.New(m, observe(4096))
+			return err
+		},
+		musterconv.JournalBytesLimit.Name(): func() error {
+			_, err := musterconv.JournalBytesLimit.New(m, observe(1<<20))
+			return err
+		},
+		musterconv.JournalOldestAge.Name(): func() error {
+			_, err := musterconv.JournalOldestAge.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+				o.Observe(3.5, with())
+				return nil
+			}))
+			return err
+		},
+		musterconv.JournalAppendDuration.Name(): func() error {
+			h, err := musterconv.JournalAppendDuration.New(m)
+			if err == nil {
+				h.Record(ctx, 0.002, with())
+				h.Record(ctx, 1, with(musterconv.ErrorTypeKey.String("journal_full")))
+			}
+			return err
+		},
+		musterconv.JournalSyncs.Name(): func() error {
+			_, err := musterconv.JournalSyncs.New(m, observe(40))
+			return err
+		},
+		musterconv.JournalSyncTime.Name(): func() error {
+			_, err := musterconv.JournalSyncTime.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+				o.Observe(0.08, with())
+				return nil
+			}))
+			return err
+		},
+		musterconv.JournalRecovered.Name(): func() error {
+			c, err := musterconv.JournalRecovered.New(m)
+			if err == nil {
+				c.Add(ctx, 5, with())
+			}
+			return err
+		},
+		musterconv.JournalDeadLettered.Name(): func() error {
+			c, err := musterconv.JournalDeadLettered.New(m)
+			if err == nil {
+				c.Add(ctx, 2, with(musterconv.ErrorTypeKey.String("expired")))
+			}
+			return err
+		},
+		musterconv.JournalCorrupt.Name(): func() error {
+			_, err := musterconv.JournalCorrupt.New(m, observe(1))
+			return err
+		},
+		musterconv.JournalTakeovers.Name(): func() error {
+			_, err := musterconv.JournalTakeovers.New(m, observe(1))
+			return err
+		},
 		musterconv.BatchSize.Name(): func() error {
 			h, err := musterconv.BatchSize.New(m)
 			if err == nil {
@@ -229,17 +309,10 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 	return ""
 }
 
-// catalogue is musterconv.All() and the instruments the dashboard and the
-// alert rules use ahead of the middleware: muster.item.pending, until
-// otelmuster records it and the catalogue's All lists it.
+// catalogue is what the dashboard and the alert rules show: the batchers'
+// instruments (musterconv.All) and the journal's (musterconv.Journal).
 func catalogue() []musterconv.Spec {
-	specs := musterconv.All()
-	for _, s := range specs {
-		if s.Name() == musterconv.ItemPending.Name() {
-			return specs
-		}
-	}
-	return append(specs, musterconv.ItemPending.Spec)
+	return append(musterconv.All(), musterconv.Journal()...)
 }
 
 // TestExpositionHasCatalogue: the scrape holds every series the catalogue

@@ -8,7 +8,7 @@ replace (
 )
 
 require (
-	github.com/musterhq/muster v0.0.0-00010101000000-000000000000
+	github.com/musterhq/muster v0.0.0-20261206204624-f71d683619aa
 	github.com/musterhq/muster/ratelimit/redisrate v0.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.23.0
 	go.opentelemetry.io/otel v1.47.0

@@ -184,7 +184,7 @@ func TestRunShort(t *testing.T) {
 					continue
 				}
 				last = s
-				if hasSeries(s, "muster_batch_size_count") && hasSeries(s, "muster_item_processed_total") {
+				if hasSeries(s, musterconv.BatchSize.PrometheusName()+"_count") && hasSeries(s, "muster_item_processed_total") {
 					break
 				}
 			}
@@ -353,7 +353,7 @@ func missingSeries(scrape string) []string {
 		wants = append(wants, want{name: name})
 	}
 	wants = append(wants,
-		want{musterconv.ItemAdded.PrometheusName(), []string{`error_type="timeout"`}},
+		want{musterconv.ItemRefused.PrometheusName(), []string{`error_type="timeout"`}},
 		want{musterconv.ItemProcessed.PrometheusName(), []string{`error_type="`}},
 		want{musterconv.BatchDuration.PrometheusName() + "_count", []string{`error_type="`}},
 		want{musterconv.BatchRetries.PrometheusName(), []string{`error_type="`}},

@@ -722,7 +722,9 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 
 	var (
 		counts      = map[outcome]int{}
-		wantAdded   = map[string]int64{} // muster.item.added by error.type ("" for accepted)
+		wantAdded   = map[string]int64{} // muster.item.added: items taken (key "")
+		wantRefused = map[string]int64{} // muster.item.refused by error.type
+		wantDropped = map[string]int64{} // muster.item.dropped by error.type
 		wantProc    = map[string]int64{} // muster.item.processed by error.type
 		refusedN    uint64
 		droppedN    uint64
@@ -764,7 +766,7 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 				bad("item %d: refused with %v, error.type %q: no class of its own", id, aerr, et)
 			}
 			refusedN++
-			wantAdded[otelmuster.ErrorType(aerr)]++
+			wantRefused[otelmuster.ErrorType(aerr)]++
 		case ok == 0:
 			// Refused without an error from Add: dropped as the newest.
 			o = refused
@@ -777,7 +779,7 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 				bad("item %d: dropped, its Result says %v", id, resErr)
 			}
 			refusedN++
-			wantAdded[otelmuster.ErrorType(muster.ErrDropped)]++
+			wantRefused[otelmuster.ErrorType(muster.ErrDropped)]++
 		case ok > 1:
 			bad("item %d: %d Added hooks with a nil error", id, ok)
 		case len(errs) > 0:
@@ -792,7 +794,8 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 				bad("item %d: dropped, its Result says %v", id, resErr)
 			}
 			droppedN++
-			wantAdded[otelmuster.ErrorType(muster.ErrDropped)]++
+			wantAdded[""]++ // taken, then dropped
+			wantDropped[otelmuster.ErrorType(muster.ErrDropped)]++
 		default:
 			if l.inDone[id] != 1 {
 				bad("item %d: taken, in %d done batches", id, l.inDone[id])
@@ -880,32 +883,41 @@ func check(t *testing.T, c config, l *ledger, st muster.Stats, reader *sdkmetric
 		t.Fatal(err)
 	}
 	gotAdded := sumByErrorType(rm, "muster.item.added")
+	gotRefused := sumByErrorType(rm, "muster.item.refused")
+	gotDropped := sumByErrorType(rm, "muster.item.dropped")
 	gotProc := sumByErrorType(rm, "muster.item.processed")
 	if !reflect.DeepEqual(nonZero(gotAdded), nonZero(wantAdded)) {
-		bad("muster.item.added by error.type: metrics %v, test %v", gotAdded, wantAdded)
+		bad("muster.item.added: metrics %v, test %v", gotAdded, wantAdded)
+	}
+	if !reflect.DeepEqual(nonZero(gotRefused), nonZero(wantRefused)) {
+		bad("muster.item.refused by error.type: metrics %v, test %v", gotRefused, wantRefused)
+	}
+	if !reflect.DeepEqual(nonZero(gotDropped), nonZero(wantDropped)) {
+		bad("muster.item.dropped by error.type: metrics %v, test %v", gotDropped, wantDropped)
 	}
 	if !reflect.DeepEqual(nonZero(gotProc), nonZero(wantProc)) {
 		bad("muster.item.processed by error.type: metrics %v, test %v", gotProc, wantProc)
 	}
 	if c.maxSize > 0 {
-		for _, dp := range histogram(rm, "muster.batch.size") {
+		for _, dp := range histogram(rm, "muster.batch.items") {
 			if m, ok := dp.Max.Value(); ok && m > int64(c.maxSize) {
-				bad("muster.batch.size point with max %d > MaxBatchSize %d (%v)", m, c.maxSize, dp.Attributes)
+				bad("muster.batch.items point with max %d > MaxBatchSize %d (%v)", m, c.maxSize, dp.Attributes)
 			}
 		}
 	}
 	var batchCount uint64
-	for _, dp := range histogram(rm, "muster.batch.size") {
+	for _, dp := range histogram(rm, "muster.batch.items") {
 		batchCount += dp.Count
 	}
 	if batchCount != uint64(l.fired) {
-		bad("muster.batch.size counts %d batches, %d fired", batchCount, l.fired)
+		bad("muster.batch.items counts %d batches, %d fired", batchCount, l.fired)
 	}
 
-	for k, v := range wantAdded {
-		if k != "" {
-			count("refused or dropped: "+k, int(v))
-		}
+	for k, v := range wantRefused {
+		count("refused: "+k, int(v))
+	}
+	for k, v := range wantDropped {
+		count("dropped: "+k, int(v))
 	}
 	for k, v := range wantProc {
 		if k == "" {

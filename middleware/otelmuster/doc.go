@@ -149,11 +149,13 @@
 // units, descriptions and bucket boundaries cannot drift from the
 // dashboard's. Every measurement carries muster.batcher.name.
 //
-//	muster.item.added               counter          accepted items: when their batch fires (or is abandoned);
-//	                                                 refused items: at once, with error.type
+//	muster.item.added               observable       Stats.Added: items taken (accepted), when taken
+//	muster.item.refused             counter          items not taken, by error.type (full, dropped, stopped, timeout, ...)
+//	muster.item.dropped             counter          items taken, then dropped under OverflowDropOldest; error.type dropped
+//	                                                 (exported at 0 from Start, so that "no drops" is not "no data")
 //	muster.item.processed           counter          items whose batch is done; error.type when it failed for good
-//	muster.batch.size               histogram        items per batch, at fire, by muster.batch.trigger
-//	muster.batch.utilization        histogram        size / MaxBatchSize, at fire, by trigger (not with MaxBatchSize 0)
+//	muster.batch.items              histogram        items per batch, at fire, by muster.batch.trigger
+//	muster.batch.utilization.ratio  histogram        items / MaxBatchSize, at fire, by trigger (not with MaxBatchSize 0)
 //	muster.batch.wait.duration      histogram (s)    age of the first item at fire, by trigger
 //	muster.batch.duration           histogram (s)    fire to done, waits and retries included; error.type
 //	muster.batch.inflight           up-down counter  +1 at fire, -1 at done
@@ -167,16 +169,19 @@
 //	muster.ratelimit.wait.duration  histogram (s)    waits reported with Reason muster.WaitRateLimit
 //	muster.batch.retries            counter          failed attempts reported with muster.ReportRetry; error.type
 //
-// Accepted items are counted per batch, not per item, so that Add pays
-// nothing: muster.item.added lags the Add calls by the items not yet fired
-// (the open batch, and batches waiting for an in-flight slot), and an item
-// that is accepted is counted exactly once, when its batch fires or is
-// abandoned.
+// Accepted items are counted by the client itself (Stats.Added, under the
+// lock Add holds anyway) and read at collection, so that Add pays nothing
+// for them and muster.item.added is current at every scrape, a backlog
+// included: an item counts as added when it is taken, not when its batch
+// fires. It is a counter that outlives clients: the items of a stopped
+// client stay in its name's count, so that it never goes back. Refused
+// items are never added; for a name's clients, added = processed + dropped
+// + pending.
 // The observable instruments are read at collection, through ClientInfo's
 // Stats, from the clients started and not yet stopped: a client joins when
 // it starts (Observe) and leaves at its Stopped hook. Clients that share a
 // name add up, one callback per name, which each one's Stop leaves with
-// only its own share removed; a client's readings end with its Stop.
+// only its own share removed; a client's gauges end with its Stop (its items added stay counted).
 //
 // A muster.Keyed (ClientInfo.MaxKeys > 0) reports muster.batcher.keys from
 // its Start to its Stop, zero included (before its first key, or when all
@@ -190,11 +195,31 @@
 // with error.type shutdown_incomplete: muster.item.processed with an
 // error.type is what was lost or failed.
 //
+// # Journal
+//
+// A journaled batcher (package github.com/musterhq/muster/journal) adds the
+// journal's instruments (musterconv.Journal) through [NewJournalMetrics]: the
+// gauges and the store's own counters are read from its Stats at
+// collection, append latency, replays and dead letters come from the
+// journal.Hooks it returns.
+//
+//	jm, err := otelmuster.NewJournalMetrics("orders", store.Stats)
+//	// give jm.Hooks() to the journal layer; jm.Close() when the store closes
+//
+//	muster.journal.items, .bytes, .bytes.limit  observable  StoreStats.Items, Bytes, MaxBytes (absent when 0)
+//	muster.journal.oldest.age       observable (s)   now - StoreStats.Oldest; 0 when empty: the delivery SLO's signal
+//	muster.journal.append.duration  histogram (s)    each Append, group commit included; error.type when it failed
+//	muster.journal.syncs, .sync.time  observable     StoreStats.Syncs and SyncTime: their rates' ratio is the commit latency
+//	muster.journal.recovered        counter          items replayed into the batcher (Hooks.Recovered)
+//	muster.journal.deadlettered     counter          items dead-lettered, by error.type: expired, dropped, or the batch's
+//	muster.journal.corrupt, .takeovers  observable   StoreStats.Corrupt and Takeovers
+//
 // # Error types
 //
 // [ErrorType] gives the error.type of spans and metrics: "panic",
 // "shutdown_incomplete", an ErrorType() string method of the error's own,
 // "stopped", "full", "dropped", "too_large", "too_many_keys", "invalid_key", "not_started",
+// "expired", "journal_full", "journal_closed" (the journal's errors),
 // "timeout" (context.DeadlineExceeded), "canceled", "partial" (some items of a
 // batch failed: a *muster.ItemErrors),
 // and otherwise the error's Go type, after fmt.Errorf wrappers, as
@@ -212,7 +237,7 @@
 // sampled item (BenchmarkInstrumented, otel-linked against
 // otel-linked-noitems); under a 1% sampler it is a hundredth of that on
 // average, and [WithItemSpans](false) removes it. Metrics have no Added
-// hook: accepted items are counted per batch. Nothing else is recorded
+// hook: accepted items are read from the client's Stats. Nothing else is recorded
 // unless the producer was held by backpressure or the item refused.
 //
 // Per batch, on the batch's goroutine: with the OpenTelemetry SDK, a span

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/musterhq/muster/journal"
 	"github.com/musterhq/muster/muster"
 )
 
@@ -37,6 +38,16 @@ const (
 	// ErrorTypeInvalidKey: a Keyed refused an item whose key is not equal
 	// to itself (a NaN) or cannot be compared; see muster.ErrInvalidKey.
 	ErrorTypeInvalidKey = "invalid_key"
+	// ErrorTypeExpired: an item was older than the journal's MaxItemAge
+	// when its batch fired, and was dead-lettered instead of delivered; see
+	// journal.ErrExpired.
+	ErrorTypeExpired = "expired"
+	// ErrorTypeJournalFull: the journal was at its byte bound; see
+	// journal.ErrFull.
+	ErrorTypeJournalFull = "journal_full"
+	// ErrorTypeJournalClosed: the journal's store was closed; see
+	// journal.ErrClosed.
+	ErrorTypeJournalClosed = "journal_closed"
 	// ErrorTypePartial: some items of the batch failed (a *muster.ItemErrors);
 	// item counts carry each item's own error.type.
 	ErrorTypePartial = "partial"
@@ -57,8 +68,9 @@ const (
 //  4. muster.ErrStopped: "stopped"; muster.ErrFull: "full"; muster.ErrDropped:
 //     "dropped"; muster.ErrTooLarge: "too_large"; muster.ErrTooManyKeys:
 //     "too_many_keys"; muster.ErrInvalidKey: "invalid_key";
-//     muster.ErrNotStarted: "not_started"; context.DeadlineExceeded:
-//     "timeout"; context.Canceled: "canceled".
+//     muster.ErrNotStarted: "not_started"; journal.ErrExpired: "expired";
+//     journal.ErrFull: "journal_full"; journal.ErrClosed: "journal_closed";
+//     context.DeadlineExceeded: "timeout"; context.Canceled: "canceled".
 //  5. Otherwise the Go type of err, after unwrapping fmt.Errorf wrappers, as
 //     semconv's ErrorType names it: "package/path.Type" for a named type,
 //     its type string otherwise (for example "*net.OpError" or
@@ -94,6 +106,12 @@ func ErrorType(err error) string {
 		return ErrorTypeInvalidKey
 	case errors.Is(err, muster.ErrNotStarted):
 		return ErrorTypeNotStarted
+	case errors.Is(err, journal.ErrExpired):
+		return ErrorTypeExpired
+	case errors.Is(err, journal.ErrFull):
+		return ErrorTypeJournalFull
+	case errors.Is(err, journal.ErrClosed):
+		return ErrorTypeJournalClosed
 	case errors.Is(err, context.DeadlineExceeded):
 		return ErrorTypeTimeout
 	case errors.Is(err, context.Canceled):

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"testing"
 
+	"github.com/musterhq/muster/journal"
 	"github.com/musterhq/muster/middleware/otelmuster"
 	"github.com/musterhq/muster/muster"
 )
@@ -35,6 +36,9 @@ func TestErrorType(t *testing.T) {
 		{errors.Join(errors.New("x"), quotaError{}), "quota"},
 		{fmt.Errorf("%w", muster.ErrStopped), "stopped"},
 		{muster.ErrNotStarted, "not_started"},
+		{fmt.Errorf("item 7: %w", journal.ErrExpired), "expired"},
+		{journal.ErrFull, "journal_full"},
+		{journal.ErrClosed, "journal_closed"},
 		{muster.ErrFull, "full"},
 		{fmt.Errorf("x: %w", muster.ErrDropped), "dropped"},
 		{muster.ErrTooLarge, "too_large"},

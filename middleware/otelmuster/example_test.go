@@ -144,12 +144,13 @@ func ExampleNewMetrics() {
 	fmt.Println(strings.Join(lines, "\n"))
 	// Output:
 	// muster.batch.inflight{muster.batcher.name=orders} 0
-	// muster.batch.size{muster.batch.trigger=shutdown,muster.batcher.name=orders} count=1 sum=50
-	// muster.batch.size{muster.batch.trigger=size,muster.batcher.name=orders} count=2 sum=200
-	// muster.item.added{error.type=stopped,muster.batcher.name=orders} 1
+	// muster.batch.items{muster.batch.trigger=shutdown,muster.batcher.name=orders} count=1 sum=50
+	// muster.batch.items{muster.batch.trigger=size,muster.batcher.name=orders} count=2 sum=200
 	// muster.item.added{muster.batcher.name=orders} 250
+	// muster.item.dropped{error.type=dropped,muster.batcher.name=orders} 0
 	// muster.item.processed{error.type=timeout,muster.batcher.name=orders} 50
 	// muster.item.processed{muster.batcher.name=orders} 200
+	// muster.item.refused{error.type=stopped,muster.batcher.name=orders} 1
 }
 
 // ErrorType classifies errors for the error.type attribute.

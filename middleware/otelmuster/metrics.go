@@ -42,13 +42,15 @@ func NewMetrics(opts ...Option) (muster.Observer, error) {
 type metrics struct {
 	meter metric.Meter
 
-	itemAdded, itemProcessed, retries metric.Int64Counter
-	size                              metric.Int64Histogram
-	utilization, wait, duration       metric.Float64Histogram
-	blocked, rateLimitWait            metric.Float64Histogram
-	inflight                          metric.Int64UpDownCounter
-	queueSize, queueCapacity, limit   metric.Int64ObservableUpDownCounter
-	keys, pending                     metric.Int64ObservableUpDownCounter
+	added                           metric.Int64ObservableCounter
+	refused, dropped                metric.Int64Counter
+	itemProcessed, retries          metric.Int64Counter
+	size                            metric.Int64Histogram
+	utilization, wait, duration     metric.Float64Histogram
+	blocked, rateLimitWait          metric.Float64Histogram
+	inflight                        metric.Int64UpDownCounter
+	queueSize, queueCapacity, limit metric.Int64ObservableUpDownCounter
+	keys, pending                   metric.Int64ObservableUpDownCounter
 
 	mu     sync.Mutex        // guards groups; never taken by a callback
 	groups map[string]*group // live clients by name
@@ -62,7 +64,11 @@ func (m *metrics) init() error {
 		}
 	}
 	var err error
-	m.itemAdded, err = musterconv.ItemAdded.New(m.meter)
+	m.added, err = musterconv.ItemAdded.New(m.meter)
+	try(err)
+	m.refused, err = musterconv.ItemRefused.New(m.meter)
+	try(err)
+	m.dropped, err = musterconv.ItemDropped.New(m.meter)
 	try(err)
 	m.itemProcessed, err = musterconv.ItemProcessed.New(m.meter)
 	try(err)
@@ -167,6 +173,10 @@ func (n *nameAttrs) byError(err error) *attrSet {
 func (m *metrics) Observe(info muster.ClientInfo) *muster.Hooks {
 	c := &clientMetrics{m: m, n: newNameAttrs(info.Name), info: info}
 	m.join(c)
+	// Drops have one reason: export their series at 0 from the start (as
+	// Prometheus's practices ask of known series), so that a dashboard reads
+	// "no drops" rather than "no data".
+	m.dropped.Add(context.Background(), 0, c.n.byError(muster.ErrDropped).add...)
 	return &muster.Hooks{
 		Refused: c.refused,
 		Waited:  c.waited,
@@ -189,12 +199,17 @@ type clientMetrics struct {
 // metrics: another metrics observer composed with this one has its own.
 type firedKey struct{ c *clientMetrics }
 
-// refused counts an item not taken, or dropped, by its error.type.
+// refused counts an item not taken (muster.item.refused), or taken and
+// then dropped (muster.item.dropped), by its error.type.
 func (c *clientMetrics) refused(ctx context.Context, info muster.AddInfo) {
 	if info.Blocked > 0 {
 		c.m.blocked.Record(ctx, info.Blocked.Seconds(), c.n.base.rec...)
 	}
-	c.m.itemAdded.Add(ctx, 1, c.n.byError(info.Err).add...)
+	if info.Taken {
+		c.m.dropped.Add(ctx, 1, c.n.byError(info.Err).add...)
+		return
+	}
+	c.m.refused.Add(ctx, 1, c.n.byError(info.Err).add...)
 }
 
 func (c *clientMetrics) waited(ctx context.Context, info muster.WaitInfo) {
@@ -206,11 +221,9 @@ func (c *clientMetrics) waited(ctx context.Context, info muster.WaitInfo) {
 	}
 }
 
-// fired counts the batch's items as added (items taken are counted per
-// batch, not per item) and records its size, fill and wait.
+// fired records the batch's size, fill and wait.
 func (c *clientMetrics) fired(ctx context.Context, info muster.FireInfo) context.Context {
 	m, t := c.m, c.n.byTrigger(info.Trigger)
-	m.itemAdded.Add(ctx, int64(info.Size), c.n.base.add...)
 	m.size.Record(ctx, int64(info.Size), t.rec...)
 	if c.info.MaxBatchSize > 0 {
 		m.utilization.Record(ctx, float64(info.Size)/float64(c.info.MaxBatchSize), t.rec...)
@@ -237,10 +250,7 @@ func (c *clientMetrics) done(ctx context.Context, info muster.DoneInfo) {
 		m.itemProcessed.Add(ctx, int64(info.Size), out.add...)
 	}
 	if ctx.Value(firedKey{c}) == nil {
-		// Abandoned at a Shutdown deadline: its items were never counted
-		// as added.
-		m.itemAdded.Add(ctx, int64(info.Size), n.base.add...)
-		return
+		return // abandoned at a Shutdown deadline: it never fired
 	}
 	m.duration.Record(ctx, info.Duration.Seconds(), out.rec...)
 	m.inflight.Add(ctx, -1, n.base.add...)
@@ -252,13 +262,17 @@ func (c *clientMetrics) retried(ctx context.Context, info muster.RetryInfo) {
 
 func (c *clientMetrics) stopped(context.Context, muster.ClientInfo) { c.m.leave(c) }
 
-// group is the live clients of one name, observed by one callback: the
-// queue sizes, capacities, in-flight limits and live keys of clients that
-// share a name add up, as up-down counters do.
+// group is the clients of one name, observed by one callback: the queue
+// sizes, capacities, in-flight limits, live keys and items added of the
+// clients that share a name add up. A group lives as long as its observer
+// (names are few): muster.item.added is a counter, so it goes on counting
+// the items of the name's stopped clients (retired), and the series does
+// not go back when one of two clients stops, nor vanish with its last
+// counts when the last one does.
 type group struct {
-	reg     metric.Registration
-	mu      sync.Mutex // guards clients; taken by the callback
+	mu      sync.Mutex // guards clients and retired; taken by the callback
 	clients []*clientMetrics
+	retired int64 // Stats.Added of the name's stopped clients
 }
 
 // join adds a client to its name's group, registering the group's
@@ -273,14 +287,13 @@ func (m *metrics) join(c *clientMetrics) {
 	if g == nil {
 		g = &group{}
 		attrs := c.n.base.obs
-		reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		_, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			return g.observe(o, m, attrs)
-		}, m.queueSize, m.queueCapacity, m.limit, m.keys, m.pending)
+		}, m.added, m.queueSize, m.queueCapacity, m.limit, m.keys, m.pending)
 		if err != nil {
 			otel.Handle(err)
 			return
 		}
-		g.reg = reg
 		m.groups[c.info.Name] = g
 	}
 	g.mu.Lock()
@@ -288,24 +301,24 @@ func (m *metrics) join(c *clientMetrics) {
 	g.mu.Unlock()
 }
 
-// leave removes a stopped client from its group, and unregisters the
-// group's callback when it was the last.
+// leave removes a stopped client from its group, keeping its items added.
 func (m *metrics) leave(c *clientMetrics) {
+	if c.info.Stats == nil {
+		return
+	}
+	added := int64(c.info.Stats().Added) // final: the client has stopped
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	g := m.groups[c.info.Name]
+	m.mu.Unlock()
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := len(g.clients)
 	g.clients = slices.DeleteFunc(g.clients, func(x *clientMetrics) bool { return x == c })
-	empty := len(g.clients) == 0
-	g.mu.Unlock()
-	if empty {
-		delete(m.groups, c.info.Name)
-		if err := g.reg.Unregister(); err != nil {
-			otel.Handle(err)
-		}
+	if len(g.clients) < n {
+		g.retired += added
 	}
 }
 
@@ -313,12 +326,15 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.clients) == 0 {
+		o.ObserveInt64(m.added, g.retired, attrs...)
 		return nil
 	}
+	added := g.retired
 	var queued, capacity, limit, keys, pending int64
 	limited, keyed := false, false
 	for _, c := range g.clients {
 		st := c.info.Stats()
+		added += int64(st.Added)
 		queued += int64(st.Queued)
 		pending += int64(st.Pending)
 		capacity += int64(c.info.PendingWorkCapacity)
@@ -331,6 +347,7 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 			keyed = true
 		}
 	}
+	o.ObserveInt64(m.added, added, attrs...)
 	o.ObserveInt64(m.queueSize, queued, attrs...)
 	o.ObserveInt64(m.queueCapacity, capacity, attrs...)
 	o.ObserveInt64(m.pending, pending, attrs...)

@@ -66,15 +66,15 @@ func TestMetricsScripted(t *testing.T) {
 		size := kv("muster.batcher.name", "orders", "muster.batch.trigger", "size")
 		timeout := kv("muster.batcher.name", "orders", "muster.batch.trigger", "timeout")
 		s.wantSum("muster.item.added", name, 250)
-		s.wantSum("muster.item.added", kv("muster.batcher.name", "orders", "error.type", "stopped"), 1)
+		s.wantSum("muster.item.refused", kv("muster.batcher.name", "orders", "error.type", "stopped"), 1)
 		s.wantSum("muster.item.processed", name, 250)
 		if n := s.points("muster.item.processed"); n != 1 {
 			t.Errorf("%d processed series, want 1 (no errors)", n)
 		}
-		s.wantHist("muster.batch.size", size, 2, 200)
-		s.wantHist("muster.batch.size", timeout, 1, 50)
-		s.wantHist("muster.batch.utilization", size, 2, 2)
-		s.wantHist("muster.batch.utilization", timeout, 1, 0.5)
+		s.wantHist("muster.batch.items", size, 2, 200)
+		s.wantHist("muster.batch.items", timeout, 1, 50)
+		s.wantHist("muster.batch.utilization.ratio", size, 2, 2)
+		s.wantHist("muster.batch.utilization.ratio", timeout, 1, 0.5)
 		s.wantHist("muster.batch.wait.duration", size, 2, 2*0.99)
 		s.wantHist("muster.batch.wait.duration", timeout, 1, 1)
 		s.wantHist("muster.batch.duration", name, 3, 0.3)
@@ -155,7 +155,7 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 		s = collect(t, r)
 		errType := func(et string) (o []string) { return []string{"muster.batcher.name", "orders", "error.type", et} }
 		s.wantSum("muster.item.added", name, 26)
-		s.wantSum("muster.item.added", kv(errType("timeout")...), 1)
+		s.wantSum("muster.item.refused", kv(errType("timeout")...), 1)
 		s.wantSum("muster.item.processed", name, 6)
 		s.wantSum("muster.item.processed", kv(errType("quota")...), 10)
 		s.wantSum("muster.item.processed", kv(errType("panic")...), 10)
@@ -166,8 +166,8 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 		s.wantHist("muster.ratelimit.wait.duration", name, 3, 0.06)
 		s.wantSum("muster.batch.retries", kv(errType("*errors.errorString")...), 3)
 		s.wantSum("muster.batch.inflight", name, 0)
-		s.wantHist("muster.batch.size", kv("muster.batcher.name", "orders", "muster.batch.trigger", "size"), 2, 20)
-		s.wantHist("muster.batch.size", kv("muster.batcher.name", "orders", "muster.batch.trigger", "shutdown"), 1, 6)
+		s.wantHist("muster.batch.items", kv("muster.batcher.name", "orders", "muster.batch.trigger", "size"), 2, 20)
+		s.wantHist("muster.batch.items", kv("muster.batcher.name", "orders", "muster.batch.trigger", "shutdown"), 1, 6)
 
 		// The catalogue is the single source of truth.
 		for _, spec := range musterconv.All() {
@@ -258,7 +258,7 @@ func TestMetricsShutdownIncomplete(t *testing.T) {
 		s.wantSum("muster.item.processed", lost, 5)
 		s.wantHist("muster.batch.duration", lost, 1, 1)
 		s.wantSum("muster.batch.inflight", name, 0)
-		s.wantHist("muster.batch.size", kv("muster.batcher.name", "orders", "muster.batch.trigger", "size"), 1, 2)
+		s.wantHist("muster.batch.items", kv("muster.batcher.name", "orders", "muster.batch.trigger", "size"), 1, 2)
 	})
 }
 
@@ -405,6 +405,6 @@ func TestMetricsPartialFailureAndOverflow(t *testing.T) {
 		s.wantSum("muster.item.processed", kv("muster.batcher.name", "rows"), 4)
 		s.wantSum("muster.item.processed", kv("muster.batcher.name", "rows", "error.type", "quota"), 4)
 		s.wantSum("muster.item.added", kv("muster.batcher.name", "rows"), 8)
-		s.wantSum("muster.item.added", kv("muster.batcher.name", "rows", "error.type", "full"), 1)
+		s.wantSum("muster.item.refused", kv("muster.batcher.name", "rows", "error.type", "full"), 1)
 	})
 }

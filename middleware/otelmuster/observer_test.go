@@ -531,5 +531,5 @@ func TestMetricsInvalidKey(t *testing.T) {
 		t.Fatalf("Add(NaN): %v", err)
 	}
 	mustNil(t, k.Stop())
-	collect(t, r).wantSum("muster.item.added", kv("muster.batcher.name", "floats", "error.type", "invalid_key"), 1)
+	collect(t, r).wantSum("muster.item.refused", kv("muster.batcher.name", "floats", "error.type", "invalid_key"), 1)
 }

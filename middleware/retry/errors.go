@@ -9,14 +9,26 @@ import (
 // Errors matched by the *Error the middleware returns when it gives up.
 // Compare with errors.Is.
 var (
-	// ErrExhausted: the attempts allowed by WithMaxAttempts were made, or
-	// the next wait would have ended past WithMaxElapsedTime.
+	// ErrExhausted: the attempts allowed by WithMaxAttempts were made. It is
+	// also matched by ErrElapsedLimit, so that errors.Is(err, ErrExhausted)
+	// holds whichever cap ended the retries.
 	ErrExhausted = errors.New("retry: attempts exhausted")
+
+	// ErrElapsedLimit: the next wait would have ended past the limit of
+	// WithMaxElapsedTime. It matches ErrExhausted.
+	ErrElapsedLimit error = elapsedLimit{}
 
 	// ErrBudgetExhausted: the retry Budget refused the next attempt, because
 	// retries already make up as much of the load as it allows.
 	ErrBudgetExhausted = errors.New("retry: budget exhausted")
 )
+
+// elapsedLimit is ErrElapsedLimit's type: a sentinel that matches
+// ErrExhausted as well.
+type elapsedLimit struct{}
+
+func (elapsedLimit) Error() string        { return "retry: elapsed-time limit reached" }
+func (elapsedLimit) Is(target error) bool { return target == ErrExhausted }
 
 // Error is returned when the middleware gives up on a batch whose last
 // attempt failed with a retryable error, and is each failing item's error
@@ -32,8 +44,8 @@ type Error struct {
 	// Elapsed runs from the first attempt's start to giving up.
 	Elapsed time.Duration
 	// Reason is why no further attempt was made: ErrExhausted,
-	// ErrBudgetExhausted, or context.Cause of the batch's context when it
-	// ended (muster.ErrIncomplete at a Shutdown deadline).
+	// ErrElapsedLimit, ErrBudgetExhausted, or context.Cause of the batch's
+	// context when it ended (muster.ErrIncomplete at a Shutdown deadline).
 	Reason error
 	// Last is the last attempt's error.
 	Last error
@@ -46,7 +58,10 @@ func (e *Error) Error() string {
 	if e.Attempts == 1 {
 		attempts = "attempt"
 	}
-	if e.Reason == ErrExhausted || e.Reason == ErrBudgetExhausted {
+	switch e.Reason {
+	case ErrElapsedLimit:
+		return fmt.Sprintf("%v after %d %s in %v: %v", e.Reason, e.Attempts, attempts, e.Elapsed.Round(time.Millisecond), e.Last)
+	case ErrExhausted, ErrBudgetExhausted:
 		return fmt.Sprintf("%v after %d %s: %v", e.Reason, e.Attempts, attempts, e.Last)
 	}
 	return fmt.Sprintf("retry: interrupted after %d %s: %v: %v", e.Attempts, attempts, e.Reason, e.Last)
@@ -65,7 +80,7 @@ type errorTyper interface {
 // itself.
 const (
 	// ErrorTypeExhausted: the attempts or the elapsed time allowed were
-	// used up (Reason ErrExhausted).
+	// used up (Reason ErrExhausted or ErrElapsedLimit).
 	ErrorTypeExhausted = "retries_exhausted"
 	// ErrorTypeBudgetExhausted: the Budget refused the next attempt (Reason
 	// ErrBudgetExhausted).
@@ -88,7 +103,7 @@ func (e *Error) ErrorType() string {
 		}
 	}
 	switch e.Reason {
-	case ErrExhausted:
+	case ErrExhausted, ErrElapsedLimit:
 		return ErrorTypeExhausted
 	case ErrBudgetExhausted:
 		return ErrorTypeBudgetExhausted

@@ -169,3 +169,60 @@ func ExampleNew_partial() {
 	// c: <nil>
 	// d: <nil>
 }
+
+// Order is an example item type.
+type Order struct{ ID int }
+
+// orderRows is the seed-style Batch of a Client: rows for a bulk insert.
+type orderRows struct{ rows []any }
+
+func (b *orderRows) Add(item any) { b.rows = append(b.rows, item) }
+func (b *orderRows) Fire(n muster.Notifier) {
+	fmt.Println("client wrote", b.rows)
+	muster.DoneWith(n, nil)
+}
+
+// A service with a Client (untyped, the seed's API) and a Batcher[Order]
+// that call one downstream builds one Policy and gives it to New for each
+// item type: one schedule and caps, and one Budget for both, so that
+// together their retries add at most 10% to the load (plus 1 a second).
+func ExampleNewPolicy() {
+	policy := retry.NewPolicy(
+		retry.WithMaxAttempts(4),
+		retry.WithBackoff(retry.Backoff{Initial: time.Millisecond}),
+		retry.WithBudget(retry.NewBudget(0.1, 1)),
+	)
+	client := &muster.Client{
+		MaxBatchSize: 2,
+		BatchMaker:   func() muster.Batch { return &orderRows{} },
+		Middleware:   retry.New[any](policy),
+	}
+	failed := false
+	orders := &muster.Batcher[Order]{
+		MaxBatchSize: 2,
+		Fire: retry.New[Order](policy)(func(ctx context.Context, batch []Order) error {
+			if !failed {
+				failed = true
+				return errors.New("timeout") // retried once, drawing on the shared budget
+			}
+			fmt.Println("batcher wrote", batch)
+			return nil
+		}),
+	}
+	_ = client.Start()
+	_ = orders.Start()
+	ctx := context.Background()
+	fmt.Println("retries available:", policy.Budget().Balance())
+	_ = client.Add(ctx, "row-1")
+	_ = client.Add(ctx, "row-2")
+	_ = orders.Add(ctx, Order{ID: 1})
+	_ = orders.Add(ctx, Order{ID: 2})
+	_ = client.Stop()
+	_ = orders.Stop()
+	fmt.Println("retries available:", policy.Budget().Balance())
+	// Output:
+	// retries available: 10
+	// client wrote [row-1 row-2]
+	// batcher wrote [{1} {2}]
+	// retries available: 9
+}

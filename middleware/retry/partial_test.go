@@ -201,7 +201,7 @@ func TestPartialRetry(t *testing.T) {
 func TestPartialFromWholeAndBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var sent [][]int
-		fire := retry.New[int](retry.WithMaxAttempts(0), retry.WithBudget(nil))(
+		fire := retry.New[int](retry.WithMaxAttempts(retry.Unlimited), retry.WithBudget(nil))(
 			func(ctx context.Context, items []int) error {
 				sent = append(sent, slices.Clone(items))
 				switch len(sent) {
@@ -416,7 +416,7 @@ func TestPartialExhausted(t *testing.T) {
 			}}
 			fire := retry.New[int](
 				retry.WithBackoff(retry.Backoff{Initial: 100 * time.Millisecond, Jitter: retry.NoJitter}),
-				retry.WithMaxAttempts(0), retry.WithMaxElapsedTime(250*time.Millisecond),
+				retry.WithMaxAttempts(retry.Unlimited), retry.WithMaxElapsedTime(250*time.Millisecond),
 			)(down.fire)
 			start := time.Now()
 			err := fire(context.Background(), []int{0, 1, 2})
@@ -428,8 +428,8 @@ func TestPartialExhausted(t *testing.T) {
 			var ie *muster.ItemErrors
 			var re *retry.Error
 			if !errors.As(err, &ie) || len(ie.Errs) != 3 || ie.Errs[0] != nil || ie.Errs[1] != nil ||
-				!errors.As(ie.Errs[2], &re) || re.Reason != retry.ErrExhausted || re.Attempts != 2 || re.Elapsed != 100*time.Millisecond {
-				t.Errorf("err = %v, want item 2 exhausted after 2 attempts in 100ms", err)
+				!errors.As(ie.Errs[2], &re) || re.Reason != retry.ErrElapsedLimit || re.Attempts != 2 || re.Elapsed != 100*time.Millisecond {
+				t.Errorf("err = %v, want item 2 at the elapsed-time limit after 2 attempts in 100ms", err)
 			}
 		})
 	})
@@ -590,7 +590,7 @@ func TestPartialAllocations(t *testing.T) {
 		sub := &muster.ItemErrors{Errs: []error{nil, nil, errDown}} // of items 1, 3, 5
 		last := &muster.ItemErrors{Errs: []error{errDown}}          // of item 5
 		n := 0
-		fire := retry.New[int](retry.WithBudget(nil), retry.WithMaxAttempts(0), retry.WithRand(func() float64 { return 0 }))(
+		fire := retry.New[int](retry.WithBudget(nil), retry.WithMaxAttempts(retry.Unlimited), retry.WithRand(func() float64 { return 0 }))(
 			func(ctx context.Context, got []int) error {
 				n++
 				switch {

@@ -55,9 +55,12 @@
 // By default a batch gets at most 5 attempts, no wait starts that would end
 // more than a minute after its first attempt started, and retries draw on a
 // Budget of the middleware's own, NewBudget(0.2, 10): retries add at most
-// 20% to the batches fired (plus 10 a second). A Budget passed with
-// WithBudget can be shared by several batchers that call one downstream.
-// Any of the three ending the retries makes the batch fail.
+// 20% to the batches fired (plus 10 a second). Several batchers that call
+// one downstream share one configuration and one Budget through a Policy,
+// whatever their item types (or a Budget alone through WithBudget). Any of
+// the three ending the retries makes the batch fail, with an error saying
+// which: ErrExhausted (attempts), ErrElapsedLimit (time) or
+// ErrBudgetExhausted.
 //
 // # Schedule
 //
@@ -82,8 +85,8 @@
 // The middleware returns nil as soon as an attempt succeeds. An error that
 // is not retried (marked Permanent, or refused by WithRetryIf) is returned
 // unchanged. Otherwise, on giving up, it returns an [*Error] matching
-// ErrExhausted (attempts or elapsed time used up), ErrBudgetExhausted (the
-// Budget refused) or the cause of the batch context's end (muster.ErrIncomplete
+// ErrExhausted (attempts used up), ErrElapsedLimit (elapsed time used up;
+// it matches ErrExhausted too), ErrBudgetExhausted (the Budget refused) or the cause of the batch context's end (muster.ErrIncomplete
 // at a Shutdown deadline), and also the last attempt's error, so
 // errors.Is(err, yourSentinel) holds through it.
 //
@@ -179,7 +182,8 @@ func (b Backoff) wait(attempt int, r float64) time.Duration {
 	return time.Duration(r * float64(c))
 }
 
-// Option configures New.
+// Option configures New or NewPolicy: the With functions make them, and a
+// *Policy is one (all of its configuration, and its Budget).
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -212,10 +216,14 @@ func WithBackoff(b Backoff) Option {
 	})
 }
 
+// Unlimited, passed to WithMaxAttempts, removes the cap on attempts.
+const Unlimited = math.MaxInt
+
 // WithMaxAttempts caps the calls to the FireFunc per batch, the first
-// included: 1 means no retry. Default 5; n <= 0 removes the cap.
+// included: 1 means no retry, and so do 0 and below (a batch is always
+// tried once). Default 5; WithMaxAttempts(Unlimited) removes the cap.
 func WithMaxAttempts(n int) Option {
-	return optionFunc(func(c *config) { c.maxAttempts = max(n, 0) })
+	return optionFunc(func(c *config) { c.maxAttempts = max(n, 1) })
 }
 
 // WithMaxElapsedTime caps the time from a batch's first attempt to the start
@@ -263,10 +271,42 @@ func newConfig(opts []Option) *config {
 	return c
 }
 
+// Policy is a retry configuration with its Budget, built once and given to
+// New for each batcher that calls one downstream, whatever their item types:
+//
+//	policy := retry.NewPolicy(retry.WithMaxAttempts(4))
+//	client.Middleware = retry.New[any](policy)          // a Client
+//	orders.Fire = retry.New[Order](policy)(writeOrders) // a Batcher[Order]
+//
+// Both then retry on the same schedule and draw on the same Budget, so that
+// together their retries add at most the budget's share to the load. A
+// Policy is an Option: options given after it in New change that batcher's
+// copy only. It is safe for concurrent use.
+type Policy struct{ c config }
+
+// NewPolicy returns a Policy made of opts, the Options New takes. Its Budget
+// (NewBudget(0.2, 10), unless WithBudget gives one or nil) is made here,
+// once: every New given the Policy draws on it.
+func NewPolicy(opts ...Option) *Policy { return &Policy{c: *newConfig(opts)} }
+
+// Budget returns the Budget the policy's retries draw on, nil if
+// WithBudget(nil) removed it.
+func (p *Policy) Budget() *Budget { return p.c.budget }
+
+// apply makes the policy the configuration; a nil Policy changes nothing.
+func (p *Policy) apply(c *config) {
+	if p != nil {
+		*c = p.c
+	}
+}
+
 // New returns a Middleware that retries failed attempts of the FireFunc it
 // wraps, as the package doc describes. The middleware, and the Budget it
 // holds, are shared by every batch (and every FireFunc) it wraps; it is safe
-// for concurrent use.
+// for concurrent use. Each New has a Budget of its own unless given one
+// (WithBudget) or a Policy: to share a budget and a configuration between
+// batchers of different item types, build a Policy once and pass it to each
+// New.
 func New[T any](opts ...Option) muster.Middleware[T] {
 	c := newConfig(opts)
 	return func(next muster.FireFunc[T]) muster.FireFunc[T] {
@@ -313,7 +353,7 @@ func run[T any](c *config, ctx context.Context, next muster.FireFunc[T], items [
 		if ctx.Err() != nil {
 			return giveUp(p, attempt, start, context.Cause(ctx), err)
 		}
-		if c.maxAttempts > 0 && attempt >= c.maxAttempts {
+		if attempt >= c.maxAttempts {
 			return giveUp(p, attempt, start, ErrExhausted, err)
 		}
 		wait := c.backoff.wait(attempt, c.rand())
@@ -323,7 +363,7 @@ func run[T any](c *config, ctx context.Context, next muster.FireFunc[T], items [
 		}
 		now := time.Now()
 		if c.maxElapsed > 0 && now.Sub(start)+wait > c.maxElapsed {
-			return giveUp(p, attempt, start, ErrExhausted, err)
+			return giveUp(p, attempt, start, ErrElapsedLimit, err)
 		}
 		if c.budget != nil && !c.budget.withdraw(now) {
 			return giveUp(p, attempt, start, ErrBudgetExhausted, err)

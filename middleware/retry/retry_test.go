@@ -200,7 +200,7 @@ func TestMaxElapsedTime(t *testing.T) {
 		a := &attempts{fail: alwaysFail}
 		fire := retry.New[int](
 			retry.WithBackoff(retry.Backoff{Initial: 100 * time.Millisecond, Max: time.Hour, Jitter: retry.NoJitter}),
-			retry.WithMaxAttempts(0),
+			retry.WithMaxAttempts(retry.Unlimited),
 			retry.WithMaxElapsedTime(time.Second),
 			retry.WithBudget(nil),
 		)(a.fire)
@@ -212,8 +212,41 @@ func TestMaxElapsedTime(t *testing.T) {
 			t.Errorf("gave up after %v, want 700ms", took)
 		}
 		var re *retry.Error
-		if !errors.As(err, &re) || re.Reason != retry.ErrExhausted || re.Attempts != 4 || re.Elapsed != 700*time.Millisecond {
-			t.Errorf("err = %#v, want 4 attempts exhausted in 700ms", err)
+		if !errors.As(err, &re) || re.Reason != retry.ErrElapsedLimit || re.Attempts != 4 || re.Elapsed != 700*time.Millisecond {
+			t.Errorf("err = %#v, want the elapsed-time limit after 4 attempts in 700ms", err)
+		}
+		// The time limit stopped it, not the attempts: the error says so,
+		// and still matches ErrExhausted (either cap) and the last error.
+		if want := "retry: elapsed-time limit reached after 4 attempts in 700ms: downstream unavailable"; err.Error() != want {
+			t.Errorf("message %q, want %q", err, want)
+		}
+		if !errors.Is(err, retry.ErrExhausted) || !errors.Is(err, retry.ErrElapsedLimit) || re.ErrorType() != retry.ErrorTypeExhausted {
+			t.Errorf("%v: want ErrExhausted, ErrElapsedLimit and %s", err, retry.ErrorTypeExhausted)
+		}
+	})
+}
+
+// WithMaxAttempts(0) (or below) is one attempt, no retry; only Unlimited
+// removes the cap.
+func TestMaxAttemptsZeroIsOneAttempt(t *testing.T) {
+	for _, n := range []int{0, -1} {
+		a := &attempts{fail: alwaysFail}
+		err := retry.New[int](retry.WithMaxAttempts(n), retry.WithBudget(nil))(a.fire)(context.Background(), nil)
+		if a.count() != 1 || !errors.Is(err, retry.ErrExhausted) {
+			t.Errorf("WithMaxAttempts(%d): %d attempts, err %v; want 1 and ErrExhausted", n, a.count(), err)
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		a := &attempts{fail: func(n int) error {
+			if n < 50 {
+				return errDown
+			}
+			return nil
+		}}
+		fire := retry.New[int](retry.WithMaxAttempts(retry.Unlimited), retry.WithMaxElapsedTime(0), retry.WithBudget(nil),
+			retry.WithBackoff(retry.Backoff{Initial: time.Millisecond, Max: time.Millisecond}))(a.fire)
+		if err := fire(context.Background(), nil); err != nil || a.count() != 50 {
+			t.Errorf("Unlimited: %d attempts, err %v; want 50 and nil", a.count(), err)
 		}
 	})
 }
@@ -504,7 +537,7 @@ func TestShutdownDuringBackoff(t *testing.T) {
 			},
 			Fire: retry.New[int](
 				retry.WithBackoff(retry.Backoff{Initial: 10 * time.Second, Max: time.Minute, Jitter: retry.NoJitter}),
-				retry.WithMaxAttempts(0), retry.WithMaxElapsedTime(0),
+				retry.WithMaxAttempts(retry.Unlimited), retry.WithMaxElapsedTime(0),
 			)(func(context.Context, []int) error { return errDown }),
 		}
 		if err := b.Start(); err != nil {
@@ -720,4 +753,40 @@ func TestConcurrentSafe(t *testing.T) {
 			t.Errorf("%d succeeded, %d refused by the budget", ok, refused)
 		}
 	})
+}
+
+// One Policy given to New for two item types: both follow its caps, and
+// draw on its one Budget. Options after the Policy change only that New.
+func TestPolicySharedAcrossTypes(t *testing.T) {
+	policy := retry.NewPolicy(retry.WithMaxAttempts(3), retry.WithBudget(retry.NewBudget(0, 0.3)), // 3 retries in all
+		retry.WithBackoff(retry.Backoff{Initial: time.Nanosecond}))
+	if policy.Budget() == nil || policy.Budget().Balance() != 3 {
+		t.Fatalf("policy budget: %v", policy.Budget())
+	}
+	ints := &attempts{fail: alwaysFail}
+	strs := 0
+	fireInts := retry.New[int](policy)(ints.fire)
+	fireStrs := retry.New[string](policy)(func(context.Context, []string) error { strs++; return errDown })
+	// The int batcher takes 2 retries (3 attempts, the cap), leaving 1.
+	if err := fireInts(context.Background(), []int{1}); !errors.Is(err, retry.ErrExhausted) || ints.count() != 3 {
+		t.Fatalf("ints: %d attempts, %v", ints.count(), err)
+	}
+	// The string batcher gets the one retry left, then the shared budget refuses.
+	if err := fireStrs(context.Background(), []string{"a"}); !errors.Is(err, retry.ErrBudgetExhausted) || strs != 2 {
+		t.Fatalf("strings: %d attempts, %v; want 2 and ErrBudgetExhausted", strs, err)
+	}
+	// An option after the policy is that New's own: no retries, and the
+	// policy is unchanged for the others.
+	once := &attempts{fail: alwaysFail}
+	_ = retry.New[int](policy, retry.WithMaxAttempts(1))(once.fire)(context.Background(), nil)
+	if once.count() != 1 {
+		t.Errorf("override: %d attempts, want 1", once.count())
+	}
+	// A nil Policy changes nothing: the defaults apply (5 attempts).
+	var none *retry.Policy
+	def := &attempts{fail: alwaysFail}
+	_ = retry.New[int](none, retry.WithBackoff(retry.Backoff{Initial: time.Nanosecond}))(def.fire)(context.Background(), nil)
+	if def.count() != 5 {
+		t.Errorf("nil policy: %d attempts, want the default 5", def.count())
+	}
 }

@@ -6,7 +6,7 @@
 // Three lines set it up; the [Limiter] is a [ratelimit.Waiter], so
 // middleware/throttle takes it unchanged, in items or batches per second:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+//	rdb := redisrate.NewClient(&redis.Options{Addr: "redis:6379"})
 //	quota, err := redisrate.New(redisrate.Config{Client: rdb, Key: "orders-api", Limit: 600, Burst: 100})
 //	fire := throttle.New[Row](quota, throttle.WithPerItem())(insertRows)
 //
@@ -46,13 +46,18 @@
 // its [Policy]: [FailOpen] serves callers from a local [ratelimit.Limiter] at
 // this replica's share of the quota (Limit divided by Config.Replicas, or by
 // the replicas that sent a heartbeat to Redis in the last three heartbeat
-// intervals), starting with an empty bucket so that tokens just taken from
+// intervals; a replica that started while Redis was down has counted none
+// and divides by Config.InitialReplicas, [DefaultInitialReplicas] unless
+// set, rather than take the whole quota), starting with an empty bucket so that tokens just taken from
 // the shared quota are not taken twice; [FailClosed] refuses callers with
 // [ErrUnavailable]. WaitN never blocks past its context: the round trip runs
 // on its own goroutine and is abandoned when the context ends (tokens it
 // reserved late are given back).
 //
-// While on its fallback, the limiter probes Redis every heartbeat interval.
+// While on its fallback, the limiter probes Redis every heartbeat interval,
+// first with a dial outside the client's pool (with the client's Dialer), so
+// that go-redis does not log a failed dial per probe for as long as Redis is
+// down: the first failure is logged, the metrics count the rest.
 // The probe reserves this replica's share of the burst, charging the shared
 // bucket for what the fallback may have spent in its last burst window, so
 // that replicas returning together do not find a full bucket on top of it

@@ -19,7 +19,8 @@ func insertRows(ctx context.Context, rows []Row) error { return nil }
 // Every replica of the service runs this: together they insert at most 600
 // rows per second. (It needs a Redis server, so it is compiled, not run.)
 func Example() {
-	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+	rdb := redisrate.NewClient(&redis.Options{Addr: "redis:6379"}) // ContextTimeoutEnabled, no retries
+	defer rdb.Close()
 	quota, err := redisrate.New(redisrate.Config{Client: rdb, Key: "orders-api", Limit: 600, Burst: 100})
 	if err != nil {
 		panic(err)

@@ -2,11 +2,15 @@ module github.com/musterhq/muster/ratelimit/redisrate
 
 go 1.26.0
 
+// Inside this repository the library is the working tree; a user of this
+// module gets the version required below (replace directives of a
+// dependency are ignored), so that version must have every API this module
+// uses: README.md, "Releases", says how the two are tagged.
 replace github.com/musterhq/muster => ../..
 
 require (
 	github.com/go-redis/redis_rate/v10 v10.0.1
-	github.com/musterhq/muster v0.0.0-00010101000000-000000000000
+	github.com/musterhq/muster v0.0.0-20261206204624-f71d683619aa
 	github.com/redis/go-redis/v9 v9.23.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0

@@ -71,11 +71,14 @@ func (m Mode) String() string {
 // other zero field takes the default its comment gives.
 type Config struct {
 	// Client is the Redis client (a *redis.Client, a failover or cluster
-	// client). It is not closed by [Limiter.Close]. WaitN never waits for
-	// it past Timeout or the caller's context, whatever its options; give
-	// it ContextTimeoutEnabled (so that an abandoned round trip ends at its
-	// deadline too) and MaxRetries -1 (the limiter decides what a failure
-	// means; retries only delay the fallback).
+	// client). It is not closed by [Limiter.Close]. Make it with
+	// [NewClient], which sets the options the limiter needs, or give it
+	// those yourself: ContextTimeoutEnabled (so that an abandoned round
+	// trip ends at its deadline too), MaxRetries -1 and DialerRetries 1
+	// (the limiter decides what a failure means; retries only delay the
+	// fallback and multiply go-redis's "failed to dial" log lines). WaitN
+	// never waits for it past Timeout or the caller's context, whatever its
+	// options.
 	Client redis.UniversalClient
 
 	// Key names the quota in Redis: every replica using the same Key (on
@@ -117,8 +120,17 @@ type Config struct {
 	// Replicas, when positive, is the number of replicas sharing the
 	// quota: under [FailOpen] each falls back to Limit/Replicas. Zero
 	// derives it from the replicas that sent Redis a heartbeat in the last
-	// three HeartbeatIntervals (1 until the first heartbeat succeeds).
+	// three HeartbeatIntervals; until this replica's first heartbeat
+	// succeeds (Redis down when it starts) it assumes InitialReplicas.
 	Replicas int
+
+	// InitialReplicas is the number of replicas assumed, when Replicas is
+	// zero, until a heartbeat has counted them: a replica that starts
+	// while Redis is down cannot know it is alone, so it falls back to
+	// Limit/InitialReplicas rather than to the whole quota. Zero means
+	// DefaultInitialReplicas. Set it to the deployment's replica count (or
+	// Replicas, if the count is fixed) for an exact share.
+	InitialReplicas int
 
 	// HeartbeatInterval is how often a replica records itself in Redis
 	// (when Replicas is zero) and, while Redis fails, how often it probes
@@ -148,6 +160,26 @@ type Config struct {
 	// muster.ratelimit.switches instruments of musterconv). Nil means
 	// OpenTelemetry's global provider.
 	MeterProvider metric.MeterProvider
+}
+
+// DefaultInitialReplicas is the replica count a limiter assumes, when
+// Config.Replicas and Config.InitialReplicas are zero, until its first
+// heartbeat reaches Redis: a conservative guess, so that replicas started
+// during an outage together take at most the quota while they number no
+// more than this.
+const DefaultInitialReplicas = 8
+
+// NewClient returns a Redis client for opt with the options a [Limiter]
+// needs set: ContextTimeoutEnabled, MaxRetries -1 (no retries) and
+// DialerRetries 1 (one dial per round trip); opt itself is not changed.
+// Give the limiter a client of its own: those options suit a rate limit
+// whose round trips are bounded by Config.Timeout, not every use.
+func NewClient(opt *redis.Options) *redis.Client {
+	o := *opt
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	return redis.NewClient(&o)
 }
 
 // maxBurst is the burst passed to redis_rate's GCRA script so that it always
@@ -180,7 +212,7 @@ type Limiter struct {
 	mode     Mode
 	local    *ratelimit.Limiter // the fallback, made when the mode leaves shared, kept during the grace
 	grace    time.Time          // end of the recovery grace
-	replicas int                // last known number of replicas (1 until known)
+	replicas int                // last known number of replicas (Config.InitialReplicas until counted)
 	changed  chan struct{}      // closed and replaced on every mode change
 
 	// Leasing; guarded by mu.
@@ -219,11 +251,19 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, errors.New("redisrate: Config.LeaseTTL, Timeout, HeartbeatInterval and RecoveryGrace must not be negative")
 	case cfg.Replicas < 0:
 		return nil, fmt.Errorf("redisrate: Config.Replicas must not be negative, got %d", cfg.Replicas)
+	case cfg.InitialReplicas < 0:
+		return nil, fmt.Errorf("redisrate: Config.InitialReplicas must not be negative, got %d", cfg.InitialReplicas)
 	case cfg.Policy > FailClosed:
 		return nil, fmt.Errorf("redisrate: unknown Config.Policy %d", cfg.Policy)
 	}
 	if cfg.Burst == 0 {
 		cfg.Burst = 1
+	}
+	if cfg.InitialReplicas == 0 {
+		cfg.InitialReplicas = DefaultInitialReplicas
+	}
+	if cfg.Replicas > 0 {
+		cfg.InitialReplicas = cfg.Replicas
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 100 * time.Millisecond
@@ -245,7 +285,7 @@ func New(cfg Config) (*Limiter, error) {
 		rl:       redis_rate.NewLimiter(cfg.Client),
 		hbKey:    cfg.Key + ":replicas",
 		id:       cfg.ID,
-		replicas: max(cfg.Replicas, 1),
+		replicas: cfg.InitialReplicas,
 		changed:  make(chan struct{}),
 		stop:     make(chan struct{}),
 	}
@@ -301,7 +341,8 @@ func (l *Limiter) Mode() Mode {
 }
 
 // Replicas returns the number of replicas this replica's fallback share is
-// computed for: Config.Replicas, or the replicas seen by the last heartbeat.
+// computed for: Config.Replicas, or the replicas seen by the last heartbeat
+// (Config.InitialReplicas before the first one succeeded).
 func (l *Limiter) Replicas() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -702,6 +743,10 @@ func (l *Limiter) probe() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
+	if err := l.dial(ctx); err != nil {
+		l.metrics.roundTrip(time.Since(start), err)
+		return
+	}
 	_, err := l.rl.AllowN(ctx, l.cfg.Key, l.gcra(), charge)
 	l.metrics.roundTrip(time.Since(start), err)
 	if err != nil {
@@ -714,6 +759,28 @@ func (l *Limiter) probe() {
 		l.setModeLocked(ModeShared)
 	}
 	l.mu.Unlock()
+}
+
+// dial checks, before a probe, that Redis accepts a connection, with the
+// client's own Dialer but outside its pool: go-redis logs every dial its
+// pool fails (on its global logger), which would be a line per probe for as
+// long as Redis is down. The metrics count the failed probes instead. For a
+// client that does not expose its *redis.Options (a cluster client), it
+// returns nil and the probe goes through the client.
+func (l *Limiter) dial(ctx context.Context) error {
+	c, ok := l.cfg.Client.(interface{ Options() *redis.Options })
+	if !ok {
+		return nil
+	}
+	opt := c.Options()
+	if opt == nil || opt.Dialer == nil {
+		return nil
+	}
+	conn, err := opt.Dialer(ctx, opt.Network, opt.Addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // Close stops the background goroutine and waits for round trips still in

@@ -69,52 +69,91 @@ var (
 // The catalogue. Each variable is the spec of one instrument; create the
 // instrument with its New method.
 var (
-	// ItemAdded counts items offered to a batcher, accepted or not.
-	// Attributes: [ErrorTypeKey] when the item was refused (for example
-	// because the batcher had stopped or the caller's context ended).
-	ItemAdded = Int64CounterSpec{Spec{
+	// ItemAdded counts items a batcher took (accepted), when it took them,
+	// observed by a callback from the client's Stats.Added: an item
+	// accepted is counted at once, whether its batch has fired or not, and
+	// recording it costs Add nothing. Items taken and then dropped under
+	// OverflowDropOldest stay counted here (and in [ItemDropped]). Refused
+	// items are [ItemRefused]'s. For a batcher's live items:
+	// added = processed + dropped + pending.
+	ItemAdded = Int64ObservableCounterSpec{Spec{
 		name:        "muster.item.added",
-		kind:        KindCounter,
+		kind:        KindObservableCounter,
 		unit:        "{item}",
-		description: "Items offered to the batcher; error.type is set when the item was refused.",
-		attrs:       []attribute.Key{ErrorTypeKey},
+		description: "Items the batcher took (accepted), counted when taken; refused items are muster.item.refused.",
 		promName:    "muster_item_added_total",
 	}}
 
-	// ItemProcessed counts items whose batch finished, successfully or not.
-	// Attributes: [ErrorTypeKey] when the batch failed for good (after any
-	// retries).
+	// ItemRefused counts items a batcher did not take, by why.
+	// Attributes: [ErrorTypeKey], always: full (OverflowFail), dropped (a
+	// drop policy refused the newest item), stopped, timeout or canceled
+	// (the producer's context ended while it was held), too_large,
+	// too_many_keys, invalid_key, panic (a Batch's Add panicked).
+	ItemRefused = Int64CounterSpec{Spec{
+		name:        "muster.item.refused",
+		kind:        KindCounter,
+		unit:        "{item}",
+		description: "Items the batcher did not take; error.type says why (full, dropped, stopped, timeout, canceled, too_large, too_many_keys, invalid_key, panic).",
+		attrs:       []attribute.Key{ErrorTypeKey},
+		promName:    "muster_item_refused_total",
+	}}
+
+	// ItemDropped counts items a batcher took and then dropped to make
+	// room for newer ones (OverflowDropOldest): counted in [ItemAdded]
+	// too, never processed. Attributes: [ErrorTypeKey], "dropped".
+	ItemDropped = Int64CounterSpec{Spec{
+		name:        "muster.item.dropped",
+		kind:        KindCounter,
+		unit:        "{item}",
+		description: "Items the batcher took and then dropped to make room (OverflowDropOldest); error.type is dropped.",
+		attrs:       []attribute.Key{ErrorTypeKey},
+		promName:    "muster_item_dropped_total",
+	}}
+
+	// ItemProcessed counts items whose batch finished, successfully or not,
+	// and items of batches abandoned at a Shutdown deadline. Attributes:
+	// [ErrorTypeKey] when the batch failed for good (after any retries),
+	// shutdown_incomplete for an abandoned one; after a partial failure
+	// each failed item has its own.
 	ItemProcessed = Int64CounterSpec{Spec{
 		name:        "muster.item.processed",
 		kind:        KindCounter,
 		unit:        "{item}",
-		description: "Items whose batch finished; error.type is set when the batch failed for good.",
+		description: "Items whose batch finished, or was abandoned at a Shutdown deadline; error.type is set when it failed for good.",
 		attrs:       []attribute.Key{ErrorTypeKey},
 		promName:    "muster_item_processed_total",
 	}}
 
 	// BatchSize records the number of items in each fired batch; its count
-	// is the number of batches fired. Attributes: [BatchTriggerKey].
+	// is the number of batches fired, its sum the items fired. Attributes:
+	// [BatchTriggerKey]. It is named muster.batch.items, not .size: in
+	// OpenTelemetry's conventions a .size is in bytes (http.request.body.size),
+	// and the exporter drops a unit in braces, so the name itself says
+	// what is counted: muster_batch_items in Prometheus.
 	BatchSize = Int64HistogramSpec{Spec{
-		name:        "muster.batch.size",
+		name:        "muster.batch.items",
 		kind:        KindHistogram,
 		unit:        "{item}",
-		description: "Items per fired batch; the histogram's count is the number of batches fired.",
+		description: "Items per fired batch; the histogram's count is the number of batches fired, its sum the items fired.",
 		buckets:     itemBuckets,
 		attrs:       []attribute.Key{BatchTriggerKey},
-		promName:    "muster_batch_size",
+		promName:    "muster_batch_items",
 	}}
 
 	// BatchUtilization records each fired batch's fill ratio, its size
-	// divided by MaxBatchSize (0 to 1). Attributes: [BatchTriggerKey].
+	// divided by MaxBatchSize (0 to 1). Attributes: [BatchTriggerKey]. Its
+	// unit is 1; the exporter adds _ratio, Prometheus's suffix for a 0-1
+	// value, to gauges of unit 1 only, so the name carries it:
+	// muster_batch_utilization_ratio (and an exporter that added it to
+	// histograms too would not add it twice).
 	BatchUtilization = Float64HistogramSpec{Spec{
-		name:        "muster.batch.utilization",
+		name:        "muster.batch.utilization.ratio",
 		kind:        KindHistogram,
 		unit:        "1",
 		description: "Fill ratio of fired batches: items in the batch divided by MaxBatchSize.",
 		buckets:     ratioBuckets,
 		attrs:       []attribute.Key{BatchTriggerKey},
-		promName:    "muster_batch_utilization",
+		promName:    "muster_batch_utilization_ratio",
 	}}
 
 	// BatchWaitDuration records, in seconds, the age of a batch's first
@@ -253,6 +292,8 @@ var (
 func All() []Spec {
 	return []Spec{
 		ItemAdded.Spec,
+		ItemRefused.Spec,
+		ItemDropped.Spec,
 		ItemProcessed.Spec,
 		BatchSize.Spec,
 		BatchUtilization.Spec,

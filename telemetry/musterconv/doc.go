@@ -38,19 +38,24 @@
 // go.opentelemetry.io/otel/exporters/prometheus (v0.69, translation strategy
 // UnderscoreEscapingWithSuffixes, its default) exposes each instrument: dots
 // become underscores, counters get _total, unit s adds _seconds, units in
-// braces such as {item} add nothing, and unit 1 adds nothing to histograms and
-// up-down counters (the exporter adds _ratio only to gauges with unit 1, and
-// the catalogue has none). Attribute keys become labels the same way
+// braces such as {item} add nothing, unit By adds _bytes (once), and unit 1
+// adds nothing to histograms and up-down counters (the exporter adds _ratio
+// only to gauges with unit 1). Since a unit in braces is dropped and a
+// ratio histogram gets no suffix, the names themselves carry what the
+// Prometheus names need: muster.batch.items (a .size would read as bytes)
+// and muster.batch.utilization.ratio. Attribute keys become labels the same way
 // ([PrometheusLabel]). The tests of package
 // github.com/musterhq/muster/telemetry scrape a real exporter and fix these
 // names.
 //
 //	| instrument                     | kind                  | unit    | Prometheus series                                         |
 //	|--------------------------------|-----------------------|---------|-----------------------------------------------------------|
-//	| muster.item.added              | counter               | {item}  | muster_item_added_total                                   |
+//	| muster.item.added              | async counter         | {item}  | muster_item_added_total                                   |
+//	| muster.item.refused            | counter               | {item}  | muster_item_refused_total                                 |
+//	| muster.item.dropped            | counter               | {item}  | muster_item_dropped_total                                 |
 //	| muster.item.processed          | counter               | {item}  | muster_item_processed_total                               |
-//	| muster.batch.size              | histogram (int64)     | {item}  | muster_batch_size_{bucket,sum,count}                      |
-//	| muster.batch.utilization       | histogram (float64)   | 1       | muster_batch_utilization_{bucket,sum,count}               |
+//	| muster.batch.items             | histogram (int64)     | {item}  | muster_batch_items_{bucket,sum,count}                     |
+//	| muster.batch.utilization.ratio | histogram (float64)   | 1       | muster_batch_utilization_ratio_{bucket,sum,count}         |
 //	| muster.batch.wait.duration     | histogram (float64)   | s       | muster_batch_wait_duration_seconds_{bucket,sum,count}     |
 //	| muster.batch.duration          | histogram (float64)   | s       | muster_batch_duration_seconds_{bucket,sum,count}          |
 //	| muster.batch.inflight          | up-down counter       | {batch} | muster_batch_inflight                                     |
@@ -62,6 +67,9 @@
 //	| muster.add.blocked.duration    | histogram (float64)   | s       | muster_add_blocked_duration_seconds_{bucket,sum,count}    |
 //	| muster.ratelimit.wait.duration | histogram (float64)   | s       | muster_ratelimit_wait_duration_seconds_{bucket,sum,count} |
 //	| muster.batch.retries           | counter               | {retry} | muster_batch_retries_total                                |
+//
+// For a batcher's live clients, items are conserved: added = processed +
+// dropped + pending (refused items were never added).
 //
 // Every instrument carries [BatcherNameKey] (label muster_batcher_name); the
 // others are listed by [Spec.AttributeKeys].
@@ -88,6 +96,25 @@
 // advisory boundaries fit for its unit: seconds from 100 µs to 60 s in 1-2.5-5
 // steps, item counts from 1 to 10000 in 1-2-5 steps, and fill ratios from 0.05
 // to 1.
+//
+// # The journal
+//
+// A journaled batcher (github.com/musterhq/muster/journal) has instruments
+// of its own, with [BatcherNameKey], listed by [Journal]:
+//
+//	| instrument                     | kind                  | unit       | Prometheus series                                         |
+//	|--------------------------------|-----------------------|------------|-----------------------------------------------------------|
+//	| muster.journal.items           | async up-down counter | {item}     | muster_journal_items                                      |
+//	| muster.journal.bytes           | async up-down counter | By         | muster_journal_bytes                                      |
+//	| muster.journal.bytes.limit     | async up-down counter | By         | muster_journal_bytes_limit                                |
+//	| muster.journal.oldest.age      | async gauge           | s          | muster_journal_oldest_age_seconds                         |
+//	| muster.journal.append.duration | histogram (float64)   | s          | muster_journal_append_duration_seconds_{bucket,sum,count} |
+//	| muster.journal.syncs           | async counter         | {sync}     | muster_journal_syncs_total                                |
+//	| muster.journal.sync.time       | async counter         | s          | muster_journal_sync_time_seconds_total                    |
+//	| muster.journal.recovered       | counter               | {item}     | muster_journal_recovered_total                            |
+//	| muster.journal.deadlettered    | counter               | {item}     | muster_journal_deadlettered_total                         |
+//	| muster.journal.corrupt         | async counter         | {record}   | muster_journal_corrupt_total                              |
+//	| muster.journal.takeovers       | async counter         | {takeover} | muster_journal_takeovers_total                            |
 //
 // The instrumentation scope name belongs to the package that records the
 // measurements (the middleware), not to this catalogue.

@@ -31,7 +31,7 @@ func Example() {
 	size.Record(context.Background(), 100, bySize)
 
 	fmt.Println(musterconv.BatchSize.Name(), musterconv.BatchSize.Unit(), musterconv.BatchSize.Buckets())
-	// Output: muster.batch.size {item} [1 2 5 10 20 50 100 200 500 1000 2000 5000 10000]
+	// Output: muster.batch.items {item} [1 2 5 10 20 50 100 200 500 1000 2000 5000 10000]
 }
 
 // All lists the catalogue, for example to generate a dashboard.
@@ -41,10 +41,12 @@ func ExampleAll() {
 			s.PrometheusName(), strings.Join(s.PrometheusLabels(), ","))
 	}
 	// Output:
-	// muster.item.added               counter               {item}  muster_item_added_total muster_batcher_name,error_type
+	// muster.item.added               async counter         {item}  muster_item_added_total muster_batcher_name
+	// muster.item.refused             counter               {item}  muster_item_refused_total muster_batcher_name,error_type
+	// muster.item.dropped             counter               {item}  muster_item_dropped_total muster_batcher_name,error_type
 	// muster.item.processed           counter               {item}  muster_item_processed_total muster_batcher_name,error_type
-	// muster.batch.size               histogram             {item}  muster_batch_size muster_batcher_name,muster_batch_trigger
-	// muster.batch.utilization        histogram             1       muster_batch_utilization muster_batcher_name,muster_batch_trigger
+	// muster.batch.items              histogram             {item}  muster_batch_items muster_batcher_name,muster_batch_trigger
+	// muster.batch.utilization.ratio  histogram             1       muster_batch_utilization_ratio muster_batcher_name,muster_batch_trigger
 	// muster.batch.wait.duration      histogram             s       muster_batch_wait_duration_seconds muster_batcher_name,muster_batch_trigger
 	// muster.batch.duration           histogram             s       muster_batch_duration_seconds muster_batcher_name,error_type
 	// muster.batch.inflight           up-down counter       {batch} muster_batch_inflight muster_batcher_name

@@ -17,9 +17,13 @@ import (
 
 func TestSpecsSane(t *testing.T) {
 	specs := musterconv.All()
-	if len(specs) != 15 {
-		t.Errorf("All() has %d specs, want the 14 of DESIGN.md's catalogue and muster.item.pending", len(specs))
+	if len(specs) != 17 {
+		t.Errorf("All() has %d specs, want the 14 of DESIGN.md's catalogue, muster.item.pending, .refused and .dropped", len(specs))
 	}
+	if n := len(musterconv.Journal()); n != 11 {
+		t.Errorf("Journal() has %d specs, want 11", n)
+	}
+	specs = append(specs, musterconv.Journal()...)
 	names := map[string]bool{}
 	promNames := map[string]bool{}
 	for _, s := range specs {
@@ -56,7 +60,7 @@ func TestSpecsSane(t *testing.T) {
 			}
 			series := s.PrometheusSeries()
 			switch s.Kind() {
-			case musterconv.KindCounter:
+			case musterconv.KindCounter, musterconv.KindObservableCounter:
 				if !strings.HasSuffix(s.PrometheusName(), "_total") {
 					t.Errorf("counter %q lacks _total", s.PrometheusName())
 				}
@@ -158,6 +162,24 @@ func (m *recordingMeter) Int64ObservableUpDownCounter(name string, opts ...metri
 	return m.Meter.Int64ObservableUpDownCounter(name, opts...)
 }
 
+func (m *recordingMeter) Int64ObservableCounter(name string, opts ...metric.Int64ObservableCounterOption) (metric.Int64ObservableCounter, error) {
+	c := metric.NewInt64ObservableCounterConfig(opts...)
+	m.unit, m.desc, m.callbacks = c.Unit(), c.Description(), len(c.Callbacks())
+	return m.Meter.Int64ObservableCounter(name, opts...)
+}
+
+func (m *recordingMeter) Float64ObservableCounter(name string, opts ...metric.Float64ObservableCounterOption) (metric.Float64ObservableCounter, error) {
+	c := metric.NewFloat64ObservableCounterConfig(opts...)
+	m.unit, m.desc, m.callbacks = c.Unit(), c.Description(), len(c.Callbacks())
+	return m.Meter.Float64ObservableCounter(name, opts...)
+}
+
+func (m *recordingMeter) Float64ObservableGauge(name string, opts ...metric.Float64ObservableGaugeOption) (metric.Float64ObservableGauge, error) {
+	c := metric.NewFloat64ObservableGaugeConfig(opts...)
+	m.unit, m.desc, m.callbacks = c.Unit(), c.Description(), len(c.Callbacks())
+	return m.Meter.Float64ObservableGauge(name, opts...)
+}
+
 func (m *recordingMeter) Int64Histogram(name string, opts ...metric.Int64HistogramOption) (metric.Int64Histogram, error) {
 	c := metric.NewInt64HistogramConfig(opts...)
 	m.unit, m.desc, m.buckets = c.Unit(), c.Description(), c.ExplicitBucketBoundaries()
@@ -184,6 +206,15 @@ func TestNewAppliesSpec(t *testing.T) {
 	m := &recordingMeter{}
 	_, err := musterconv.ItemAdded.New(m)
 	check(t, m, musterconv.ItemAdded.Spec, err)
+	m = &recordingMeter{}
+	_, err = musterconv.ItemRefused.New(m)
+	check(t, m, musterconv.ItemRefused.Spec, err)
+	m = &recordingMeter{}
+	_, err = musterconv.JournalSyncTime.New(m)
+	check(t, m, musterconv.JournalSyncTime.Spec, err)
+	m = &recordingMeter{}
+	_, err = musterconv.JournalOldestAge.New(m)
+	check(t, m, musterconv.JournalOldestAge.Spec, err)
 	m = &recordingMeter{}
 	_, err = musterconv.BatchInflight.New(m)
 	check(t, m, musterconv.BatchInflight.Spec, err)
@@ -254,7 +285,7 @@ func TestDocTable(t *testing.T) {
 		}
 		rows[cells[0]] = cells
 	}
-	specs := append(musterconv.All(), musterconv.SharedRateLimit()...)
+	specs := append(append(musterconv.All(), musterconv.SharedRateLimit()...), musterconv.Journal()...)
 	if len(rows) != len(specs) {
 		t.Errorf("doc.go's table has %d rows, the catalogue %d instruments", len(rows), len(specs))
 	}

@@ -25,6 +25,15 @@ const (
 	// (metric.Int64ObservableUpDownCounter), read by a callback at
 	// collection time.
 	KindObservableUpDownCounter
+	// KindObservableCounter is an asynchronous monotonic counter
+	// (metric.Int64ObservableCounter or metric.Float64ObservableCounter),
+	// read by a callback at collection time from a count kept elsewhere
+	// (a client's or a store's Stats).
+	KindObservableCounter
+	// KindObservableGauge is an asynchronous gauge
+	// (metric.Float64ObservableGauge): a value that is not a sum, such as
+	// an age.
+	KindObservableGauge
 )
 
 // String returns the kind's name as written in the catalogue, for example
@@ -39,22 +48,26 @@ func (k Kind) String() string {
 		return "histogram"
 	case KindObservableUpDownCounter:
 		return "async up-down counter"
+	case KindObservableCounter:
+		return "async counter"
+	case KindObservableGauge:
+		return "async gauge"
 	default:
 		return "unknown"
 	}
 }
 
 // PrometheusType returns the Prometheus metric type the OpenTelemetry
-// Prometheus exporter gives an instrument of this kind: "counter",
-// "histogram", or "gauge" for both up-down counters (they are non-monotonic
-// sums). It returns "" for an unknown kind.
+// Prometheus exporter gives an instrument of this kind: "counter" for both
+// counters, "histogram", or "gauge" for both up-down counters (they are
+// non-monotonic sums) and gauges. It returns "" for an unknown kind.
 func (k Kind) PrometheusType() string {
 	switch k {
-	case KindCounter:
+	case KindCounter, KindObservableCounter:
 		return "counter"
 	case KindHistogram:
 		return "histogram"
-	case KindUpDownCounter, KindObservableUpDownCounter:
+	case KindUpDownCounter, KindObservableUpDownCounter, KindObservableGauge:
 		return "gauge"
 	default:
 		return ""
@@ -77,7 +90,7 @@ type Spec struct {
 }
 
 // Name returns the OpenTelemetry instrument name, for example
-// "muster.batch.size".
+// "muster.batch.wait.duration".
 func (s Spec) Name() string { return s.name }
 
 // Kind returns the instrument's kind.
@@ -231,4 +244,47 @@ func (s Float64HistogramSpec) New(m metric.Meter, opts ...metric.Float64Histogra
 	}
 	all = append(all, metric.WithExplicitBucketBoundaries(s.Buckets()...))
 	return m.Float64Histogram(s.name, append(all, opts...)...)
+}
+
+// Int64ObservableCounterSpec is the [Spec] of an instrument created as a
+// [metric.Int64ObservableCounter]: a count kept elsewhere (a client's
+// Stats), observed by a callback.
+type Int64ObservableCounterSpec struct{ Spec }
+
+// New creates the asynchronous counter on m with the catalogue's unit and
+// description, then opts.
+func (s Int64ObservableCounterSpec) New(m metric.Meter, opts ...metric.Int64ObservableCounterOption) (metric.Int64ObservableCounter, error) {
+	all := make([]metric.Int64ObservableCounterOption, 0, 2+len(opts))
+	for _, o := range s.instrumentOptions() {
+		all = append(all, o)
+	}
+	return m.Int64ObservableCounter(s.name, append(all, opts...)...)
+}
+
+// Float64ObservableCounterSpec is the [Spec] of an instrument created as a
+// [metric.Float64ObservableCounter], such as a total time in seconds.
+type Float64ObservableCounterSpec struct{ Spec }
+
+// New creates the asynchronous counter on m with the catalogue's unit and
+// description, then opts.
+func (s Float64ObservableCounterSpec) New(m metric.Meter, opts ...metric.Float64ObservableCounterOption) (metric.Float64ObservableCounter, error) {
+	all := make([]metric.Float64ObservableCounterOption, 0, 2+len(opts))
+	for _, o := range s.instrumentOptions() {
+		all = append(all, o)
+	}
+	return m.Float64ObservableCounter(s.name, append(all, opts...)...)
+}
+
+// Float64ObservableGaugeSpec is the [Spec] of an instrument created as a
+// [metric.Float64ObservableGauge].
+type Float64ObservableGaugeSpec struct{ Spec }
+
+// New creates the asynchronous gauge on m with the catalogue's unit and
+// description, then opts.
+func (s Float64ObservableGaugeSpec) New(m metric.Meter, opts ...metric.Float64ObservableGaugeOption) (metric.Float64ObservableGauge, error) {
+	all := make([]metric.Float64ObservableGaugeOption, 0, 2+len(opts))
+	for _, o := range s.instrumentOptions() {
+		all = append(all, o)
+	}
+	return m.Float64ObservableGauge(s.name, append(all, opts...)...)
 }
