@@ -7,6 +7,12 @@
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379",
 //		MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
 //	store, err := redisjournal.Open(ctx, redisjournal.Options{Client: rdb, Name: "orders"})
+//	orders := journal.WrapKeyed(keyed, journal.Config[Order]{Store: store, Codec: journal.JSON[Order]()})
+//
+// The journal layer ([journal.Wrap], [journal.WrapKeyed]) appends each item
+// before Add returns, finishes it when its outcome is final, and runs
+// Recover from Start to Stop, so that this replica delivers the items of the
+// replicas that die meanwhile (see Example_keyed).
 //
 // # How it works
 //
