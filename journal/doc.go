@@ -13,6 +13,7 @@
 // Configure a muster.Batcher (or Keyed) of [Item] values, with its Fire and
 // middleware as usual, and wrap it:
 //
+//	log, err := journal.Open(dir, journal.LogOptions{}) // Synced
 //	b := journal.Wrap(&muster.Batcher[journal.Item[Order]]{
 //		MaxBatchSize: 500, BatchTimeout: 50 * time.Millisecond,
 //		Fire: retry.New[journal.Item[Order]]()(insertOrders), // upsert on item.ID

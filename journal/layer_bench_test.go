@@ -1,8 +1,3 @@
-//go:build muster_journal_log
-
-// The build tag keeps this file out until the embedded Log (journal.Open)
-// is merged; then the tag goes.
-
 package journal_test
 
 import (

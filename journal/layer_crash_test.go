@@ -1,8 +1,3 @@
-//go:build muster_journal_log
-
-// The build tag keeps this file out until the embedded Log (journal.Open)
-// is merged; then the tag goes.
-
 package journal_test
 
 import (
@@ -33,12 +28,13 @@ import (
 // and checks that every accepted ID reached Fire at least once with its
 // value.
 //
-// MUSTER_CRASH_ROUNDS sets the number of kills (default 30, a few seconds);
-// MUSTER_CRASH_SEED the seed of the kill moments.
+// JOURNAL_CRASH_ROUNDS (shared with the Log's TestCrash) sets the number of
+// kills (default 30, a few seconds), JOURNAL_CRASH_SEED the seed of the
+// kill moments (printed by every run).
 const (
-	crashDirEnv    = "MUSTER_CRASH_CHILD_DIR"
-	crashDrainEnv  = "MUSTER_CRASH_CHILD_DRAIN"
-	crashRoundEnv  = "MUSTER_CRASH_CHILD_ROUND"
+	crashDirEnv    = "JOURNAL_LAYER_CRASH_CHILD_DIR"
+	crashDrainEnv  = "JOURNAL_LAYER_CRASH_CHILD_DRAIN"
+	crashRoundEnv  = "JOURNAL_LAYER_CRASH_CHILD_ROUND"
 	crashProducers = 8
 )
 
@@ -46,9 +42,9 @@ func TestLayerCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary many times")
 	}
-	rounds := envInt(t, "MUSTER_CRASH_ROUNDS", 30)
-	seed := uint64(envInt(t, "MUSTER_CRASH_SEED", int(time.Now().UnixNano()%1e9)))
-	t.Logf("MUSTER_CRASH_ROUNDS=%d MUSTER_CRASH_SEED=%d", rounds, seed)
+	rounds := envInt(t, "JOURNAL_CRASH_ROUNDS", 30)
+	seed := uint64(envInt(t, "JOURNAL_CRASH_SEED", int(time.Now().UnixNano()%1e9)))
+	t.Logf("JOURNAL_CRASH_ROUNDS=%d JOURNAL_CRASH_SEED=%d", rounds, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	dir := t.TempDir()
 

@@ -1,9 +1,3 @@
-//go:build muster_journal_log
-
-// The build tag keeps this file out until the embedded Log (journal.Open)
-// is merged; then the tag goes, with the in-memory store and the _mem
-// tests that stand in for it.
-
 package journal_test
 
 import (
