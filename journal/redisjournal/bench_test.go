@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/musterhq/muster/journal/redisjournal"
 )
 
 // BenchmarkAppend measures one replica appending 100-byte items from 64
@@ -24,8 +26,7 @@ func BenchmarkAppend(b *testing.B) {
 
 func benchAppend(b *testing.B, aof bool) {
 	srv := startRedis(b, aof)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialerRetries: 1,
-		ContextTimeoutEnabled: true, PoolSize: 64})
+	rdb := redisjournal.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64})
 	b.Cleanup(func() { rdb.Close() })
 	data := make([]byte, 100)
 	par := max(1, 64/runtime.GOMAXPROCS(0))

@@ -36,7 +36,7 @@ func (quiet) Printf(context.Context, string, ...any) {}
 // write.
 func childMain() int {
 	redis.SetLogger(quiet{})
-	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv(childEnv), DialTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	rdb := redisjournal.NewClient(&redis.Options{Addr: os.Getenv(childEnv), DialTimeout: 200 * time.Millisecond})
 	hb, dead := crashTimings()
 	s, err := redisjournal.Open(context.Background(), redisjournal.Options{
 		Client: rdb, Name: "crash", HeartbeatInterval: hb, DeadAfter: dead,

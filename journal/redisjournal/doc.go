@@ -4,8 +4,7 @@
 // delivers them. It is a module of its own, so that the muster library does
 // not depend on a Redis client. Tested against Debian's redis-server 7.0.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379",
-//		MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+//	rdb := redisjournal.NewClient(&redis.Options{Addr: "redis:6379"}) // fails fast
 //	store, err := redisjournal.Open(ctx, redisjournal.Options{Client: rdb, Name: "orders"})
 //	orders := journal.WrapKeyed(keyed, journal.Config[Order]{Store: store, Codec: journal.JSON[Order]()})
 //

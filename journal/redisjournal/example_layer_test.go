@@ -26,8 +26,7 @@ func upsertOrders(ctx context.Context, items []journal.Item[Order]) error { retu
 // replica of the service runs this; when one dies, another delivers what it
 // had accepted. (It needs a Redis server, so it is compiled, not run.)
 func Example_keyed() {
-	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379",
-		MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	rdb := redisjournal.NewClient(&redis.Options{Addr: "redis:6379"})
 	defer rdb.Close()
 	store, err := redisjournal.Open(context.Background(), redisjournal.Options{Client: rdb, Name: "orders"})
 	if err != nil {

@@ -17,8 +17,7 @@ import (
 func Example() {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379",
-		MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	rdb := redisjournal.NewClient(&redis.Options{Addr: "redis:6379"})
 	defer rdb.Close()
 	store, err := redisjournal.Open(ctx, redisjournal.Options{Client: rdb, Name: "orders"})
 	if err != nil {

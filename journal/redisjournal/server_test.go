@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/musterhq/muster/journal/redisjournal"
 )
 
 // requireEnv makes a missing redis-server a failure instead of a skip. CI
@@ -158,11 +160,10 @@ func (s *redisServer) Restart() {
 	}
 }
 
-// Client returns a client for the server with the fail-fast options the
-// package documentation recommends, closed at cleanup.
+// Client returns a client for the server, made by redisjournal.NewClient,
+// closed at cleanup.
 func (s *redisServer) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: 200 * time.Millisecond,
-		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	c := redisjournal.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -33,7 +33,7 @@ type Options struct {
 	// that a round trip ends at Timeout even when Redis hangs, MaxRetries
 	// -1 and DialerRetries 1, so that an unreachable Redis fails an Append
 	// at once instead of after retries (go-redis's defaults retry a refused
-	// dial 5 times, 100 ms apart).
+	// dial 5 times, 100 ms apart). [NewClient] sets them.
 	Client redis.UniversalClient
 
 	// Name names the journal: the replicas that open a Store with the same
@@ -76,6 +76,18 @@ type Options struct {
 
 // localPrefix starts the IDs of the items kept by Options.Fallback.
 const localPrefix = "local:"
+
+// NewClient returns a Redis client for opt with the options a [Store]
+// needs set: ContextTimeoutEnabled, MaxRetries -1 (no retries) and
+// DialerRetries 1 (one dial per round trip), so that an Append fails at once
+// when Redis is unreachable; opt itself is not changed.
+func NewClient(opt *redis.Options) *redis.Client {
+	o := *opt
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	return redis.NewClient(&o)
+}
 
 // Store is a journal.Store on Redis Streams. Each Store is one replica: it
 // appends to a stream of its own and, through Recover, takes over the

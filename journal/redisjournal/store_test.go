@@ -198,3 +198,20 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("XLEN: %d, %v", n, err)
 	}
 }
+
+// NewClient sets the fail-fast options on a copy (TestRedisDown shows their
+// effect: a refused connection fails an Append at once). go-redis reports
+// MaxRetries -1 as 0, no retries.
+func TestNewClient(t *testing.T) {
+	opt := &redis.Options{Addr: "127.0.0.1:1", MaxRetries: 3}
+	c := redisjournal.NewClient(opt)
+	defer c.Close()
+	got := c.Options()
+	if !got.ContextTimeoutEnabled || got.MaxRetries != 0 || got.DialerRetries != 1 || got.Addr != opt.Addr {
+		t.Fatalf("options: ContextTimeoutEnabled %v, MaxRetries %d, DialerRetries %d, Addr %q",
+			got.ContextTimeoutEnabled, got.MaxRetries, got.DialerRetries, got.Addr)
+	}
+	if opt.MaxRetries != 3 || opt.ContextTimeoutEnabled {
+		t.Fatal("NewClient changed its argument")
+	}
+}
