@@ -4,13 +4,13 @@ PKGS    ?= ./...
 BENCH   ?= .
 COUNT   ?= 6
 
-.PHONY: test tidy vet race deploy-test redisrate-test demo-test bench bench-peers bench-fairness bench-smoke lint fmt demo fuzz stress
+.PHONY: test tidy vet race deploy-test redisrate-test redisjournal-test demo-test bench bench-peers bench-fairness bench-smoke lint fmt demo fuzz stress
 
 ## test: go mod tidy -diff in every module, vet, then every test with the race detector, then the deploy module
 ## (dashboard, alert rules, and the end-to-end test against a real Prometheus,
-## which skips loudly when prometheus/promtool are missing), the shared-quota
-## and demo modules, then a brief run of the benchmarks module. CI runs this.
-test: tidy vet race deploy-test redisrate-test demo-test bench-smoke
+## which skips loudly when prometheus/promtool are missing), the shared-quota,
+## Redis journal and demo modules, then a brief run of the benchmarks module. CI runs this.
+test: tidy vet race deploy-test redisrate-test redisjournal-test demo-test bench-smoke
 
 ## tidy: every module's go.mod and go.sum are what `go mod tidy` makes.
 tidy:
@@ -40,6 +40,14 @@ redisrate-test:
 	cd ratelimit/redisrate && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 	@if [ -z "$$REDIS_SERVER" ] && ! command -v redis-server >/dev/null 2>&1; then \
 		echo "!!! redisrate: redis-server not found: the tests against a real Redis were SKIPPED (apt-get install redis-server)"; fi
+
+## redisjournal-test: the Redis Streams journal (its own go.mod) against
+## real redis-servers it starts, killed and restarted (skipped loudly without
+## redis-server, required with MUSTER_REQUIRE_REDIS=1).
+redisjournal-test:
+	cd journal/redisjournal && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
+	@if [ -z "$$REDIS_SERVER" ] && ! command -v redis-server >/dev/null 2>&1; then \
+		echo "!!! redisjournal: redis-server not found: the tests against a real Redis were SKIPPED (apt-get install redis-server)"; fi
 
 ## bench: the benchmarks behind BENCHMARKS.md (compare runs with benchstat).
 bench:
