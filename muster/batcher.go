@@ -130,6 +130,9 @@ type Batcher[T any] struct {
 // Start checks the configuration and makes the Batcher ready for Add. It
 // starts no goroutine: batches get theirs as they fire.
 func (b *Batcher[T]) Start() error {
+	if b.k.e != nil {
+		return ErrAlreadyStarted // before b.k is touched: Adds may be reading it
+	}
 	b.k = Keyed[struct{}, T]{
 		MaxBatchSize: b.MaxBatchSize, BatchTimeout: b.BatchTimeout, MaxConcurrentBatches: b.MaxConcurrentBatches,
 		PendingWorkCapacity: b.PendingWorkCapacity, MaxBatchBytes: b.MaxBatchBytes, Sizer: b.Sizer,
@@ -298,9 +301,6 @@ type Keyed[K comparable, T any] struct {
 // Start checks the configuration and makes the client ready for Add. It
 // starts no goroutine.
 func (k *Keyed[K, T]) Start() error {
-	if k.Key == nil {
-		return fmt.Errorf("%w: Key is nil", ErrInvalidConfig)
-	}
 	return k.start(true)
 }
 
@@ -309,6 +309,8 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 		return ErrZeroBoth
 	}
 	switch {
+	case keyed && k.Key == nil:
+		return fmt.Errorf("%w: Key is nil", ErrInvalidConfig)
 	case k.Fire == nil:
 		return fmt.Errorf("%w: Fire is nil", ErrInvalidConfig)
 	case (k.MaxBatchBytes > 0) != (k.Sizer != nil):

@@ -156,3 +156,40 @@ func TestMaxBatchBytesAbove2GiB(t *testing.T) {
 	log.check(t, [][]int{{1, 1, 1, 1}, {1, 2}, {2, 1}},
 		[]muster.Trigger{muster.TriggerBytes, muster.TriggerBytes, muster.TriggerShutdown})
 }
+
+// A second Start while producers Add returns ErrAlreadyStarted and leaves
+// the running Batcher alone. (It once rewrote the Batcher's state before
+// its already-started check: a data race with Add under -race.)
+func TestBatcherSecondStartDuringAdd(t *testing.T) {
+	b := &muster.Batcher[int]{MaxBatchSize: 10, Fire: func(context.Context, []int) error { return nil }}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			if err := b.Add(context.Background(), i); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if err := b.Start(); !errors.Is(err, muster.ErrAlreadyStarted) {
+			t.Fatalf("second Start: %v, want ErrAlreadyStarted", err)
+		}
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Added != n || s.Done != n/10 {
+		t.Fatalf("stats %+v", s)
+	}
+}

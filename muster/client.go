@@ -3,6 +3,7 @@ package muster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -115,11 +116,12 @@ type Client struct {
 
 	// Middleware wraps each batch's Fire with behaviour (retries, rate
 	// limits), as it wraps a Batcher's FireFunc: it sees the batch's items
-	// as a slice, and each call it makes to the FireFunc it wraps fires a
-	// Batch and waits for its Done. The first call fires the Batch that
-	// received the items; a later call (a retry) fires a fresh Batch from
-	// BatchMaker holding the items it is given. The Client then keeps each
-	// batch's items too. Optional.
+	// as a slice (a copy it may change), and each call it makes to the
+	// FireFunc it wraps fires a Batch and waits for its Done. A first call
+	// with the batch's items unchanged fires the Batch that received them;
+	// any other call (a retry, a subset, changed items) fires a fresh Batch
+	// from BatchMaker holding the items it is given. The Client then keeps
+	// each batch's items too. Optional.
 	Middleware Middleware[any]
 
 	// Overflow says what Add does when the pending capacity is used up
@@ -176,10 +178,14 @@ func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struc
 		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.user) }
 	}
 	return func(ctx context.Context, b *batch[struct{}, any]) error {
+		// The middleware gets a copy of the items, so that b.items stays
+		// what the first Batch received: a first call with exactly those
+		// items fires that Batch; any other call (a retry, a subset, items
+		// changed in place or replaced) fires a fresh one.
 		first := b.user
 		inner := func(ctx context.Context, items []any) error {
 			u := first
-			if first = nil; u == nil || len(items) != b.n {
+			if first = nil; u == nil || !sameItems(items, b.items) {
 				var err error
 				if u, err = safeMake(maker); err != nil {
 					return err
@@ -192,8 +198,27 @@ func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struc
 			}
 			return fireBatch(ctx, u)
 		}
-		return callFire(mw(inner), ctx, b.items)
+		return callFire(mw(inner), ctx, slices.Clone(b.items))
 	}
+}
+
+// sameItems reports whether a and b hold equal items, in order; an
+// uncomparable item counts as changed.
+func sameItems(a, b []any) (same bool) {
+	if len(a) != len(b) {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // fireBatch fires a Batch and waits for its Done.
@@ -295,7 +320,7 @@ func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{
 	e.mu.Unlock()
 	e.launch(&l)
 	for _, err := range refused {
-		e.refuse(ctx, err, 0)
+		e.refuse(ctx, err, time.Time{})
 	}
 }
 

@@ -340,12 +340,14 @@ func TestBackpressureAdd(t *testing.T) {
 		var fired [][]int
 		var mu sync.Mutex
 		var blocked []time.Duration
+		var waitErrs []error
+		var events []string
 		b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 3,
 			Hooks: &muster.Hooks{
 				Refused: func(ctx context.Context, info muster.AddInfo) {
 					mu.Lock()
 					defer mu.Unlock()
-					blocked = append(blocked, info.Blocked)
+					events = append(events, "refused")
 				},
 				Waited: func(ctx context.Context, info muster.WaitInfo) {
 					mu.Lock()
@@ -353,7 +355,9 @@ func TestBackpressureAdd(t *testing.T) {
 					if info.Reason != muster.WaitBackpressure || info.BatchID != 0 {
 						t.Errorf("producer wait %+v", info)
 					}
+					events = append(events, "waited")
 					blocked = append(blocked, info.Duration)
+					waitErrs = append(waitErrs, info.Err)
 				},
 			},
 			Fire: func(ctx context.Context, items []int) error {
@@ -402,8 +406,16 @@ func TestBackpressureAdd(t *testing.T) {
 		if !slices.EqualFunc(fired, want, slices.Equal) {
 			t.Fatalf("fired %v, want %v (99 must not be taken)", fired, want)
 		}
+		// Waited is the one report of backpressure, for an item refused
+		// (with why, before Refused) as for one taken.
 		if !slices.Equal(blocked, []time.Duration{time.Second, 3 * time.Second}) {
 			t.Fatalf("blocked durations reported %v", blocked)
+		}
+		if len(waitErrs) != 2 || !errors.Is(waitErrs[0], context.DeadlineExceeded) || waitErrs[1] != nil {
+			t.Fatalf("Waited errors %v, want [DeadlineExceeded <nil>]", waitErrs)
+		}
+		if !slices.Equal(events, []string{"waited", "refused", "waited"}) {
+			t.Fatalf("hook order %v", events)
 		}
 		if s := b.Stats(); s.Added != 8 || s.Refused != 1 {
 			t.Fatalf("stats %+v", s)
@@ -528,7 +540,11 @@ func TestShutdownDeadline(t *testing.T) {
 			Hooks: &muster.Hooks{Done: func(ctx context.Context, info muster.DoneInfo) {
 				mu.Lock()
 				doneErrs = append(doneErrs, info.Err)
-				if info.Start.IsZero() && info.InFlight == 0 && info.SlotWait == 0 && info.Duration == 0 {
+				looksUnfired := info.Start.IsZero() && info.InFlight == 0 && info.SlotWait == 0 && info.Duration == 0
+				if info.Abandoned != looksUnfired {
+					t.Errorf("Done %+v: Abandoned %v", info, info.Abandoned)
+				}
+				if info.Abandoned {
 					unfired++
 				}
 				mu.Unlock()
@@ -909,6 +925,56 @@ func TestClientMiddleware(t *testing.T) {
 			t.Fatalf("stats %+v", s)
 		}
 	})
+}
+
+// A Client's Middleware that changes the items on its first call (here: a
+// new slice of the same length) has its changed items fired, in a fresh
+// Batch: the Batch that received the originals is not fired with them.
+func TestClientMiddlewareChangesItems(t *testing.T) {
+	for _, inPlace := range []bool{false, true} {
+		var mu sync.Mutex
+		var fired [][]any
+		made := 0
+		maker := func() muster.Batch {
+			mu.Lock()
+			made++
+			mu.Unlock()
+			var items []any
+			return batchFunc2{
+				add: func(item any) { items = append(items, item) },
+				fire: func(n muster.Notifier) {
+					mu.Lock()
+					fired = append(fired, items)
+					mu.Unlock()
+					n.Done()
+				},
+			}
+		}
+		double := func(next muster.FireFunc[any]) muster.FireFunc[any] {
+			return func(ctx context.Context, items []any) error {
+				out := items
+				if !inPlace {
+					out = make([]any, len(items))
+				}
+				for i, it := range items {
+					out[i] = it.(int) * 10
+				}
+				return next(ctx, out)
+			}
+		}
+		c := &muster.Client{MaxBatchSize: 2, BatchMaker: maker, Middleware: double}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c.Work <- 1
+		c.Work <- 2
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if len(fired) != 1 || !slices.Equal(fired[0], items(10, 20)) || made != 2 {
+			t.Fatalf("in place %v: fired %v with %d Batches made, want [[10 20]] from a fresh Batch", inPlace, fired, made)
+		}
+	}
 }
 
 // TestWorkLongRuns sends more items through a buffered Work than the worker

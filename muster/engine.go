@@ -32,9 +32,12 @@ import (
 // reads them.
 //
 // A producer takes mu once per item, and fmu once per batch (when its item
-// closes one) or while a batch waits for a slot. A batch that is done takes
-// fmu only (a Keyed's then takes mu, once fmu is released, when its key may
-// have emptied): finishing batches and producers do not contend. A function
+// closes one) or while a batch waits for a slot. A batch that is done
+// (finish) takes fmu alone while at most one batch waits for a slot and
+// there are no hooks, and then mu, after releasing fmu, only when its
+// Keyed key may have emptied or the client may have drained; with hooks and
+// more than one batch waiting it takes mu before fmu, since the FireInfo of
+// the batch it admits counts the queue, which mu guards. A function
 // named ...Locked says in its doc which locks it needs. Hooks and Fire run
 // outside both, except Added, which runs under mu so that it precedes its
 // batch's Fired.
@@ -290,7 +293,7 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result
 	if e.measured {
 		var err error
 		if key, size, err = e.measure(item); err != nil {
-			return Result{}, e.refuse(ctx, err, 0)
+			return Result{}, e.refuse(ctx, err, time.Time{})
 		}
 	}
 	var l launches[K, T]
@@ -378,7 +381,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
 				e.fmu.Unlock()
 				e.mu.Unlock()
-				s.done, s.err = true, e.refuse(ctx, ErrTooManyKeys, 0)
+				s.done, s.err = true, e.refuse(ctx, ErrTooManyKeys, time.Time{})
 				return s
 			}
 			if s.drop = e.dropOldestLocked(over); s.drop != nil {
@@ -394,13 +397,13 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 			if over != nil {
 				err = errKeyFull
 			}
-			s.done, s.err = true, e.refuse(ctx, err, 0)
+			s.done, s.err = true, e.refuse(ctx, err, time.Time{})
 			return s
 		case OverflowDropNewest, OverflowDropOldest:
 			e.fmu.Unlock()
 			e.mu.Unlock()
 			e.deadLetterItem(ctx, item, ErrDropped)
-			e.refuse(ctx, ErrDropped, 0)
+			e.refuse(ctx, ErrDropped, time.Time{})
 			if s.done = true; wantResult {
 				s.r = Result{o: droppedOutcome}
 			}
@@ -415,14 +418,14 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		select {
 		case <-space:
 		case <-ctx.Done():
-			s.done, s.err = true, e.refuse(ctx, ctx.Err(), time.Since(s.since))
+			s.done, s.err = true, e.refuse(ctx, ctx.Err(), s.since)
 			return s
 		}
 		e.mu.Lock()
 	}
 	if e.phase != running {
 		e.mu.Unlock()
-		s.done, s.err = true, e.refuse(ctx, ErrStopped, blockedFor(s.since))
+		s.done, s.err = true, e.refuse(ctx, ErrStopped, s.since)
 	}
 	return s
 }
@@ -440,7 +443,7 @@ func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd[T], r Result, e
 		}
 	}
 	if err != nil {
-		return Result{}, e.refuse(ctx, err, blockedFor(since))
+		return Result{}, e.refuse(ctx, err, since)
 	}
 	if h := e.hooks; !since.IsZero() && h != nil && h.Waited != nil {
 		safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since)}) })
@@ -448,20 +451,20 @@ func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd[T], r Result, e
 	return r, nil
 }
 
-func blockedFor(since time.Time) time.Duration {
-	if since.IsZero() {
-		return 0
-	}
-	return time.Since(since)
-}
-
-// refuse counts an item not taken and reports it. It takes mu.
-func (e *engine[K, T]) refuse(ctx context.Context, err error, blocked time.Duration) error {
+// refuse counts an item not taken and reports it: a producer that
+// backpressure held since a non-zero time gets its Waited hook first, with
+// err as the reason the wait was cut short. It takes mu.
+func (e *engine[K, T]) refuse(ctx context.Context, err error, since time.Time) error {
 	e.mu.Lock()
 	e.refused++
 	e.mu.Unlock()
-	if h := e.hooks; h != nil && h.Refused != nil {
-		safely(func() { h.Refused(ctx, AddInfo{Blocked: blocked, Err: err}) })
+	if h := e.hooks; h != nil {
+		if h.Waited != nil && !since.IsZero() {
+			safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since), Err: err}) })
+		}
+		if h.Refused != nil {
+			safely(func() { h.Refused(ctx, AddInfo{Err: err}) })
+		}
 	}
 	return err
 }
@@ -1573,7 +1576,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 			e.callDeadLetter(e.base, b.items, ErrIncomplete)
 		}
 		if h := e.hooks; h != nil && h.Done != nil {
-			done := DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete}
+			done := DoneInfo{FireInfo: e.fireInfo(b, now), Err: ErrIncomplete, Abandoned: true}
 			done.Start, done.SlotWait = time.Time{}, 0 // it never fired
 			safely(func() { h.Done(e.base, done) })
 		}

@@ -15,9 +15,10 @@ var (
 	ErrZeroBoth = errors.New("muster: MaxBatchSize and BatchTimeout can't both be zero")
 
 	// ErrInvalidConfig wraps every other configuration error Start returns:
-	// a nil BatchMaker or Fire, a negative BatchTimeout, MaxKeys or
-	// KeyIdleTimeout, MaxBatchBytes without a Sizer or a Sizer without
-	// MaxBatchBytes, an unknown Overflow.
+	// a nil BatchMaker, Fire or (for a Keyed) Key, a negative BatchTimeout,
+	// MaxKeys or KeyIdleTimeout, MaxBatchBytes without a Sizer or a Sizer
+	// without MaxBatchBytes, an unknown Overflow (or OverflowDropOldest for
+	// a Client), a MaxPendingPerKey not below PendingWorkCapacity.
 	ErrInvalidConfig = errors.New("muster: invalid configuration")
 
 	// ErrNotStarted is returned by Add, Flush, Stop and Shutdown on a client
@@ -239,8 +240,11 @@ const (
 	// one: the first item of the second batch waiting for a slot, or else
 	// of the oldest open batch. It counts in Stats.Dropped; the Refused hook
 	// and its Result (done when the batch it left is done) see ErrDropped.
-	// With PendingWorkCapacity 0 nothing is queued, and the incoming item is
-	// dropped instead. A batch keeps its age when its first item is
+	// With PendingWorkCapacity 0 no new item is queued while a batch waits:
+	// the incoming item is dropped, unless one is queued already (Stats.Queued
+	// counts it: of a Keyed, an item in a key's open batch when another key's
+	// batch began to wait; with MaxBatchBytes, the item that closed the
+	// waiting batch), which is dropped instead. A batch keeps its age when its first item is
 	// dropped: its BatchTimeout still counts from that item's arrival (a
 	// batch emptied by drops is discarded when its deadline passes, or at
 	// once without a BatchTimeout). Not available to a Client, whose Batch

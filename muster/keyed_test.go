@@ -37,6 +37,9 @@ func TestKeyedConfig(t *testing.T) {
 		}
 	}
 	var k muster.Keyed[string, int]
+	if err := k.Start(); !errors.Is(err, muster.ErrZeroBoth) { // as a zero Batcher's and Client's
+		t.Errorf("zero Keyed: Start = %v, want ErrZeroBoth", err)
+	}
 	if err := k.Add(context.Background(), 1); !errors.Is(err, muster.ErrNotStarted) {
 		t.Errorf("Add before Start: %v", err)
 	}
@@ -133,10 +136,10 @@ func TestKeyedSharedLimit(t *testing.T) {
 				slotWaits = append(slotWaits, info.SlotWait)
 				return nil
 			},
-			Refused: func(ctx context.Context, info muster.AddInfo) {
+			Waited: func(ctx context.Context, info muster.WaitInfo) {
 				mu.Lock()
 				defer mu.Unlock()
-				blocked = append(blocked, info.Blocked)
+				blocked = append(blocked, info.Duration)
 			},
 		}
 		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: limit, PendingWorkCapacity: 4, Hooks: hooks,
