@@ -15,10 +15,11 @@ var (
 	ErrZeroBoth = errors.New("muster: MaxBatchSize and BatchTimeout can't both be zero")
 
 	// ErrInvalidConfig wraps every other configuration error Start returns:
-	// a nil BatchMaker, Fire or (for a Keyed) Key, a negative BatchTimeout,
-	// MaxKeys or KeyIdleTimeout, MaxBatchBytes without a Sizer or a Sizer
-	// without MaxBatchBytes, an unknown Overflow (or OverflowDropOldest for
-	// a Client), a MaxPendingPerKey not below PendingWorkCapacity.
+	// a nil BatchMaker or Fire, a nil Key (of a Keyed whose K is not
+	// struct{}), a negative BatchTimeout, MaxKeys or KeyIdleTimeout,
+	// MaxBatchBytes without a Sizer or a Sizer without MaxBatchBytes, an
+	// unknown Overflow (or OverflowDropOldest for a Client), a
+	// MaxPendingPerKey not below PendingWorkCapacity.
 	ErrInvalidConfig = errors.New("muster: invalid configuration")
 
 	// ErrNotStarted is returned by Add, Flush, Stop and Shutdown on a client

@@ -1046,3 +1046,44 @@ func TestKeyedKeyPanic(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// A Batcher is a Keyed[struct{}, T] with a nil Key: one key, no per-key
+// state. A Keyed[struct{}, T] literal with a nil Key is that Batcher; any
+// other key type still requires a Key.
+func TestBatcherIsOneKeyKeyed(t *testing.T) {
+	var mu sync.Mutex
+	var fired [][]int
+	k := &muster.Keyed[struct{}, int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, Fire: func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		fired = append(fired, slices.Clone(items))
+		return nil
+	}}
+	var b *muster.Batcher[int] = k // the same type
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := b.Add(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := b.KeyStats(struct{}{}); ok {
+		t.Error("KeyStats of a Batcher found a key")
+	}
+	if top := b.TopKeys(3); len(top) != 0 {
+		t.Errorf("TopKeys of a Batcher: %v", top)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.EqualFunc(fired, [][]int{{0, 1}, {2}}, slices.Equal) || b.Stats().Keys != 0 {
+		t.Fatalf("fired %v, stats %+v", fired, b.Stats())
+	}
+	noKey := &muster.Keyed[string, int]{MaxBatchSize: 2, Fire: func(context.Context, []int) error { return nil }}
+	if err := noKey.Start(); !errors.Is(err, muster.ErrInvalidConfig) {
+		t.Fatalf("Keyed[string, int] without Key: %v, want ErrInvalidConfig", err)
+	}
+}
