@@ -5,12 +5,14 @@ import (
 	"time"
 )
 
-// add offers one item: the path of Add, AddResult and Client.Add. What
+// add offers one item: the path of every item, from Add, AddResult,
+// Client.Add or a Client's worker, under the overflow policy the caller
+// gives (the client's, or, for the worker, OverflowBlock). What
 // most items never meet (a key or size to compute, a full client, a
 // refusal) is in functions of their own, so that the common path is a
 // lock, an append and an unlock; the flight lock is taken only when the
 // item closes its batch or a batch waits for a slot.
-func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result, error) {
+func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool, overflow Overflow) (Result, error) {
 	var key K
 	size := 0
 	if e.measured {
@@ -25,7 +27,7 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool) (Result
 	ks, err := &e.single, error(nil)
 	e.mu.Lock()
 	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked(key) {
-		if slow = e.makeRoomLocked(ctx, key, item, wantResult); slow.done {
+		if slow = e.makeRoomLocked(ctx, key, item, wantResult, overflow); slow.done {
 			return slow.r, slow.err // unlocked
 		}
 	}
@@ -168,8 +170,8 @@ func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *la
 			return nil, err
 		}
 	}
-	if b.user != nil {
-		if err := safeAdd(b.user, item); err != nil {
+	if e.join != nil {
+		if err := e.join(&b.state, item); err != nil {
 			if b.n == 0 {
 				e.discardLocked(b)
 			}
@@ -229,50 +231,20 @@ func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Con
 	return f(ctx, AddInfo{})
 }
 
-func safeAdd(b Batch, item any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	b.Add(item)
-	return nil
-}
-
 // newBatchLocked makes ks's open batch, from the spare when there is one.
 // It needs mu only: the spare spares it the free list, which fmu guards.
 func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
 	b := e.spare.Swap(nil)
 	if b == nil {
 		b = &batch[K, T]{}
-		if e.maker == nil || e.keepAll {
+		if e.keepItems {
 			b.items = make([]T, 0, min(max(e.max, 1), initialCap))
 		}
-	}
-	if e.maker != nil {
-		u, err := safeMake(e.maker)
-		if err != nil {
-			e.spareLocked(b)
-			return nil, err
-		}
-		b.user = u
 	}
 	b.ks = ks
 	ks.cur = b
 	if e.keyFn != nil {
 		ks.batches.Add(1)
-	}
-	return b, nil
-}
-
-func safeMake(maker func() Batch) (b Batch, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	if b = maker(); b == nil {
-		panic("BatchMaker returned nil")
 	}
 	return b, nil
 }

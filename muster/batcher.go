@@ -215,7 +215,11 @@ type Keyed[K comparable, T any] struct {
 // Start checks the configuration and makes the client ready for Add. It
 // starts no goroutine: batches get theirs as they fire. A second Start
 // returns ErrAlreadyStarted.
-func (k *Keyed[K, T]) Start() error {
+func (k *Keyed[K, T]) Start() error { return k.start(nil) }
+
+// start checks the configuration and makes the engine; client, for a
+// Client, supplies the engine's fire function and join instead of Fire.
+func (k *Keyed[K, T]) start(client func(*config[K, T])) error {
 	if k.e != nil {
 		return ErrAlreadyStarted // before anything else: Adds may be running
 	}
@@ -226,7 +230,7 @@ func (k *Keyed[K, T]) Start() error {
 	switch {
 	case k.Key == nil && !oneKey:
 		return fmt.Errorf("%w: Key is nil", ErrInvalidConfig)
-	case k.Fire == nil:
+	case k.Fire == nil && client == nil:
 		return fmt.Errorf("%w: Fire is nil", ErrInvalidConfig)
 	case (k.MaxBatchBytes > 0) != (k.Sizer != nil):
 		return fmt.Errorf("%w: MaxBatchBytes and Sizer go together", ErrInvalidConfig)
@@ -243,8 +247,11 @@ func (k *Keyed[K, T]) Start() error {
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
 		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
 		perKey: clamp(k.MaxPendingPerKey), sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
-		deadLetter: k.DeadLetter,
-		fire:       func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
+		deadLetter: k.DeadLetter, keepItems: true,
+		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
+	}
+	if client != nil {
+		client(&c)
 	}
 	if k.Key != nil {
 		c.keyFn = k.Key
@@ -280,7 +287,7 @@ func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	_, err := k.e.add(ctx, item, false)
+	_, err := k.e.add(ctx, item, false, k.e.overflow)
 	return err
 }
 
@@ -296,7 +303,7 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if ctx == nil {
 		return Result{}, ErrNilContext
 	}
-	return k.e.add(ctx, item, true)
+	return k.e.add(ctx, item, true, k.e.overflow)
 }
 
 // Flush fires every key's open batch now and waits until every batch

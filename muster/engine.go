@@ -25,8 +25,7 @@ import (
 // closed batches go through: the ready queue, the in-flight slots, the Flush
 // barriers, the free batches and the parked batch goroutines, and the Fired,
 // Done, Failed and Abandoned counters. The lock order is mu before fmu, never
-// the reverse. phase and feeding are written with both held, so either lock
-// reads them.
+// the reverse. phase is written with both held, so either lock reads it.
 //
 // A producer takes mu once per item, and fmu once per batch (when its item
 // closes one) or while a batch waits for a slot. A batch that is done
@@ -50,9 +49,9 @@ import (
 //     KeyStats and TopKeys, under both;
 //   - stop.go: Stop, Shutdown's deadline and the counters, under both.
 //
-// Since Stop and a Client's worker close every open batch under both locks
-// once no item can join any more, phase != running && !feeding implies that
-// no batch is open: whether the client has drained is known under fmu.
+// Since Stop closes every open batch under both locks as it leaves
+// running, phase != running implies that no batch is open: whether the
+// client has drained is known under fmu.
 
 // phase is a client's lifecycle.
 type phase uint8
@@ -72,7 +71,7 @@ type batch[K comparable, T any] struct {
 	n     int   // items
 	items []T   // a Batcher's or Keyed's items; a Client's with Middleware
 	sizes []int // each item's size, with a Sizer (to drop without calling it again)
-	user  Batch // a Client's Batch
+	state any   // what join keeps for the batch: a Client's Batch
 	ctxs  []context.Context
 	bytes int
 	res   *outcome // AddResult's outcomes, from the first such item
@@ -135,9 +134,17 @@ type config[K comparable, T any] struct {
 	keyFn    func(T) K // nil: one key
 	maxKeys  int
 	idle     time.Duration
-	keepAll  bool // keep items even with a Batch (Client with Middleware)
 	fire     func(ctx context.Context, b *batch[K, T]) error
-	maker    func() Batch
+	// join, when set, is called under mu for each item as it joins a
+	// batch, with the batch's state (nil for its first item): a Client's
+	// BatchMaker and Batch.Add. An error refuses the item.
+	join func(state *any, item T) error
+	// keepItems keeps each batch's items for fire: false only for a
+	// Client without Middleware, whose Batch holds them.
+	keepItems bool
+	// outside counts the items queued before the engine (a Client's Work),
+	// for Stats.Queued and FireInfo.Queued; nil: none.
+	outside  func() int
 	observer Observer
 	base     func() context.Context
 	// deadLetter receives the items whose outcome is not delivery; nil:
@@ -151,20 +158,16 @@ type engine[K comparable, T any] struct {
 	hooks  *Hooks
 	base   context.Context
 	cancel context.CancelCauseFunc
-	workQ  func() int    // len(Work) for a Client
-	fed    chan struct{} // closed when a Client's worker has exited
 	// What the add path asks of the configuration, one test each.
-	measured  bool // a Key or Sizer to call for each item
-	prepared  bool // each item needs prepareLocked: a BatchMaker's Batch or a Sizer
-	keepItems bool // batches keep their items
-	perItem   bool // each item needs joinedLocked: hooks or MaxBatchBytes
-	plain     bool // neither prepared nor perItem: appendLocked's common case applies
-	fill      int  // an open batch below this many items does not close on the next (MaxBatchSize-1)
+	measured bool // a Key or Sizer to call for each item
+	prepared bool // each item needs prepareLocked: a join function or a Sizer
+	perItem  bool // each item needs joinedLocked: hooks or MaxBatchBytes
+	plain    bool // neither prepared nor perItem: appendLocked's common case applies
+	fill     int  // an open batch below this many items does not close on the next (MaxBatchSize-1)
 
 	// The add lock and what it guards; what every Add touches comes first.
 	mu        sync.Mutex
 	phase     phase          // written under both locks
-	feeding   bool           // a Client's worker may still add items; written under both locks
 	single    keyState[K, T] // the one key of a Batcher or Client
 	openItems int            // items in open batches
 	added     uint64
@@ -188,7 +191,6 @@ type engine[K comparable, T any] struct {
 	open       list[batch[K, T], *batch[K, T]]
 	timer      *time.Timer
 	timerSet   bool
-	late       int // Work items refused after a deadline
 
 	_ [64]byte // keeps the flight lock off the add lock's cache line
 
@@ -232,8 +234,7 @@ const (
 func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
 	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{}), maxParked: c.limit}
 	e.measured = c.keyFn != nil || c.sizer != nil
-	e.prepared = c.maker != nil || c.sizer != nil
-	e.keepItems = c.maker == nil || c.keepAll
+	e.prepared = c.join != nil || c.sizer != nil
 	e.perItem = c.maxBytes > 0
 	e.fill = c.max - 1
 	if c.max == 0 {

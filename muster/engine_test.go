@@ -82,7 +82,7 @@ func (e *engine[K, T]) checkLocked() error {
 			return fmt.Errorf("%d live keys, MaxKeys %d", len(e.keys), e.maxKeys)
 		}
 	}
-	if e.phase != running && !e.feeding && e.open.head != nil {
+	if e.phase != running && e.open.head != nil {
 		return errors.New("a batch is open after the client stopped taking items")
 	}
 	return nil

@@ -91,8 +91,8 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 		if e.hooks != nil {
 			b.inflight = e.inflight
 			b.queued = e.queuedLocked()
-			if e.workQ != nil {
-				b.queued += e.workQ()
+			if e.outside != nil {
+				b.queued += e.outside()
 			}
 		}
 		var to chan *batch[K, T]
@@ -339,7 +339,7 @@ func (e *engine[K, T]) spareLocked(b *batch[K, T]) {
 // reusable reports whether b is worth reusing: not a Batch of the user's
 // that the client does not keep, nor an items array grown too large.
 func (e *engine[K, T]) reusable(b *batch[K, T]) bool {
-	return (b.user == nil || e.keepAll) && cap(b.items) <= maxKeepCap
+	return cap(b.items) <= maxKeepCap
 }
 
 // resetBatch clears b for reuse, keeping its arrays.

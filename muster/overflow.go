@@ -73,7 +73,7 @@ type slowAdd[T any] struct {
 // join.
 //
 //go:noinline
-func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantResult bool) *slowAdd[T] {
+func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantResult bool, overflow Overflow) *slowAdd[T] {
 	s := &slowAdd[T]{}
 	for e.phase == running {
 		e.fmu.Lock()
@@ -82,7 +82,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 			e.fmu.Unlock()
 			break
 		}
-		if e.overflow == OverflowDropOldest {
+		if overflow == OverflowDropOldest {
 			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
 				e.fmu.Unlock()
 				e.mu.Unlock()
@@ -94,7 +94,7 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 				return s
 			}
 		}
-		switch e.overflow {
+		switch overflow {
 		case OverflowFail:
 			e.fmu.Unlock()
 			e.mu.Unlock()
@@ -330,4 +330,27 @@ func (e *engine[K, T]) reportDrop(d *dropped[T]) {
 	if h := e.hooks; h != nil && h.Refused != nil {
 		safely(func() { h.Refused(d.ctx, AddInfo{Err: ErrDropped, Taken: true}) })
 	}
+}
+
+// awaitNoneWaiting blocks while a closed batch waits for a slot: a
+// Client's worker calls it before it takes an item from Work, so that, as
+// in the seed, producers block once Work is full. It reports false when
+// abandon is closed first. It takes fmu.
+func (e *engine[K, T]) awaitNoneWaiting(abandon <-chan struct{}) bool {
+	if e.readyN.Load() == 0 {
+		return true
+	}
+	e.fmu.Lock()
+	for len(e.ready) > 0 {
+		space := e.spaceLocked()
+		e.fmu.Unlock()
+		select {
+		case <-space:
+		case <-abandon:
+			return false
+		}
+		e.fmu.Lock()
+	}
+	e.fmu.Unlock()
+	return true
 }

@@ -18,8 +18,7 @@ func (e *engine[K, T]) closeAllLocked(t Trigger, l *launches[K, T]) {
 }
 
 // beginStop refuses new items from now on, wakes the producers waiting for
-// room (they get ErrStopped) and, unless a Client's worker still feeds
-// items, closes the open batches. It reports whether this call began it.
+// room (they get ErrStopped) and closes the open batches. It reports whether this call began it.
 // It takes both locks.
 func (e *engine[K, T]) beginStop() bool {
 	var l launches[K, T]
@@ -31,9 +30,7 @@ func (e *engine[K, T]) beginStop() bool {
 	e.fmu.Lock()
 	e.phase = stopping
 	e.wakeLocked()
-	if !e.feeding {
-		e.closeAllLocked(TriggerShutdown, &l)
-	}
+	e.closeAllLocked(TriggerShutdown, &l)
 	drained := e.drainedLocked()
 	e.fmu.Unlock()
 	e.mu.Unlock()
@@ -46,10 +43,10 @@ func (e *engine[K, T]) beginStop() bool {
 
 // drainableLocked reports whether the client stopped taking items and
 // every batch is done, so that drainedLocked would mark it stopped. It
-// needs fmu only: no batch is open once phase != running && !feeding (see
-// the engine's doc).
+// needs fmu only: no batch is open once phase != running (see the
+// engine's doc).
 func (e *engine[K, T]) drainableLocked() bool {
-	return e.phase != running && e.phase != stopped && !e.feeding && len(e.ready) == 0 && e.inflight == 0 && e.abandoning == 0
+	return e.phase != running && e.phase != stopped && len(e.ready) == 0 && e.inflight == 0 && e.abandoning == 0
 }
 
 // drainedLocked reports, once, that the client stopped and every batch is
@@ -95,8 +92,7 @@ func (e *engine[K, T]) wait(ctx context.Context) error {
 
 // abort gives up at a Shutdown deadline: batches that have not fired are
 // abandoned (their Done hooks see ErrIncomplete), in-flight batches see
-// their context canceled, a Client's worker refuses what Work still holds,
-// and the error counts what was not done. It takes both locks.
+// their context canceled, and the error counts what was not done. It takes both locks.
 func (e *engine[K, T]) abort(ctx context.Context) error {
 	e.mu.Lock()
 	e.fmu.Lock()
@@ -114,18 +110,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	if aborting {
 		e.phase = aborted
 		e.cancel(ErrIncomplete)
-		for b := e.open.head; b != nil; b = e.open.head {
-			if b.n == 0 {
-				e.discardLocked(b)
-				continue
-			}
-			e.unlinkOpenLocked(b)
-			b.ks.cur = nil
-			b.trigger = TriggerShutdown
-			e.nextID++
-			b.id = e.nextID
-			abandoned = append(abandoned, b)
-		}
+		// beginStop closed every open batch: what has not fired is ready.
 		for _, b := range e.ready {
 			b.ks.waiting, b.ks.waitingItems = 0, 0
 		}
@@ -133,16 +118,12 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 		clear(e.ready)
 		e.ready = e.ready[:0]
 		e.readyChangedLocked()
-		e.openItems, e.readyItems = 0, 0
+		e.readyItems = 0
 		e.abandoning += len(abandoned)
 		e.wakeLocked()
 	}
-	feeding := e.feeding
 	e.fmu.Unlock()
 	e.mu.Unlock()
-	if feeding {
-		<-e.fed // the worker refuses what Work holds, then closes fed
-	}
 	now := time.Now()
 	for _, b := range abandoned {
 		if e.deadLetter != nil {
@@ -158,9 +139,6 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	e.mu.Lock()
 	e.fmu.Lock()
 	se := &ShutdownError{Batches: flightBatches + len(abandoned), Items: flightItems, Cause: context.Cause(ctx)}
-	if aborting {
-		se.Items += e.late // refused from Work by the worker, which fed has let finish
-	}
 	for _, b := range abandoned {
 		se.Items += b.n
 		e.abandoned += uint64(b.n)
@@ -196,8 +174,8 @@ func (e *engine[K, T]) snapshot() Stats {
 	s.Keys = len(e.keys)
 	e.fmu.Unlock()
 	e.mu.Unlock()
-	if e.workQ != nil {
-		s.Queued += e.workQ()
+	if e.outside != nil {
+		s.Queued += e.outside()
 	}
 	return s
 }
