@@ -51,6 +51,49 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool, overflo
 	return r, nil
 }
 
+// addRun adds item and then, under the same lock, the items more yields
+// (up to maxRun, and while no batch waits for a slot), each as add would: a
+// Client's worker pays for the lock once per run of the items Work holds.
+// An item that meets add's room check (the client is stopping, or a batch
+// waits for a slot, when the full check needs the flight lock) goes
+// through add itself, whose error addRun returns. It is for a client
+// without Key or Sizer.
+func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)) error {
+	var l launches[K, T]
+	var refused []error
+	held := false
+	e.mu.Lock()
+	for n := 1; ; n++ {
+		if e.phase != running || e.readyN.Load() != 0 {
+			held = true
+			break
+		}
+		if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
+			refused = append(refused, err)
+		}
+		var ok bool
+		if n == maxRun || e.readyN.Load() != 0 { // as in the seed: leave Work alone while a batch waits
+			break
+		}
+		if item, ok = more(); !ok {
+			break
+		}
+	}
+	e.mu.Unlock()
+	e.launch(&l)
+	for _, err := range refused {
+		e.refuse(ctx, err, time.Time{})
+	}
+	if held {
+		_, err := e.add(ctx, item, false, OverflowBlock)
+		return err
+	}
+	return nil
+}
+
+// maxRun bounds the items addRun adds under one lock.
+const maxRun = 256
+
 // measure calls the Key and Sizer functions, outside the locks, with one
 // deferred recover for both (a panic is the item's error).
 func (e *engine[K, T]) measure(item T) (key K, size int, err error) {

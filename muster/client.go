@@ -281,13 +281,22 @@ func (n *notifier) DoneError(err error) {
 }
 
 // worker drains Work until Stop closes it, adding each item as any
-// producer does (under backpressure it blocks). As in the seed, it takes
+// producer does (under backpressure it blocks), a run of the items Work
+// holds under one lock. As in the seed, it takes
 // nothing from Work while a closed batch waits for a slot, so that
 // producers block once PendingWorkCapacity items are in Work. After a
 // Shutdown deadline it refuses what Work still holds.
 func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	ctx := context.Background()
+	more := func() (any, bool) { // what Work holds now, without waiting
+		select {
+		case item, ok := <-work:
+			return item, ok
+		default:
+			return nil, false
+		}
+	}
 	for {
 		if !c.e.awaitNoneWaiting(c.abandon) {
 			break
@@ -296,7 +305,7 @@ func (c *Client) worker(work chan interface{}) {
 		if !ok {
 			return
 		}
-		if _, err := c.e.add(ctx, item, false, OverflowBlock); err != nil && c.abandoned() {
+		if err := c.e.addRun(ctx, item, more); err != nil && c.abandoned() {
 			c.late++ // refused as Shutdown gave up: Work held it at the deadline
 		}
 	}
