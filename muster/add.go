@@ -6,16 +6,18 @@ import (
 )
 
 // add offers one item: the path of every item, from Add, AddResult,
-// Client.Add or a Client's worker, under the overflow policy the caller
-// gives (the client's, or, for the worker, OverflowBlock). What
+// Client.Add or a Client's worker. The worker differs from a producer in
+// two ways: it always blocks for room (a send on Work does), and it meets a
+// stopping client only after Shutdown gave up, so its item is refused with
+// ErrIncomplete rather than ErrStopped. What
 // most items never meet (a key or size to compute, a full client, a
 // refusal) is in functions of their own, so that the common path is a
 // lock, an append and an unlock; the flight lock is taken only when the
 // item closes its batch or a batch waits for a slot.
-func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool, overflow Overflow) (Result, error) {
+func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool) (Result, error) {
 	var key K
 	size := 0
-	if e.measured {
+	if e.keyFn != nil || e.sizer != nil {
 		var err error
 		if key, size, err = e.measure(item); err != nil {
 			return Result{}, e.refuse(ctx, err, time.Time{})
@@ -27,7 +29,7 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult bool, overflo
 	ks, err := &e.single, error(nil)
 	e.mu.Lock()
 	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked(key) {
-		if slow = e.makeRoomLocked(ctx, key, item, wantResult, overflow); slow.done {
+		if slow = e.makeRoomLocked(ctx, key, item, wantResult, worker); slow.done {
 			return slow.r, slow.err // unlocked
 		}
 	}
@@ -85,7 +87,7 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)
 		e.refuse(ctx, err, time.Time{})
 	}
 	if held {
-		_, err := e.add(ctx, item, false, OverflowBlock)
+		_, err := e.add(ctx, item, false, true)
 		return err
 	}
 	return nil
@@ -151,7 +153,7 @@ func selfEqual[K comparable](k K) (eq bool) {
 // its arrival completes: the one way an item joins a batch. An error (a
 // BatchMaker or Batch.Add that panicked) means the item was not taken. r,
 // when not nil, receives the item's Result, taken before its batch may
-// close: a closed batch may be done, and reused, before mu is released. It
+// close: a closed batch may be done before mu is released. It
 // needs mu (not fmu: closing a batch takes it).
 //
 // Its common case, an item that neither opens nor closes its batch on a
@@ -159,7 +161,7 @@ func selfEqual[K comparable](k K) (eq bool) {
 // other item goes through joinLocked. (A plain client's open batch is in the
 // open FIFO already: the joinLocked call that made it added its first item.)
 func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
-	if b := ks.cur; b != nil && e.plain && b.n < e.fill && r == nil {
+	if b := ks.cur; b != nil && b.n < e.fill && r == nil && e.join == nil && e.sizer == nil && e.hooks == nil {
 		b.items = append(b.items, item)
 		b.n++
 		e.openItems++
@@ -174,7 +176,7 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 // once per batch or with hooks in joinedLocked. It needs mu.
 func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
 	b := ks.cur
-	if b == nil || e.prepared {
+	if b == nil || e.join != nil || e.sizer != nil {
 		var err error
 		if b, err = e.prepareLocked(ks, item, size, l); err != nil {
 			return err
@@ -189,7 +191,7 @@ func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item 
 	if r != nil {
 		*r = b.result()
 	}
-	if b.n == 1 || b.n == e.max || e.perItem {
+	if b.n == 1 || b.n == e.max || e.hooks != nil || e.maxBytes > 0 {
 		e.joinedLocked(ctx, b, l)
 	}
 	return nil
@@ -207,11 +209,7 @@ func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *la
 		b = nil
 	}
 	if b == nil {
-		var err error
-		if b, err = e.newBatchLocked(ks); err != nil {
-			e.idleIfEmptyLocked(ks)
-			return nil, err
-		}
+		b = e.newBatchLocked(ks)
 	}
 	if e.join != nil {
 		if err := e.join(&b.state, item); err != nil {
@@ -274,22 +272,17 @@ func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Con
 	return f(ctx, AddInfo{})
 }
 
-// newBatchLocked makes ks's open batch, from the spare when there is one.
-// It needs mu only: the spare spares it the free list, which fmu guards.
-func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
-	b := e.spare.Swap(nil)
-	if b == nil {
-		b = &batch[K, T]{}
-		if e.keepItems {
-			b.items = make([]T, 0, min(max(e.max, 1), initialCap))
-		}
+// newBatchLocked makes ks's open batch. It needs mu.
+func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) *batch[K, T] {
+	b := &batch[K, T]{ks: ks}
+	if e.keepItems {
+		b.items = make([]T, 0, min(max(e.max, 1), initialCap))
 	}
-	b.ks = ks
 	ks.cur = b
 	if e.keyFn != nil {
 		ks.batches.Add(1)
 	}
-	return b, nil
+	return b
 }
 
 // openLocked starts a batch's age and puts it at the end of the open FIFO.
@@ -341,28 +334,13 @@ func (e *engine[K, T]) onTimer() {
 	e.launch(&l)
 }
 
-// discardLocked drops an open batch that holds nothing; it becomes the
-// spare. It needs mu.
+// discardLocked drops an open batch that holds nothing. It needs mu.
 func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
 	e.unlinkOpenLocked(b)
 	ks := b.ks
 	ks.cur = nil
 	b.complete(nil) // only dropped items' results
-	e.spareLocked(b)
 	if e.keyFn != nil && ks.batches.Add(-1) == 0 {
 		e.idleIfEmptyLocked(ks)
 	}
-}
-
-// add notes an admitted batch, and the parked goroutine that will take it.
-func (l *launches[K, T]) add(b *batch[K, T], to chan *batch[K, T]) {
-	if l.one == nil {
-		l.one, l.oneTo = b, to
-		return
-	}
-	if to != nil {
-		to <- b // rare (several admitted at once): hand it over now
-		return
-	}
-	l.more = append(l.more, b)
 }

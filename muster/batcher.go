@@ -287,7 +287,7 @@ func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	_, err := k.e.add(ctx, item, false, k.e.overflow)
+	_, err := k.e.add(ctx, item, false, false)
 	return err
 }
 
@@ -303,7 +303,7 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if ctx == nil {
 		return Result{}, ErrNilContext
 	}
-	return k.e.add(ctx, item, true, k.e.overflow)
+	return k.e.add(ctx, item, true, false)
 }
 
 // Flush fires every key's open batch now and waits until every batch

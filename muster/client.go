@@ -355,7 +355,7 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 	if c.stopping.Load() { // the worker may still be adding what Work held
 		return Result{}, c.e.refuse(ctx, ErrStopped, time.Time{})
 	}
-	return c.e.add(ctx, item, true, c.e.overflow)
+	return c.e.add(ctx, item, true, false)
 }
 
 // Flush fires the open batch now and waits until every batch closed before

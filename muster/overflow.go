@@ -71,9 +71,11 @@ type slowAdd[T any] struct {
 // takes fmu to look at the ready queue. When it returns done, the item's
 // fate is settled and mu released; otherwise mu is held and the item may
 // join.
-//
-//go:noinline
-func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantResult bool, overflow Overflow) *slowAdd[T] {
+func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantResult, worker bool) *slowAdd[T] {
+	overflow, stopped := e.overflow, ErrStopped
+	if worker { // see add
+		overflow, stopped = OverflowBlock, ErrIncomplete
+	}
 	s := &slowAdd[T]{}
 	for e.phase == running {
 		e.fmu.Lock()
@@ -130,15 +132,13 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 	}
 	if e.phase != running {
 		e.mu.Unlock()
-		s.done, s.err = true, e.refuse(ctx, ErrStopped, s.since)
+		s.done, s.err = true, e.refuse(ctx, stopped, s.since)
 	}
 	return s
 }
 
 // afterSlow reports, once the locks are released, what the slow path or a
 // failed append left to say.
-//
-//go:noinline
 func (e *engine[K, T]) afterSlow(ctx context.Context, s *slowAdd[T], r Result, err error) (Result, error) {
 	var since time.Time
 	if s != nil {
