@@ -9,11 +9,11 @@ import (
 // Client.Add or a Client's worker. The worker differs from a producer in
 // two ways: it always blocks for room (a send on Work does), and it meets a
 // stopping client only after Shutdown gave up, so its item is refused with
-// ErrIncomplete rather than ErrStopped. What
-// most items never meet (a key or size to compute, a full client, a
-// refusal) is in functions of their own, so that the common path is a
-// lock, an append and an unlock; the flight lock is taken only when the
-// item closes its batch or a batch waits for a slot.
+// ErrIncomplete rather than ErrStopped. What most items never meet (a key
+// or size to compute, a full client, a refusal) is in functions of their
+// own, so that the common path is a lock, an append and an unlock; the
+// flight lock is taken only when the item closes its batch or a batch
+// waits for a slot.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool) (Result, error) {
 	var key K
 	size := 0
@@ -153,7 +153,7 @@ func selfEqual[K comparable](k K) (eq bool) {
 // its arrival completes: the one way an item joins a batch. An error (a
 // BatchMaker or Batch.Add that panicked) means the item was not taken. r,
 // when not nil, receives the item's Result, taken before its batch may
-// close: a closed batch may be done before mu is released. It
+// close: a closed batch may be done, and reused, before mu is released. It
 // needs mu (not fmu: closing a batch takes it).
 //
 // Its common case, an item that neither opens nor closes its batch on a
@@ -209,7 +209,11 @@ func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *la
 		b = nil
 	}
 	if b == nil {
-		b = e.newBatchLocked(ks)
+		var err error
+		if b, err = e.newBatchLocked(ks); err != nil {
+			e.idleIfEmptyLocked(ks)
+			return nil, err
+		}
 	}
 	if e.join != nil {
 		if err := e.join(&b.state, item); err != nil {
@@ -272,17 +276,22 @@ func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Con
 	return f(ctx, AddInfo{})
 }
 
-// newBatchLocked makes ks's open batch. It needs mu.
-func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) *batch[K, T] {
-	b := &batch[K, T]{ks: ks}
-	if e.keepItems {
-		b.items = make([]T, 0, min(max(e.max, 1), initialCap))
+// newBatchLocked makes ks's open batch, from the spare when there is one.
+// It needs mu only: the spare spares it the free list, which fmu guards.
+func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
+	b := e.spare.Swap(nil)
+	if b == nil {
+		b = &batch[K, T]{}
+		if e.keepItems {
+			b.items = make([]T, 0, min(max(e.max, 1), initialCap))
+		}
 	}
+	b.ks = ks
 	ks.cur = b
 	if e.keyFn != nil {
 		ks.batches.Add(1)
 	}
-	return b
+	return b, nil
 }
 
 // openLocked starts a batch's age and puts it at the end of the open FIFO.
@@ -334,13 +343,28 @@ func (e *engine[K, T]) onTimer() {
 	e.launch(&l)
 }
 
-// discardLocked drops an open batch that holds nothing. It needs mu.
+// discardLocked drops an open batch that holds nothing; it becomes the
+// spare. It needs mu.
 func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
 	e.unlinkOpenLocked(b)
 	ks := b.ks
 	ks.cur = nil
 	b.complete(nil) // only dropped items' results
+	e.spareLocked(b)
 	if e.keyFn != nil && ks.batches.Add(-1) == 0 {
 		e.idleIfEmptyLocked(ks)
 	}
+}
+
+// add notes an admitted batch, and the parked goroutine that will take it.
+func (l *launches[K, T]) add(b *batch[K, T], to chan *batch[K, T]) {
+	if l.one == nil {
+		l.one, l.oneTo = b, to
+		return
+	}
+	if to != nil {
+		to <- b // rare (several admitted at once): hand it over now
+		return
+	}
+	l.more = append(l.more, b)
 }

@@ -126,11 +126,10 @@
 // the goroutines their docs name, and must not block.
 //
 // A client starts no goroutine of its own, except a Client's worker, which
-// drains Work until Stop. A batch gets a goroutine once it holds an
-// in-flight slot; when its batch is done, that goroutine runs the batch the
-// freed slot admits, if any, then ends. Once Stop or Shutdown has returned
-// no goroutine of the client is left, except those of batches a Shutdown
-// deadline left in flight, which end with their Fire.
+// drains Work. A batch's goroutine, once its batch is done, runs the next
+// batch its freed slot admits, or else parks, waiting for one: a started
+// client keeps up to MaxConcurrentBatches parked goroutines (64 without a
+// cap), each a few KiB of stack, until Stop or Shutdown ends.
 //
 // # Migrating from facebookgo/muster
 //

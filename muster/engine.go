@@ -22,8 +22,8 @@ import (
 // Two mutexes guard it. The add lock (mu) guards what items join: the keys,
 // the open batches and their FIFO, the timer, the items in open batches, and
 // the Added, Refused and Dropped counters. The flight lock (fmu) guards what
-// closed batches go through: the ready queue, the in-flight slots and the
-// Flush barriers, and the Fired,
+// closed batches go through: the ready queue, the in-flight slots, the Flush
+// barriers, the free batches and the parked batch goroutines, and the Fired,
 // Done, Failed and Abandoned counters. The lock order is mu before fmu, never
 // the reverse. phase is written with both held, so either lock reads it.
 //
@@ -170,7 +170,12 @@ type engine[K comparable, T any] struct {
 	// closing a batch adds to ready, and closing holds mu too: a producer
 	// holding mu that loads 0 knows no batch waits for a slot (and none will
 	// until it closes one), without taking fmu.
-	readyN     atomic.Int32
+	readyN atomic.Int32
+	// spare is the next new batch. Only mu's holder takes it (newBatchLocked
+	// swaps it out), so that making a batch never needs fmu; it is refilled
+	// under fmu, by a batch that is done (recycleLocked) or from the free
+	// list when a batch closes, and under mu by a discarded batch: atomic.
+	spare      atomic.Pointer[batch[K, T]]
 	refused    uint64
 	dropped    uint64
 	keys       map[K]*keyState[K, T]
@@ -197,21 +202,38 @@ type engine[K comparable, T any] struct {
 	abandoning  int // batches abandoned whose Done hooks are running
 	space       chan struct{}
 	barriers    []*barrier
+	free        []*batch[K, T]
+	parked      []chan *batch[K, T] // idle batch goroutines, the latest last
+	maxParked   int
 	nextID      uint64
 	drained     chan struct{}
 }
 
+// maxParkedUnlimited bounds the idle batch goroutines of a client without
+// MaxConcurrentBatches: enough for the batches a fast producer has in
+// flight at once while hooks and middleware run (a parked goroutine costs
+// its stack, a few KiB).
+const maxParkedUnlimited = 64
+
 // clientIDs numbers clients, for ClientInfo.ID.
 var clientIDs atomic.Uint64
 
-// initialCap bounds the capacity a new batch's items array starts with.
-const initialCap = 128
+// maxFree bounds the batches kept for reuse; maxKeepCap the capacity of an
+// items array worth keeping.
+const (
+	maxFree    = 64
+	maxKeepCap = 4096
+	initialCap = 128
+)
 
 func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
-	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{})}
+	e := &engine[K, T]{config: c, id: clientIDs.Add(1), drained: make(chan struct{}), maxParked: c.limit}
 	e.fill = c.max - 1
 	if c.max == 0 {
 		e.fill = math.MaxInt
+	}
+	if e.maxParked == 0 {
+		e.maxParked = maxParkedUnlimited
 	}
 	base := context.Background()
 	if c.base != nil {

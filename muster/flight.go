@@ -14,26 +14,20 @@ func (e *engine[K, T]) readyChangedLocked() {
 	}
 }
 
-// launches are the batches admitted under the locks, to start after them:
-// one, the common case, without a slice.
+// launches are the batches admitted under the locks, to start after them.
 type launches[K comparable, T any] struct {
-	one  *batch[K, T]
-	more []*batch[K, T]
+	one   *batch[K, T]
+	oneTo chan *batch[K, T] // the parked goroutine that takes one; nil: a new one
+	more  []*batch[K, T]
 }
 
-// add notes an admitted batch.
-func (l *launches[K, T]) add(b *batch[K, T]) {
-	if l.one == nil {
-		l.one = b
-		return
-	}
-	l.more = append(l.more, b)
-}
-
-// launch starts a goroutine for each admitted batch, after the locks are
-// released.
+// launch hands each admitted batch to its parked goroutine or starts one,
+// after the locks are released.
 func (e *engine[K, T]) launch(l *launches[K, T]) {
-	if l.one != nil {
+	switch {
+	case l.oneTo != nil:
+		l.oneTo <- l.one
+	case l.one != nil:
 		go e.run(l.one)
 	}
 	for _, b := range l.more {
@@ -42,7 +36,8 @@ func (e *engine[K, T]) launch(l *launches[K, T]) {
 }
 
 // closeLocked closes an open batch: it joins the ready queue, and every
-// batch that may now take a slot is added to l. It needs both locks.
+// batch that may now take a slot is added to l. It refills the spare from
+// the free list. It needs both locks.
 func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T]) {
 	e.unlinkOpenLocked(b)
 	b.ks.cur = nil
@@ -58,6 +53,11 @@ func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T])
 	if e.keyFn != nil {
 		b.ks.waiting++
 		b.ks.waitingItems += b.n
+	}
+	if n := len(e.free); n > 0 && e.spare.Load() == nil {
+		e.spare.Store(e.free[n-1])
+		e.free[n-1] = nil
+		e.free = e.free[:n-1]
 	}
 	e.admitLocked(l)
 	e.readyChangedLocked()
@@ -95,7 +95,12 @@ func (e *engine[K, T]) admitLocked(l *launches[K, T]) {
 				b.queued += e.outside()
 			}
 		}
-		l.add(b)
+		var to chan *batch[K, T]
+		if n := len(e.parked); n > 0 { // a parked batch goroutine takes it
+			to = e.parked[n-1]
+			e.parked = e.parked[:n-1]
+		}
+		l.add(b, to)
 		e.wakeLocked()
 	}
 }
@@ -119,14 +124,32 @@ func (e *engine[K, T]) nextLocked() int {
 }
 
 // run is the goroutine of an admitted batch. When the batch is done it runs
-// the next batch the freed slot admitted, if any, then ends: no goroutine
-// outlives the batches it runs.
+// the next batch the freed slot admitted; with none, it parks (up to
+// maxParked goroutines do) until a batch is admitted or the client stops.
+// A busy client thus starts no goroutine per batch, and reuses stacks that
+// hooks and middleware have grown. It takes fmu to park.
 func (e *engine[K, T]) run(b *batch[K, T]) {
-	for b != nil {
-		if e.hooks == nil {
-			b = e.finish(e.base, b, nil, e.fire(e.base, b))
-		} else {
-			b = e.runHooked(b)
+	var next chan *batch[K, T]
+	for {
+		for b != nil {
+			if e.hooks == nil {
+				b = e.finish(e.base, b, nil, e.fire(e.base, b))
+			} else {
+				b = e.runHooked(b)
+			}
+		}
+		e.fmu.Lock()
+		if e.phase == stopped || len(e.parked) >= e.maxParked {
+			e.fmu.Unlock()
+			return
+		}
+		if next == nil {
+			next = make(chan *batch[K, T], 1)
+		}
+		e.parked = append(e.parked, next)
+		e.fmu.Unlock()
+		if b = <-next; b == nil {
+			return // stopped
 		}
 	}
 }
@@ -216,7 +239,7 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 		e.failed++
 	}
 	e.releaseLocked(b.id, nil)
-	ks := b.ks
+	ks := b.ks // batchGoneLocked clears b
 	emptied := e.batchGoneLocked(b)
 	if e.phase != aborted {
 		e.admitLocked(&l)
@@ -241,6 +264,10 @@ func (e *engine[K, T]) finish(ctx context.Context, b *batch[K, T], info *FireInf
 	}
 	if drained {
 		e.stopped()
+	}
+	if l.oneTo != nil { // a parked goroutine was chosen for it
+		l.oneTo <- l.one
+		return nil
 	}
 	return l.one
 }
@@ -272,7 +299,49 @@ func (e *engine[K, T]) doneHook(ctx context.Context, info *FireInfo, err error) 
 // whether a Keyed's key may have emptied: its caller then calls
 // idleIfEmptyLocked, under mu. It needs fmu.
 func (e *engine[K, T]) batchGoneLocked(b *batch[K, T]) (emptied bool) {
-	return e.keyFn != nil && b.ks.batches.Add(-1) == 0
+	ks := b.ks
+	e.recycleLocked(b)
+	return e.keyFn != nil && ks.batches.Add(-1) == 0
+}
+
+// recycleLocked keeps b for reuse: as the spare when there is none, or in
+// the free list, for closeLocked to make it the spare. It needs fmu.
+func (e *engine[K, T]) recycleLocked(b *batch[K, T]) {
+	if !e.reusable(b) {
+		return
+	}
+	resetBatch(b)
+	if e.spare.Load() == nil && e.spare.CompareAndSwap(nil, b) {
+		return
+	}
+	if len(e.free) < maxFree {
+		e.free = append(e.free, b)
+	}
+}
+
+// spareLocked keeps b, an open batch that holds nothing, as the spare when
+// there is none. It needs mu.
+func (e *engine[K, T]) spareLocked(b *batch[K, T]) {
+	if !e.reusable(b) {
+		return
+	}
+	resetBatch(b)
+	e.spare.CompareAndSwap(nil, b)
+}
+
+// reusable reports whether b is worth reusing: not a Batch of the user's
+// that the client does not keep, nor an items array grown too large.
+func (e *engine[K, T]) reusable(b *batch[K, T]) bool {
+	return cap(b.items) <= maxKeepCap
+}
+
+// resetBatch clears b for reuse, keeping its arrays.
+func resetBatch[K comparable, T any](b *batch[K, T]) {
+	clear(b.items)
+	clear(b.ctxs)
+	items, ctxs, sizes := b.items[:0], b.ctxs[:0], b.sizes[:0]
+	*b = batch[K, T]{} // cleared in place: a composite literal would be built on the stack
+	b.items, b.ctxs, b.sizes = items, ctxs, sizes
 }
 
 // deadLetterFailed hands the items of a batch whose Fire failed to the

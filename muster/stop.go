@@ -57,6 +57,10 @@ func (e *engine[K, T]) drainedLocked() bool {
 		return false
 	}
 	e.phase = stopped
+	for _, next := range e.parked {
+		next <- nil
+	}
+	e.parked = nil
 	e.cancel(ErrStopped)
 	if e.timer != nil {
 		e.timer.Stop()
