@@ -7,9 +7,9 @@ import (
 
 // add offers one item: the path of every item, from Add, AddResult,
 // Client.Add or a Client's worker. The worker differs from a producer in
-// two ways: it always blocks for room (a send on Work does), and it meets a
-// stopping client only after Shutdown gave up, so its item is refused with
-// ErrIncomplete rather than ErrStopped. What most items never meet (a key
+// two ways: it always blocks for room (a send on Work does), and it is cut
+// short only by a Shutdown deadline, so its item is then refused with
+// ErrIncomplete. What most items never meet (a key
 // or size to compute, a full client, a refusal) is in functions of their
 // own, so that the common path is a lock, an append and an unlock; the
 // flight lock is taken only when the item closes its batch or a batch

@@ -148,6 +148,10 @@ type Client struct {
 	abandon  chan struct{}
 	gaveUp   sync.Once
 	late     int
+	// wctx is the context of the worker's adds (hooks see it for items
+	// sent on Work); wcancel ends it at a Shutdown deadline.
+	wctx    context.Context
+	wcancel context.CancelFunc
 }
 
 // Start the background worker goroutine and get ready for accepting requests.
@@ -178,6 +182,7 @@ func (c *Client) Start() error {
 	}
 	c.Work, c.e = work, c.k.e
 	c.fed, c.abandon = make(chan struct{}), make(chan struct{})
+	c.wctx, c.wcancel = context.WithCancel(context.Background())
 	go c.worker(work)
 	return nil
 }
@@ -288,7 +293,8 @@ func (n *notifier) DoneError(err error) {
 // Shutdown deadline it refuses what Work still holds.
 func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
-	ctx := context.Background()
+	defer c.wcancel()
+	ctx := c.wctx
 	more := func() (any, bool) { // what Work holds now, without waiting
 		select {
 		case item, ok := <-work:
@@ -407,14 +413,20 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	case <-c.fed:
 	case <-ctx.Done():
 		c.gaveUp.Do(func() {
-			close(c.abandon) // the worker refuses what Work holds
+			close(c.abandon) // the worker refuses what Work holds,
+			c.wcancel()      // even while backpressure holds it
 			gaveUp = true
 		})
 	}
-	c.e.beginStop() // wakes the worker if backpressure holds it
 	<-c.fed
-	err := c.e.wait(ctx)
-	if gaveUp && c.late > 0 { // items Work held at the deadline
+	if !gaveUp {
+		c.e.beginStop()
+		return c.e.wait(ctx)
+	}
+	// Abandon what has not fired, open batches included: nothing fires
+	// after the deadline.
+	err := c.e.abort(ctx)
+	if c.late > 0 { // items Work held at the deadline
 		if se, ok := err.(*ShutdownError); ok {
 			se.Items += c.late
 		} else {

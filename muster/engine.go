@@ -49,9 +49,10 @@ import (
 //     KeyStats and TopKeys, under both;
 //   - stop.go: Stop, Shutdown's deadline and the counters, under both.
 //
-// Since Stop closes every open batch under both locks as it leaves
-// running, phase != running implies that no batch is open: whether the
-// client has drained is known under fmu.
+// The client leaves running under both locks, and closes (Stop) or
+// abandons (a Client's Shutdown deadline while its worker drained Work)
+// every open batch as it does: phase != running implies that no batch is
+// open, so whether the client has drained is known under fmu.
 
 // phase is a client's lifecycle.
 type phase uint8

@@ -37,8 +37,9 @@ type Observer interface {
 type Hooks struct {
 	// Added is called for each item the client takes, with the client's add
 	// lock held (so that it runs before the item's batch can fire): keep it
-	// short. ctx is the one passed to Add (context.Background for items sent
-	// on Work). The context it returns is kept with the item and handed back
+	// short. ctx is the one passed to Add (for items sent on Work, the
+	// Client worker's context: no values, canceled at a Shutdown deadline
+	// or when the worker ends). The context it returns is kept with the item and handed back
 	// in FireInfo.Contexts; nil keeps none, which costs nothing. A tracing
 	// layer keeps the contexts of sampled requests, to link them.
 	Added func(ctx context.Context, info AddInfo) context.Context

@@ -125,7 +125,11 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		select {
 		case <-space:
 		case <-ctx.Done():
-			s.done, s.err = true, e.refuse(ctx, ctx.Err(), s.since)
+			err := ctx.Err()
+			if worker { // its context ends at a Shutdown deadline
+				err = ErrIncomplete
+			}
+			s.done, s.err = true, e.refuse(ctx, err, s.since)
 			return s
 		}
 		e.mu.Lock()

@@ -394,3 +394,36 @@ func TestShutdownCountsInFlightAtDeadline(t *testing.T) {
 		}
 	})
 }
+
+// A Client's Shutdown whose context has ended while its worker still
+// drains Work abandons the open batch: nothing fires after the deadline,
+// even with a free slot.
+func TestShutdownDeadlineFiresNothingNew(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		var abandoned []bool
+		c := &muster.Client{MaxBatchSize: 10, BatchMaker: r.maker, PendingWorkCapacity: 10,
+			Hooks: &muster.Hooks{Done: func(_ context.Context, info muster.DoneInfo) { abandoned = append(abandoned, info.Abandoned) }}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			c.Work <- i
+		}
+		synctest.Wait() // the worker added them: one open batch of 3
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := c.Shutdown(ctx)
+		var se *muster.ShutdownError
+		if !errors.As(err, &se) || se.Batches != 1 || se.Items != 3 {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		synctest.Wait()
+		if got := r.snapshot(); len(got) != 0 {
+			t.Fatalf("fired %v after the deadline", got)
+		}
+		if !slices.Equal(abandoned, []bool{true}) {
+			t.Fatalf("Done hooks: abandoned %v, want [true]", abandoned)
+		}
+	})
+}

@@ -110,7 +110,18 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	if aborting {
 		e.phase = aborted
 		e.cancel(ErrIncomplete)
-		// beginStop closed every open batch: what has not fired is ready.
+		for b := e.open.head; b != nil; b = e.open.head { // open only when a Client gave up draining Work
+			if b.n == 0 {
+				e.discardLocked(b)
+				continue
+			}
+			e.unlinkOpenLocked(b)
+			b.ks.cur = nil
+			b.trigger = TriggerShutdown
+			e.nextID++
+			b.id = e.nextID
+			abandoned = append(abandoned, b)
+		}
 		for _, b := range e.ready {
 			b.ks.waiting, b.ks.waitingItems = 0, 0
 		}
@@ -118,7 +129,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 		clear(e.ready)
 		e.ready = e.ready[:0]
 		e.readyChangedLocked()
-		e.readyItems = 0
+		e.openItems, e.readyItems = 0, 0
 		e.abandoning += len(abandoned)
 		e.wakeLocked()
 	}
