@@ -60,130 +60,19 @@ func Chain[T any](outer Middleware[T], others ...Middleware[T]) Middleware[T] {
 // Batcher batches typed items for a FireFunc. It behaves as Client does,
 // with the same fields and triggers, but Add takes a T and costs a lock and
 // an append (no channel hand-off, no allocation per item), and a batch is a
-// slice handed to Fire: no Batch type to write. A Batcher is a Keyed with
-// one key.
+// slice handed to Fire: no Batch type to write.
+//
+// A Batcher is a Keyed with one key: a Keyed[struct{}, T] whose Key is nil,
+// so that every item has the key struct{}{}. Its fields and methods are
+// Keyed's; the per-key ones (Key, MaxPendingPerKey, MaxKeys,
+// KeyIdleTimeout, KeyStats, TopKeys) do nothing while Key is nil.
+//
+//	b := &muster.Batcher[Row]{MaxBatchSize: 100, BatchTimeout: time.Second, Fire: insertRows}
 //
 // Configure the fields, call Start, then Add from any number of goroutines,
 // and Stop or Shutdown at the end. Fields must not change after Start. A
 // Batcher must not be copied after Start.
-type Batcher[T any] struct {
-	// MaxBatchSize fires a batch when it holds this many items. Zero: no
-	// size trigger. It is an error for this, BatchTimeout and MaxBatchBytes
-	// all to be zero.
-	MaxBatchSize uint
-
-	// BatchTimeout fires a batch this long after its first item arrived.
-	// Zero: no time trigger. Negative: an error.
-	BatchTimeout time.Duration
-
-	// MaxConcurrentBatches caps the batches in flight (fired, Fire not yet
-	// returned). A batch closed at the cap waits for a slot, with no
-	// goroutine. Zero: no cap.
-	MaxConcurrentBatches uint
-
-	// PendingWorkCapacity is how many items Add accepts behind a batch that
-	// waits for an in-flight slot before the Overflow policy applies (by
-	// default Add blocks). Zero: as soon as a batch waits.
-	PendingWorkCapacity uint
-
-	// MaxBatchBytes fires a batch before the next item would take it past
-	// this many bytes (or when it reaches them), as measured by Sizer. An
-	// item larger than this on its own is refused with ErrTooLarge. Zero: no
-	// bytes trigger. It requires Sizer, and Sizer requires it.
-	MaxBatchBytes uint
-
-	// Sizer returns an item's size for MaxBatchBytes. It is called once per
-	// item, on the producer's goroutine, outside the client's lock. A
-	// negative size or a panic refuses the item (ErrTooLarge, *PanicError).
-	Sizer func(item T) int
-
-	// Overflow says what Add does when the pending capacity is used up:
-	// block (the default), fail fast, or drop the newest or oldest item.
-	Overflow Overflow
-
-	// Fire processes each batch. Required. Wrap it with Chain to add
-	// middleware.
-	Fire FireFunc[T]
-
-	// Name identifies the batcher to hooks and telemetry (the
-	// muster.batcher.name attribute). Keep it low-cardinality. Optional.
-	Name string
-
-	// Hooks observe the batcher: a *Hooks, or an Observer that gives each
-	// client hooks of its own. Optional; nil costs nothing.
-	Hooks Observer
-
-	// BaseContext returns the context batches fire with. If nil,
-	// context.Background() is used. It is called once, by Start.
-	BaseContext func() context.Context
-
-	// DeadLetter receives the items whose outcome is not delivery, with
-	// why: those of a batch whose Fire (after every middleware: after the
-	// retries) returned an error, those dropped by Overflow (ErrDropped),
-	// and those of batches abandoned at a Shutdown deadline (ErrIncomplete).
-	// See DeadLetterFunc. Optional; nil costs nothing.
-	DeadLetter DeadLetterFunc[T]
-
-	k Keyed[struct{}, T]
-}
-
-// Start checks the configuration and makes the Batcher ready for Add. It
-// starts no goroutine: batches get theirs as they fire.
-func (b *Batcher[T]) Start() error {
-	b.k = Keyed[struct{}, T]{
-		MaxBatchSize: b.MaxBatchSize, BatchTimeout: b.BatchTimeout, MaxConcurrentBatches: b.MaxConcurrentBatches,
-		PendingWorkCapacity: b.PendingWorkCapacity, MaxBatchBytes: b.MaxBatchBytes, Sizer: b.Sizer,
-		Overflow: b.Overflow, Fire: b.Fire, Name: b.Name, Hooks: b.Hooks, BaseContext: b.BaseContext,
-		DeadLetter: b.DeadLetter, e: b.k.e,
-	}
-	return b.k.start(false)
-}
-
-// Add adds an item to the open batch; the call that fills the batch fires
-// it. Under backpressure (MaxConcurrentBatches in flight and
-// PendingWorkCapacity items queued) it blocks until there is room or ctx
-// ends, then returns ctx's error and the item is not taken; Overflow can
-// make it fail or drop instead. Once Stop or Shutdown has begun it returns
-// ErrStopped. ctx reaches hooks (tracing links the batch to it); it is not
-// the context the batch fires with, and is not checked when there is room.
-// A nil ctx gets ErrNilContext.
-func (b *Batcher[T]) Add(ctx context.Context, item T) error {
-	if b.k.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
-	}
-	_, err := b.k.e.add(ctx, item, false)
-	return err
-}
-
-// AddResult adds an item as Add does and returns its Result, which is done
-// when the item's batch is done (after the retries of a retry middleware):
-// for a producer that must know its item was written, to acknowledge a
-// message or answer a request. A refused item gets an error and no Result.
-// The Results of a batch share one allocation.
-func (b *Batcher[T]) AddResult(ctx context.Context, item T) (Result, error) {
-	return b.k.AddResult(ctx, item)
-}
-
-// Flush fires the open batch now and waits until every batch closed before
-// the call is done, or ctx ends. It returns ErrStopped once stopping, and
-// ErrIncomplete if a Shutdown deadline abandoned one of those batches.
-// Batch errors are not returned: hooks and Results see them.
-func (b *Batcher[T]) Flush(ctx context.Context) error { return b.k.Flush(ctx) }
-
-// Stop fires the partial batch and returns when every batch is done. Add
-// returns ErrStopped from the moment Stop begins. Calling it again waits
-// the same way and returns nil.
-func (b *Batcher[T]) Stop() error { return b.k.Stop() }
-
-// Shutdown stops as Stop does but gives up when ctx ends; see
-// Client.Shutdown for what happens to batches then.
-func (b *Batcher[T]) Shutdown(ctx context.Context) error { return b.k.Shutdown(ctx) }
-
-// Stats returns the batcher's counters. It is zero before Start.
-func (b *Batcher[T]) Stats() Stats { return b.k.Stats() }
+type Batcher[T any] = Keyed[struct{}, T]
 
 // DefaultMaxKeys is the live-key bound of a Keyed whose MaxKeys is zero.
 const DefaultMaxKeys = 1024
@@ -208,6 +97,10 @@ const DefaultMaxKeys = 1024
 // Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
 // Key(items[0]), and FireInfo.Key for hooks.
 //
+// A nil Key is allowed only when K is struct{} (a [Batcher]): every item
+// then has the one key, and the client keeps no per-key state. For any
+// other K, Start refuses a nil Key.
+//
 // Keys are created by the first Add that names them. A key holding nothing
 // (no open batch, no batch waiting or in flight) is evicted after
 // KeyIdleTimeout, or at once, least recently used first, when a new key
@@ -222,22 +115,39 @@ type Keyed[K comparable, T any] struct {
 	// Key returns an item's key. It is called once per item, on the
 	// producer's goroutine: it must be cheap and free of side effects. A
 	// key not equal to itself (a NaN) is refused with ErrInvalidKey.
-	// Required.
+	// Required unless K is struct{}: nil then means one key (a Batcher).
 	Key func(item T) K
 
-	// MaxBatchSize, BatchTimeout, MaxBatchBytes and Sizer are per key, as
-	// a Batcher's are for its one batch.
-	MaxBatchSize  uint
-	BatchTimeout  time.Duration
-	MaxBatchBytes uint
-	Sizer         func(item T) int
+	// MaxBatchSize fires a key's batch when it holds this many items. Zero:
+	// no size trigger. It is an error for this, BatchTimeout and
+	// MaxBatchBytes all to be zero.
+	MaxBatchSize uint
 
-	// MaxConcurrentBatches caps the batches in flight across all keys: never
-	// more than this many between Fired and Done. Zero: no cap.
+	// BatchTimeout fires a key's batch this long after its first item
+	// arrived. Zero: no time trigger. Negative: an error.
+	BatchTimeout time.Duration
+
+	// MaxBatchBytes fires a key's batch before the next item would take it
+	// past this many bytes (or when it reaches them), as measured by Sizer.
+	// An item larger than this on its own is refused with ErrTooLarge. Zero:
+	// no bytes trigger. It requires Sizer, and Sizer requires it.
+	MaxBatchBytes uint
+
+	// Sizer returns an item's size for MaxBatchBytes. It is called once per
+	// item, on the producer's goroutine, outside the client's lock. A
+	// negative size or a panic refuses the item (ErrTooLarge, *PanicError).
+	Sizer func(item T) int
+
+	// MaxConcurrentBatches caps the batches in flight (fired, Fire not yet
+	// returned) across all keys: never more than this many between Fired
+	// and Done. A batch closed at the cap waits for a slot, with no
+	// goroutine. Zero: no cap.
 	MaxConcurrentBatches uint
 
-	// PendingWorkCapacity bounds the items queued, across all keys, behind
-	// the oldest batch waiting for a slot, before Overflow applies.
+	// PendingWorkCapacity is how many items Add accepts, across all keys,
+	// behind the oldest batch waiting for an in-flight slot before the
+	// Overflow policy applies (by default Add blocks). Zero: as soon as a
+	// batch waits.
 	PendingWorkCapacity uint
 
 	// MaxPendingPerKey bounds one key's share. While a batch of a key waits
@@ -264,7 +174,8 @@ type Keyed[K comparable, T any] struct {
 	MaxPendingPerKey uint
 
 	// Overflow says what Add does when the pending capacity, or a key's
-	// MaxPendingPerKey, is used up.
+	// MaxPendingPerKey, is used up: block (the default), fail fast, or drop
+	// the newest or oldest item.
 	Overflow Overflow
 
 	// MaxKeys bounds the live keys. Zero: DefaultMaxKeys.
@@ -274,42 +185,52 @@ type Keyed[K comparable, T any] struct {
 	// 10×BatchTimeout, and at least a minute.
 	KeyIdleTimeout time.Duration
 
-	// Fire processes each batch of one key. Required.
+	// Fire processes each batch of one key. Required. Wrap it with Chain to
+	// add middleware.
 	Fire FireFunc[T]
 
-	// Name identifies the client to hooks and telemetry. Keep it
-	// low-cardinality: the key goes to FireInfo.Key, not here.
+	// Name identifies the client to hooks and telemetry (the
+	// muster.batcher.name attribute). Keep it low-cardinality: the key goes
+	// to FireInfo.Key, not here. Optional.
 	Name string
 
-	// Hooks observe the client (see Batcher.Hooks).
+	// Hooks observe the client: a *Hooks, or an Observer that gives each
+	// client hooks of its own. Optional; nil costs nothing.
 	Hooks Observer
 
 	// BaseContext returns the context batches fire with. If nil,
 	// context.Background() is used. It is called once, by Start.
 	BaseContext func() context.Context
 
-	// DeadLetter receives the items whose outcome is not delivery (see
-	// Batcher.DeadLetter). Optional; nil costs nothing.
+	// DeadLetter receives the items whose outcome is not delivery, with
+	// why: those of a batch whose Fire (after every middleware: after the
+	// retries) returned an error, those dropped by Overflow (ErrDropped),
+	// and those of batches abandoned at a Shutdown deadline (ErrIncomplete).
+	// See DeadLetterFunc. Optional; nil costs nothing.
 	DeadLetter DeadLetterFunc[T]
 
 	e *engine[K, T]
 }
 
 // Start checks the configuration and makes the client ready for Add. It
-// starts no goroutine.
-func (k *Keyed[K, T]) Start() error {
-	if k.Key == nil {
-		return fmt.Errorf("%w: Key is nil", ErrInvalidConfig)
-	}
-	return k.start(true)
-}
+// starts no goroutine: batches get theirs as they fire. A second Start
+// returns ErrAlreadyStarted.
+func (k *Keyed[K, T]) Start() error { return k.start(nil) }
 
-func (k *Keyed[K, T]) start(keyed bool) error {
+// start checks the configuration and makes the engine; client, for a
+// Client, supplies the engine's fire function and join instead of Fire.
+func (k *Keyed[K, T]) start(client func(*config[K, T])) error {
+	if k.e != nil {
+		return ErrAlreadyStarted // before anything else: Adds may be running
+	}
 	if k.MaxBatchSize == 0 && k.BatchTimeout == 0 && k.MaxBatchBytes == 0 {
 		return ErrZeroBoth
 	}
+	_, oneKey := any(*new(K)).(struct{})
 	switch {
-	case k.Fire == nil:
+	case k.Key == nil && !oneKey:
+		return fmt.Errorf("%w: Key is nil", ErrInvalidConfig)
+	case k.Fire == nil && client == nil:
 		return fmt.Errorf("%w: Fire is nil", ErrInvalidConfig)
 	case (k.MaxBatchBytes > 0) != (k.Sizer != nil):
 		return fmt.Errorf("%w: MaxBatchBytes and Sizer go together", ErrInvalidConfig)
@@ -320,18 +241,19 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 	case k.MaxPendingPerKey > 0 && k.MaxPendingPerKey >= k.PendingWorkCapacity:
 		return fmt.Errorf("%w: MaxPendingPerKey %d must be below PendingWorkCapacity %d, or one key can still fill it",
 			ErrInvalidConfig, k.MaxPendingPerKey, k.PendingWorkCapacity)
-	case k.e != nil:
-		return ErrAlreadyStarted
 	}
 	fire := k.Fire
 	c := config[K, T]{
 		name: k.Name, max: clamp(k.MaxBatchSize), maxBytes: clamp(k.MaxBatchBytes), timeout: k.BatchTimeout,
 		limit: clamp(k.MaxConcurrentBatches), capacity: clamp(k.PendingWorkCapacity), overflow: k.Overflow,
 		perKey: clamp(k.MaxPendingPerKey), sizer: k.Sizer, maxKeys: k.MaxKeys, idle: k.KeyIdleTimeout, observer: k.Hooks, base: k.BaseContext,
-		deadLetter: k.DeadLetter,
-		fire:       func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
+		deadLetter: k.DeadLetter, keepItems: true,
+		fire: func(ctx context.Context, b *batch[K, T]) error { return callFire(fire, ctx, b.items) },
 	}
-	if keyed {
+	if client != nil {
+		client(&c)
+	}
+	if k.Key != nil {
 		c.keyFn = k.Key
 		if c.maxKeys == 0 {
 			c.maxKeys = DefaultMaxKeys
@@ -348,8 +270,16 @@ func (k *Keyed[K, T]) start(keyed bool) error {
 // clamp converts a uint setting to an int, saturating.
 func clamp(u uint) int { return int(min(u, math.MaxInt)) }
 
-// Add adds an item to its key's open batch; see Batcher.Add. A new key
-// beyond MaxKeys, when no key can be evicted, gets ErrTooManyKeys.
+// Add adds an item to its key's open batch; the call that fills the batch
+// fires it. Under backpressure (MaxConcurrentBatches in flight and
+// PendingWorkCapacity items queued, or the key at MaxPendingPerKey) it
+// blocks until there is room or ctx ends, then returns ctx's error and the
+// item is not taken; Overflow can make it fail or drop instead. Once Stop
+// or Shutdown has begun it returns ErrStopped. A new key beyond MaxKeys,
+// when no key can be evicted, gets ErrTooManyKeys. ctx reaches hooks
+// (tracing links the batch to it); it is not the context the batch fires
+// with, and is not checked when there is room. A nil ctx gets
+// ErrNilContext.
 func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if k.e == nil {
 		return ErrNotStarted
@@ -357,12 +287,15 @@ func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	_, err := k.e.add(ctx, item, false)
+	_, err := k.e.add(ctx, item, false, false)
 	return err
 }
 
-// AddResult adds an item as Add does and returns its Result; see
-// Batcher.AddResult.
+// AddResult adds an item as Add does and returns its Result, which is done
+// when the item's batch is done (after the retries of a retry middleware):
+// for a producer that must know its item was written, to acknowledge a
+// message or answer a request. A refused item gets an error and no Result.
+// The Results of a batch share one allocation.
 func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if k.e == nil {
 		return Result{}, ErrNotStarted
@@ -370,11 +303,13 @@ func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
 	if ctx == nil {
 		return Result{}, ErrNilContext
 	}
-	return k.e.add(ctx, item, true)
+	return k.e.add(ctx, item, true, false)
 }
 
 // Flush fires every key's open batch now and waits until every batch
-// closed before the call is done, or ctx ends; see Batcher.Flush.
+// closed before the call is done, or ctx ends. It returns ErrStopped once
+// stopping, and ErrIncomplete if a Shutdown deadline abandoned one of those
+// batches. Batch errors are not returned: hooks and Results see them.
 func (k *Keyed[K, T]) Flush(ctx context.Context) error {
 	if k.e == nil {
 		return ErrNotStarted
@@ -386,7 +321,8 @@ func (k *Keyed[K, T]) Flush(ctx context.Context) error {
 }
 
 // Stop fires every key's partial batch and returns when every batch is
-// done; see Batcher.Stop.
+// done. Add returns ErrStopped from the moment Stop begins. Calling it
+// again waits the same way and returns nil.
 func (k *Keyed[K, T]) Stop() error { return k.Shutdown(context.Background()) }
 
 // Shutdown stops as Stop does but gives up when ctx ends; see
@@ -412,7 +348,7 @@ func (k *Keyed[K, T]) Stats() Stats {
 
 // KeyStats returns one key's share of the client: its items not yet fired,
 // its batches waiting and in flight. It reports false for a key that is not
-// live (never added, or evicted), and before Start. It takes the client's
+// live (never added, or evicted), before Start, and when Key is nil. It takes the client's
 // locks for a map lookup.
 func (k *Keyed[K, T]) KeyStats(key K) (KeyStats[K], bool) {
 	if k.e == nil {

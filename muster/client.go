@@ -3,7 +3,9 @@ package muster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -115,11 +117,12 @@ type Client struct {
 
 	// Middleware wraps each batch's Fire with behaviour (retries, rate
 	// limits), as it wraps a Batcher's FireFunc: it sees the batch's items
-	// as a slice, and each call it makes to the FireFunc it wraps fires a
-	// Batch and waits for its Done. The first call fires the Batch that
-	// received the items; a later call (a retry) fires a fresh Batch from
-	// BatchMaker holding the items it is given. The Client then keeps each
-	// batch's items too. Optional.
+	// as a slice (a copy it may change), and each call it makes to the
+	// FireFunc it wraps fires a Batch and waits for its Done. A first call
+	// with the batch's items unchanged fires the Batch that received them;
+	// any other call (a retry, a subset, changed items) fires a fresh Batch
+	// from BatchMaker holding the items it is given. The Client then keeps
+	// each batch's items too. Optional.
 	Middleware Middleware[any]
 
 	// Overflow says what Add does when the pending capacity is used up
@@ -132,54 +135,87 @@ type Client struct {
 	// called once, by Start.
 	BaseContext func() context.Context
 
-	e         *engine[struct{}, any]
-	closeWork sync.Once
+	// The engine, as a one-key Keyed over the items, and the Work worker's
+	// state: stopping is set when Stop or Shutdown begins (Add is refused
+	// from then on, while the worker drains Work); fed is closed when the
+	// worker has drained it; abandon is closed at a Shutdown deadline, after
+	// which the worker refuses what Work still holds, counting it in late.
+	k        Keyed[struct{}, any]
+	e        *engine[struct{}, any]
+	stopping atomic.Bool
+	stopOnce sync.Once
+	fed      chan struct{}
+	abandon  chan struct{}
+	gaveUp   sync.Once
+	late     int
+	// wctx is the context of the worker's adds (hooks see it for items
+	// sent on Work); wcancel ends it at a Shutdown deadline.
+	wctx    context.Context
+	wcancel context.CancelFunc
 }
 
 // Start the background worker goroutine and get ready for accepting requests.
 func (c *Client) Start() error {
-	if c.MaxBatchSize == 0 && c.BatchTimeout == 0 {
-		return ErrZeroBoth
-	}
 	switch {
-	case c.BatchMaker == nil:
-		return fmt.Errorf("%w: BatchMaker is nil", ErrInvalidConfig)
-	case c.Overflow >= OverflowDropOldest:
-		return fmt.Errorf("%w: Overflow %v is not available to a Client", ErrInvalidConfig, c.Overflow)
-	case c.BatchTimeout < 0:
-		return fmt.Errorf("%w: negative BatchTimeout %v", ErrInvalidConfig, c.BatchTimeout)
 	case c.e != nil:
 		return ErrAlreadyStarted
+	case c.MaxBatchSize == 0 && c.BatchTimeout == 0:
+		return ErrZeroBoth
+	case c.BatchMaker == nil:
+		return fmt.Errorf("%w: BatchMaker is nil", ErrInvalidConfig)
+	case c.Overflow == OverflowDropOldest:
+		return fmt.Errorf("%w: Overflow %v is not available to a Client", ErrInvalidConfig, c.Overflow)
 	}
 	work := make(chan interface{}, c.PendingWorkCapacity)
-	cfg := config[struct{}, any]{
-		name: c.Name, max: clamp(c.MaxBatchSize), timeout: c.BatchTimeout,
-		limit: clamp(c.MaxConcurrentBatches), capacity: clamp(c.PendingWorkCapacity),
-		overflow: c.Overflow, maker: c.BatchMaker, observer: c.Hooks, base: c.BaseContext,
-		keepAll: c.Middleware != nil,
+	c.k = Keyed[struct{}, any]{MaxBatchSize: c.MaxBatchSize, BatchTimeout: c.BatchTimeout,
+		MaxConcurrentBatches: c.MaxConcurrentBatches, PendingWorkCapacity: c.PendingWorkCapacity,
+		Overflow: c.Overflow, Name: c.Name, Hooks: c.Hooks, BaseContext: c.BaseContext}
+	maker := c.BatchMaker
+	err := c.k.start(func(cfg *config[struct{}, any]) {
+		cfg.fire = c.fireFunc(maker)
+		cfg.join = func(state *any, item any) error { return joinBatch(maker, state, item) }
+		cfg.keepItems = c.Middleware != nil
+		cfg.outside = func() int { return len(work) }
+	})
+	if err != nil {
+		return err
 	}
-	cfg.fire = c.fireFunc(cfg.maker)
-	e := newEngine(cfg)
-	e.workQ = func() int { return len(work) }
-	e.feeding = true
-	e.fed = make(chan struct{})
-	e.observe()
-	c.Work, c.e = work, e
-	go c.worker(e, work)
+	c.Work, c.e = work, c.k.e
+	c.fed, c.abandon = make(chan struct{}), make(chan struct{})
+	c.wctx, c.wcancel = context.WithCancel(context.Background())
+	go c.worker(work)
 	return nil
+}
+
+// joinBatch hands an item to the batch's Batch, made by maker for its first
+// item: the engine's join function for a Client.
+func joinBatch(maker func() Batch, state *any, item any) error {
+	u, _ := (*state).(Batch)
+	if u == nil {
+		var err error
+		if u, err = safeMake(maker); err != nil {
+			return err
+		}
+		*state = u
+	}
+	return safeAdd(u, item)
 }
 
 // fireFunc returns how the engine fires a Client's batch.
 func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struct{}, any]) error {
 	mw := c.Middleware
 	if mw == nil {
-		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.user) }
+		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.state.(Batch)) }
 	}
 	return func(ctx context.Context, b *batch[struct{}, any]) error {
-		first := b.user
+		// The middleware gets a copy of the items, so that b.items stays
+		// what the first Batch received: a first call with exactly those
+		// items fires that Batch; any other call (a retry, a subset, items
+		// changed in place or replaced) fires a fresh one.
+		first, _ := b.state.(Batch)
 		inner := func(ctx context.Context, items []any) error {
 			u := first
-			if first = nil; u == nil || len(items) != b.n {
+			if first = nil; u == nil || !sameItems(items, b.items) {
 				var err error
 				if u, err = safeMake(maker); err != nil {
 					return err
@@ -192,8 +228,27 @@ func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struc
 			}
 			return fireBatch(ctx, u)
 		}
-		return callFire(mw(inner), ctx, b.items)
+		return callFire(mw(inner), ctx, slices.Clone(b.items))
 	}
+}
+
+// sameItems reports whether a and b hold equal items, in order; an
+// uncomparable item counts as changed.
+func sameItems(a, b []any) (same bool) {
+	if len(a) != len(b) {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // fireBatch fires a Batch and waits for its Done.
@@ -230,85 +285,49 @@ func (n *notifier) DoneError(err error) {
 	n.once.Do(func() { n.err = err; close(n.done) })
 }
 
-// worker drains Work into batches until Stop closes it. As in the seed, it
-// takes nothing from Work while a closed batch waits for a slot, so that
-// producers block once PendingWorkCapacity items are in Work. It takes fmu
-// to look at the ready queue, and both locks to stop feeding.
-func (c *Client) worker(e *engine[struct{}, any], work chan interface{}) {
+// worker drains Work until Stop closes it, adding each item as any
+// producer does (under backpressure it blocks), a run of the items Work
+// holds under one lock. As in the seed, it takes
+// nothing from Work while a closed batch waits for a slot, so that
+// producers block once PendingWorkCapacity items are in Work. After a
+// Shutdown deadline it refuses what Work still holds.
+func (c *Client) worker(work chan interface{}) {
+	defer close(c.fed)
+	defer c.wcancel()
+	ctx := c.wctx
+	more := func() (any, bool) { // what Work holds now, without waiting
+		select {
+		case item, ok := <-work:
+			return item, ok
+		default:
+			return nil, false
+		}
+	}
 	for {
-		if e.readyN.Load() != 0 { // a batch waits for a slot: leave Work alone until it fires
-			e.fmu.Lock()
-			for len(e.ready) > 0 && e.phase != aborted {
-				space := e.spaceLocked()
-				e.fmu.Unlock()
-				<-space
-				e.fmu.Lock()
-			}
-			e.fmu.Unlock()
+		if !c.e.awaitNoneWaiting(c.abandon) {
+			break
 		}
 		item, ok := <-work
 		if !ok {
-			break
+			return
 		}
-		c.addRun(e, item, work)
+		if err := c.e.addRun(ctx, item, more); err != nil && c.abandoned() {
+			c.late++ // refused as Shutdown gave up: Work held it at the deadline
+		}
 	}
-	var l launches[struct{}, any]
-	e.mu.Lock()
-	e.fmu.Lock()
-	e.feeding = false
-	if e.phase != aborted {
-		e.closeAllLocked(TriggerShutdown, &l)
-	}
-	drained := e.drainedLocked()
-	e.fmu.Unlock()
-	e.mu.Unlock()
-	close(e.fed)
-	e.launch(&l)
-	if drained {
-		e.stopped()
+	for range work {
+		c.late++
+		c.e.refuse(ctx, ErrIncomplete, time.Time{})
 	}
 }
 
-// addRun adds item and, under the same add lock, what else Work holds, up to
-// a batch waiting for a slot: a busy worker pays for the lock once per run.
-func (c *Client) addRun(e *engine[struct{}, any], item any, work chan interface{}) {
-	var l launches[struct{}, any]
-	var refused []error
-	ctx := context.Background()
-	e.mu.Lock()
-	for n := 1; ; n++ {
-		if e.phase == aborted {
-			e.late++
-			refused = append(refused, ErrIncomplete)
-		} else if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
-			refused = append(refused, err)
-		}
-		if n == maxRun || e.readyN.Load() > 0 && e.phase != aborted {
-			break // a batch waits for a slot: as in the seed, leave Work alone
-		}
-		next, ok := tryRecv(work)
-		if !ok {
-			break
-		}
-		item = next
-	}
-	e.mu.Unlock()
-	e.launch(&l)
-	for _, err := range refused {
-		e.refuse(ctx, err, 0)
-	}
-}
-
-// maxRun bounds the items the worker adds under one lock.
-const maxRun = 256
-
-// tryRecv takes an item from work if one is there.
-func tryRecv(work chan interface{}) (any, bool) {
+// abandoned reports whether a Shutdown deadline has passed.
+func (c *Client) abandoned() bool {
 	select {
-	case item, ok := <-work:
-		return item, ok
+	case <-c.abandon:
+		return true
 	default:
-		return nil, false
+		return false
 	}
 }
 
@@ -326,7 +345,7 @@ func (c *Client) Add(ctx context.Context, item interface{}) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	_, err := c.e.add(ctx, item, false)
+	_, err := c.AddResult(ctx, item)
 	return err
 }
 
@@ -339,7 +358,10 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 	if ctx == nil {
 		return Result{}, ErrNilContext
 	}
-	return c.e.add(ctx, item, true)
+	if c.stopping.Load() { // the worker may still be adding what Work held
+		return Result{}, c.e.refuse(ctx, ErrStopped, time.Time{})
+	}
+	return c.e.add(ctx, item, true, false)
 }
 
 // Flush fires the open batch now and waits until every batch closed before
@@ -352,6 +374,9 @@ func (c *Client) Flush(ctx context.Context) error {
 	}
 	if ctx == nil {
 		return ErrNilContext
+	}
+	if c.stopping.Load() {
+		return ErrStopped
 	}
 	return c.e.flush(ctx)
 }
@@ -379,9 +404,36 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	c.e.beginStop()
-	c.closeWork.Do(func() { close(c.Work) }) // the worker drains it, then closes the last batch
-	return c.e.wait(ctx)
+	c.stopOnce.Do(func() {
+		c.stopping.Store(true)
+		close(c.Work) // the worker adds what it holds, then exits
+	})
+	gaveUp := false
+	select {
+	case <-c.fed:
+	case <-ctx.Done():
+		c.gaveUp.Do(func() {
+			close(c.abandon) // the worker refuses what Work holds,
+			c.wcancel()      // even while backpressure holds it
+			gaveUp = true
+		})
+	}
+	<-c.fed
+	if !gaveUp {
+		c.e.beginStop()
+		return c.e.wait(ctx)
+	}
+	// Abandon what has not fired, open batches included: nothing fires
+	// after the deadline.
+	err := c.e.abort(ctx)
+	if c.late > 0 { // items Work held at the deadline
+		if se, ok := err.(*ShutdownError); ok {
+			se.Items += c.late
+		} else {
+			err = &ShutdownError{Items: c.late, Cause: context.Cause(ctx)}
+		}
+	}
+	return err
 }
 
 // Stats returns the client's counters. It is zero before Start.
@@ -390,4 +442,26 @@ func (c *Client) Stats() Stats {
 		return Stats{}
 	}
 	return c.e.snapshot()
+}
+
+func safeAdd(b Batch, item any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	b.Add(item)
+	return nil
+}
+
+func safeMake(maker func() Batch) (b Batch, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	if b = maker(); b == nil {
+		panic("BatchMaker returned nil")
+	}
+	return b, nil
 }

@@ -125,6 +125,12 @@
 // own (and must not call back into the client). Hooks run synchronously, on
 // the goroutines their docs name, and must not block.
 //
+// A client starts no goroutine of its own, except a Client's worker, which
+// drains Work. A batch's goroutine, once its batch is done, runs the next
+// batch its freed slot admits, or else parks, waiting for one: a started
+// client keeps up to MaxConcurrentBatches parked goroutines (64 without a
+// cap), each a few KiB of stack, until Stop or Shutdown ends.
+//
 // # Migrating from facebookgo/muster
 //
 // Change the import path. Then, optionally: replace Work <- item with Add,

@@ -15,9 +15,11 @@ var (
 	ErrZeroBoth = errors.New("muster: MaxBatchSize and BatchTimeout can't both be zero")
 
 	// ErrInvalidConfig wraps every other configuration error Start returns:
-	// a nil BatchMaker or Fire, a negative BatchTimeout, MaxKeys or
-	// KeyIdleTimeout, MaxBatchBytes without a Sizer or a Sizer without
-	// MaxBatchBytes, an unknown Overflow.
+	// a nil BatchMaker or Fire, a nil Key (of a Keyed whose K is not
+	// struct{}), a negative BatchTimeout, MaxKeys or KeyIdleTimeout,
+	// MaxBatchBytes without a Sizer or a Sizer without MaxBatchBytes, an
+	// unknown Overflow (or OverflowDropOldest for a Client), a
+	// MaxPendingPerKey not below PendingWorkCapacity.
 	ErrInvalidConfig = errors.New("muster: invalid configuration")
 
 	// ErrNotStarted is returned by Add, Flush, Stop and Shutdown on a client
@@ -216,49 +218,4 @@ func (e *ItemErrors) Failed() int {
 		}
 	}
 	return n
-}
-
-// Overflow says what Add does when the pending capacity is used up: a batch
-// waits for an in-flight slot and PendingWorkCapacity items are queued
-// behind it. It does not apply to the Work channel, which keeps the seed's
-// blocking semantics.
-type Overflow uint8
-
-// The overflow policies.
-const (
-	// OverflowBlock (the default) blocks Add until there is room or its
-	// context ends.
-	OverflowBlock Overflow = iota
-	// OverflowFail makes Add return ErrFull at once; the item is not taken.
-	OverflowFail
-	// OverflowDropNewest drops the incoming item: Add returns nil, the item
-	// counts in Stats.Refused, the Refused hook and its Result see
-	// ErrDropped.
-	OverflowDropNewest
-	// OverflowDropOldest takes the incoming item and drops the oldest queued
-	// one: the first item of the second batch waiting for a slot, or else
-	// of the oldest open batch. It counts in Stats.Dropped; the Refused hook
-	// and its Result (done when the batch it left is done) see ErrDropped.
-	// With PendingWorkCapacity 0 nothing is queued, and the incoming item is
-	// dropped instead. A batch keeps its age when its first item is
-	// dropped: its BatchTimeout still counts from that item's arrival (a
-	// batch emptied by drops is discarded when its deadline passes, or at
-	// once without a BatchTimeout). Not available to a Client, whose Batch
-	// already holds its items.
-	OverflowDropOldest
-)
-
-// String returns the policy's name: block, fail, drop-newest, drop-oldest.
-func (o Overflow) String() string {
-	switch o {
-	case OverflowBlock:
-		return "block"
-	case OverflowFail:
-		return "fail"
-	case OverflowDropNewest:
-		return "drop-newest"
-	case OverflowDropOldest:
-		return "drop-oldest"
-	}
-	return fmt.Sprintf("Overflow(%d)", uint8(o))
 }

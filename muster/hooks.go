@@ -25,9 +25,11 @@ type Observer interface {
 // Waited), the batch's (Fired, Done, a batch's Waited, Retried) or the
 // client's base context (Stopped). For one client they run in this order: an
 // item's Added before its batch's Fired; a batch's Fired, then any Waited and
-// Retried, then its Done; Stopped after every other hook. Hooks run
-// synchronously on the goroutine named in each field's doc and must not
-// block or call back into the client. A hook that panics is recovered and
+// Retried, then its Done; Stopped after the hooks of every item taken and
+// of every batch. An item offered once Stop or Shutdown has begun is
+// refused with ErrStopped whenever it comes, so its Refused may run after
+// Stopped. Hooks run synchronously on the goroutine named in each field's
+// doc and must not block or call back into the client. A hook that panics is recovered and
 // ignored: observing never changes what happens to an item.
 //
 // The info values, and the slices inside them, are valid only during the
@@ -35,25 +37,32 @@ type Observer interface {
 type Hooks struct {
 	// Added is called for each item the client takes, with the client's add
 	// lock held (so that it runs before the item's batch can fire): keep it
-	// short. ctx is the one passed to Add (context.Background for items sent
-	// on Work). The context it returns is kept with the item and handed back
+	// short. ctx is the one passed to Add (for items sent on Work, the
+	// Client worker's context: no values, canceled at a Shutdown deadline
+	// or when the worker ends). The context it returns is kept with the item and handed back
 	// in FireInfo.Contexts; nil keeps none, which costs nothing. A tracing
 	// layer keeps the contexts of sampled requests, to link them.
 	Added func(ctx context.Context, info AddInfo) context.Context
 
-	// Refused is called on the producer's goroutine for each item not taken
-	// (info.Err says why: ErrStopped, the context's error, ErrFull,
-	// ErrDropped, ErrTooLarge, ErrTooManyKeys, ErrInvalidKey, a *PanicError
-	// from Batch.Add), and, after the lock is released, for each item taken
-	// and then dropped under OverflowDropOldest (info.Err is ErrDropped; ctx
-	// is the context Added kept for it, or context.Background).
+	// Refused is called on the producer's goroutine (a Client's worker for
+	// an item sent on Work) for each item not taken (info.Err says why:
+	// ErrStopped, the context's error, ErrFull, ErrDropped, ErrTooLarge,
+	// ErrTooManyKeys, ErrInvalidKey, a *PanicError from Batch.Add, or, for
+	// an item Work still held at a Shutdown deadline, ErrIncomplete), and,
+	// after the lock is released, for each item taken and then dropped under
+	// OverflowDropOldest (on the goroutine of the Add that dropped it;
+	// info.Err is ErrDropped; ctx is the context Added kept for it, or
+	// context.Background). A producer that backpressure held first gets
+	// Waited, then Refused.
 	Refused func(ctx context.Context, info AddInfo)
 
 	// Waited is called when something waited: a producer held by
 	// backpressure (WaitBackpressure, on its goroutine, ctx the item's, once
-	// the wait ends), or a batch waiting for a rate limiter, reported by a
-	// layer around Fire with [ReportWait] (on that layer's goroutine, ctx
-	// the batch's).
+	// the wait ends: after Added when the item was then taken, before
+	// Refused, with info.Err why the wait was cut short, when it was not),
+	// or a batch waiting for a rate limiter, reported by a layer around Fire
+	// with [ReportWait] (on that layer's goroutine, ctx the batch's). It is
+	// the one report of backpressure.
 	Waited func(ctx context.Context, info WaitInfo)
 
 	// Fired is called on the batch's goroutine once the batch holds an
@@ -69,8 +78,8 @@ type Hooks struct {
 	// Done is called once per batch that Fired: on the batch's goroutine
 	// when its Fire has finished, while it still holds its slot; and once
 	// per batch abandoned at a Shutdown deadline without firing, on
-	// Shutdown's goroutine, with info.Err ErrIncomplete and ctx the client's
-	// base context.
+	// Shutdown's goroutine, with info.Abandoned set, info.Err ErrIncomplete
+	// and ctx the client's base context.
 	Done func(ctx context.Context, info DoneInfo)
 
 	// Stopped is called once, last, when the client has stopped: every
@@ -107,10 +116,9 @@ type ClientInfo struct {
 	TopKeys func(n int) []KeyStats[any]
 }
 
-// AddInfo describes one item offered to a client.
+// AddInfo describes one item offered to a client. How long backpressure
+// held its producer is reported by the Waited hook.
 type AddInfo struct {
-	// Blocked is how long backpressure held the producer; 0 if it did not.
-	Blocked time.Duration
 	// Err says why the item was not taken, or that it was dropped (Refused
 	// only; nil for Added).
 	Err error
@@ -144,6 +152,10 @@ type DoneInfo struct {
 	FireInfo
 	Duration time.Duration // from fire to done, waits and retries included
 	Err      error         // the outcome: nil, the error reported, a *PanicError, or ErrIncomplete
+	// Abandoned is true for a batch abandoned unfired at a Shutdown
+	// deadline: no Fired hook ran for it, Start is zero, InFlight and
+	// SlotWait are 0, and Err is ErrIncomplete.
+	Abandoned bool
 }
 
 // WaitReason says what was waited for.
@@ -175,7 +187,7 @@ type WaitInfo struct {
 	BatchID  uint64        // the batch that waited; 0 for a producer
 	Tokens   int           // tokens asked for, for WaitRateLimit
 	Duration time.Duration // how long it waited
-	Err      error         // non-nil when the wait was cut short
+	Err      error         // non-nil when the wait was cut short (for a producer: why its item was refused)
 }
 
 // RetryInfo describes a failed attempt that will be retried.

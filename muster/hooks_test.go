@@ -479,3 +479,40 @@ func TestComposeIsolatesPanics(t *testing.T) {
 		}
 	}
 }
+
+// Stopped runs after the hooks of every item taken and every batch; an item
+// offered after Stop began is refused with ErrStopped whenever it comes, so
+// its Refused may follow Stopped (as the Hooks doc says).
+func TestStoppedOrder(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, s)
+	}
+	b := &muster.Batcher[int]{MaxBatchSize: 2, Fire: func(context.Context, []int) error { return nil },
+		Hooks: &muster.Hooks{
+			Added:   func(ctx context.Context, _ muster.AddInfo) context.Context { note("added"); return nil },
+			Fired:   func(ctx context.Context, _ muster.FireInfo) context.Context { note("fired"); return nil },
+			Done:    func(context.Context, muster.DoneInfo) { note("done") },
+			Refused: func(_ context.Context, info muster.AddInfo) { note("refused " + info.Err.Error()) },
+			Stopped: func(context.Context, muster.ClientInfo) { note("stopped") },
+		}}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Add(context.Background(), 1)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(context.Background(), 2); !errors.Is(err, muster.ErrStopped) {
+		t.Fatalf("Add after Stop: %v", err)
+	}
+	want := []string{"added", "fired", "done", "stopped", "refused " + muster.ErrStopped.Error()}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(events, want) {
+		t.Fatalf("hooks ran %q, want %q", events, want)
+	}
+}

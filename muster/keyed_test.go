@@ -37,6 +37,9 @@ func TestKeyedConfig(t *testing.T) {
 		}
 	}
 	var k muster.Keyed[string, int]
+	if err := k.Start(); !errors.Is(err, muster.ErrZeroBoth) { // as a zero Batcher's and Client's
+		t.Errorf("zero Keyed: Start = %v, want ErrZeroBoth", err)
+	}
 	if err := k.Add(context.Background(), 1); !errors.Is(err, muster.ErrNotStarted) {
 		t.Errorf("Add before Start: %v", err)
 	}
@@ -133,10 +136,10 @@ func TestKeyedSharedLimit(t *testing.T) {
 				slotWaits = append(slotWaits, info.SlotWait)
 				return nil
 			},
-			Refused: func(ctx context.Context, info muster.AddInfo) {
+			Waited: func(ctx context.Context, info muster.WaitInfo) {
 				mu.Lock()
 				defer mu.Unlock()
-				blocked = append(blocked, info.Blocked)
+				blocked = append(blocked, info.Duration)
 			},
 		}
 		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 2, MaxConcurrentBatches: limit, PendingWorkCapacity: 4, Hooks: hooks,
@@ -1041,5 +1044,46 @@ func TestKeyedKeyPanic(t *testing.T) {
 	}
 	if s := k.Stats(); s.Refused != 1 || s.Fired != 1 || s.Keys != 1 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// A Batcher is a Keyed[struct{}, T] with a nil Key: one key, no per-key
+// state. A Keyed[struct{}, T] literal with a nil Key is that Batcher; any
+// other key type still requires a Key.
+func TestBatcherIsOneKeyKeyed(t *testing.T) {
+	var mu sync.Mutex
+	var fired [][]int
+	k := &muster.Keyed[struct{}, int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, Fire: func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		fired = append(fired, slices.Clone(items))
+		return nil
+	}}
+	var b *muster.Batcher[int] = k // the same type
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := b.Add(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := b.KeyStats(struct{}{}); ok {
+		t.Error("KeyStats of a Batcher found a key")
+	}
+	if top := b.TopKeys(3); len(top) != 0 {
+		t.Errorf("TopKeys of a Batcher: %v", top)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.EqualFunc(fired, [][]int{{0, 1}, {2}}, slices.Equal) || b.Stats().Keys != 0 {
+		t.Fatalf("fired %v, stats %+v", fired, b.Stats())
+	}
+	noKey := &muster.Keyed[string, int]{MaxBatchSize: 2, Fire: func(context.Context, []int) error { return nil }}
+	if err := noKey.Start(); !errors.Is(err, muster.ErrInvalidConfig) {
+		t.Fatalf("Keyed[string, int] without Key: %v, want ErrInvalidConfig", err)
 	}
 }

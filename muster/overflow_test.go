@@ -469,3 +469,50 @@ func TestDropOldestEmptiedOpenBatchWithoutTimeout(t *testing.T) {
 		}
 	})
 }
+
+// OverflowDropOldest with PendingWorkCapacity 0 on a Keyed: an item in a
+// key's open batch when another key's batch began to wait is queued
+// (Stats.Queued counts it), and the next item drops it, not itself.
+func TestDropOldestZeroCapacityKeyed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var mu sync.Mutex
+		var dead []string
+		k := &muster.Keyed[string, string]{Key: func(s string) string { return s[:1] }, MaxBatchSize: 2,
+			MaxConcurrentBatches: 1, Overflow: muster.OverflowDropOldest,
+			DeadLetter: func(ctx context.Context, items []string, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				dead = append(dead, items...)
+			},
+			Fire: func(ctx context.Context, items []string) error { <-release; return nil }}
+		if err := k.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		for _, it := range []string{"a1", "a2", "b1", "a3", "a4"} { // [a1 a2] in flight, b1 open, [a3 a4] waits
+			if err := k.Add(ctx, it); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := k.Stats(); s.Queued != 1 || s.Waiting != 1 {
+			t.Fatalf("stats %+v, want 1 item (b1) queued behind the waiting batch", s)
+		}
+		if err := k.Add(ctx, "c1"); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got := slices.Clone(dead)
+		mu.Unlock()
+		if !slices.Equal(got, []string{"b1"}) {
+			t.Fatalf("dropped %v, want the older queued item b1", got)
+		}
+		if s := k.Stats(); s.Queued != 1 || s.Dropped != 1 || s.Refused != 0 || s.Added != 6 {
+			t.Fatalf("stats %+v", s)
+		}
+		close(release)
+		if err := k.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -151,3 +151,39 @@ func TestResultsAlignedAfterDrops(t *testing.T) {
 		}
 	})
 }
+
+// An item sent on Work joins a batch that already holds an AddResult item:
+// the Results must stay index-aligned with the Batch's items, so that an
+// *ItemErrors fails only the item it names.
+func TestClientResultsAlignedWithWorkItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &muster.Client{
+			MaxBatchSize: 3,
+			BatchMaker:   func() muster.Batch { return &listBatch{} },
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		r0, err := c.AddResult(ctx, "good0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Work <- "bad" // taken by the worker (addRun)
+		synctest.Wait()
+		r2, err := c.AddResult(ctx, "good2") // fills the batch: it fires
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if err := r0.Wait(ctx); err != nil {
+			t.Errorf("r0 (good item) = %v, want nil", err)
+		}
+		if err := r2.Wait(ctx); err != nil {
+			t.Errorf("r2 (good item) = %v, want nil", err)
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

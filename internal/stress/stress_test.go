@@ -250,7 +250,7 @@ func (l *ledger) hooks(c config) *muster.Hooks {
 				l.violateLocked("Added hook with a context that names no item")
 				return nil
 			}
-			if info.Err != nil || info.Blocked != 0 {
+			if info.Err != nil || info.Taken {
 				l.violateLocked("item %d: Added with %+v", id, info)
 			}
 			l.addedOK[id]++

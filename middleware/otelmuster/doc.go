@@ -24,9 +24,13 @@
 // One observer may serve many clients. Each client's Start asks it for
 // hooks of that client's own (muster.Observer's Observe), which keep what
 // they need (the name's attributes, the client's share of the gauges) until
-// the client's Stopped hook: nothing is looked up by name, and nothing is
-// guessed from a client's counters, so clients that share a name never
-// mistake one another.
+// the client's Stopped hook, and nothing is guessed from a client's
+// counters, so clients that share a name never mistake one another. One
+// thing is kept by name, on purpose: the metrics observer groups the
+// clients that share a Name under one callback for the asynchronous
+// instruments (queue size, capacity, in-flight limit, keys, pending, items
+// added), since they report one series per name; a client joins its
+// name's group at Observe and leaves it at Stopped.
 //
 // # Spans
 //

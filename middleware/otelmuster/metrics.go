@@ -194,17 +194,9 @@ type clientMetrics struct {
 	info muster.ClientInfo
 }
 
-// firedKey marks the context of a batch whose Fired hook ran, so that Done
-// tells it from a batch abandoned before it fired. It holds the client's
-// metrics: another metrics observer composed with this one has its own.
-type firedKey struct{ c *clientMetrics }
-
 // refused counts an item not taken (muster.item.refused), or taken and
 // then dropped (muster.item.dropped), by its error.type.
 func (c *clientMetrics) refused(ctx context.Context, info muster.AddInfo) {
-	if info.Blocked > 0 {
-		c.m.blocked.Record(ctx, info.Blocked.Seconds(), c.n.base.rec...)
-	}
 	if info.Taken {
 		c.m.dropped.Add(ctx, 1, c.n.byError(info.Err).add...)
 		return
@@ -230,7 +222,7 @@ func (c *clientMetrics) fired(ctx context.Context, info muster.FireInfo) context
 	}
 	m.wait.Record(ctx, info.Age.Seconds(), t.rec...)
 	m.inflight.Add(ctx, 1, c.n.base.add...)
-	return context.WithValue(ctx, firedKey{c}, true)
+	return nil
 }
 
 func (c *clientMetrics) done(ctx context.Context, info muster.DoneInfo) {
@@ -249,7 +241,7 @@ func (c *clientMetrics) done(ctx context.Context, info muster.DoneInfo) {
 	} else {
 		m.itemProcessed.Add(ctx, int64(info.Size), out.add...)
 	}
-	if ctx.Value(firedKey{c}) == nil {
+	if info.Abandoned {
 		return // abandoned at a Shutdown deadline: it never fired
 	}
 	m.duration.Record(ctx, info.Duration.Seconds(), out.rec...)

@@ -308,7 +308,7 @@ func (c *clientTracing) done(ctx context.Context, info muster.DoneInfo) {
 			))
 		}
 	}
-	if info.Start.IsZero() {
+	if info.Abandoned {
 		span.End()
 		return
 	}

@@ -189,9 +189,6 @@ func (cl *clientLog) refused(ctx context.Context, info muster.AddInfo) {
 		return
 	}
 	attrs := []slog.Attr{slog.String("reason", reason), slog.Any("error", info.Err)}
-	if info.Blocked > 0 {
-		attrs = append(attrs, slog.Duration("blocked", info.Blocked))
-	}
 	if pe != nil {
 		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
 	}
@@ -214,7 +211,7 @@ func (cl *clientLog) done(ctx context.Context, info muster.DoneInfo) {
 	if info.Key != nil {
 		batch = append(batch, slog.Any("key", info.Key))
 	}
-	if info.Start.IsZero() && errors.Is(info.Err, muster.ErrIncomplete) {
+	if info.Abandoned {
 		// Abandoned unfired at a Shutdown deadline: never limited.
 		attrs := append(batch, slog.String("reason", reason), slog.Duration("age", info.Age), slog.Any("error", info.Err))
 		cl.l.LogAttrs(ctx, slog.LevelError, msgAbandoned, attrs...)

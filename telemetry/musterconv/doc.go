@@ -3,8 +3,9 @@
 // kind, UCUM unit, description, explicit bucket boundaries (histograms), the
 // attribute keys it may carry, and the Prometheus names that OpenTelemetry's
 // Prometheus exporter makes of it. The metrics middleware creates its
-// instruments from these specs, and the Grafana dashboard generator takes its
-// metric names from them (DESIGN.md), so they cannot drift apart.
+// instruments from these specs, and the Grafana dashboard generator (in the
+// deploy module) takes its metric names from them, so they cannot drift
+// apart.
 //
 // The name follows OpenTelemetry Go's generated semantic-convention packages
 // (httpconv, otelconv); it is not called semconv so that it can be imported

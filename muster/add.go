@@ -1,0 +1,370 @@
+package muster
+
+import (
+	"context"
+	"time"
+)
+
+// add offers one item: the path of every item, from Add, AddResult,
+// Client.Add or a Client's worker. The worker differs from a producer in
+// two ways: it always blocks for room (a send on Work does), and it is cut
+// short only by a Shutdown deadline, so its item is then refused with
+// ErrIncomplete. What most items never meet (a key
+// or size to compute, a full client, a refusal) is in functions of their
+// own, so that the common path is a lock, an append and an unlock; the
+// flight lock is taken only when the item closes its batch or a batch
+// waits for a slot.
+func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool) (Result, error) {
+	var key K
+	size := 0
+	if e.keyFn != nil || e.sizer != nil {
+		var err error
+		if key, size, err = e.measure(item); err != nil {
+			return Result{}, e.refuse(ctx, err, time.Time{})
+		}
+	}
+	var l launches[K, T]
+	var r Result
+	var slow *slowAdd[T]
+	ks, err := &e.single, error(nil)
+	e.mu.Lock()
+	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked(key) {
+		if slow = e.makeRoomLocked(ctx, key, item, wantResult, worker); slow.done {
+			return slow.r, slow.err // unlocked
+		}
+	}
+	if e.keyFn != nil {
+		ks, err = e.keyLocked(key)
+	}
+	if err == nil {
+		var want *Result
+		if wantResult {
+			want = &r
+		}
+		err = e.appendLocked(ctx, ks, item, size, want, &l)
+	}
+	e.mu.Unlock()
+	if l.one != nil {
+		e.launch(&l)
+	}
+	if slow != nil || err != nil {
+		return e.afterSlow(ctx, slow, r, err)
+	}
+	return r, nil
+}
+
+// addRun adds item and then, under the same lock, the items more yields
+// (up to maxRun, and while no batch waits for a slot), each as add would: a
+// Client's worker pays for the lock once per run of the items Work holds.
+// An item that meets add's room check (the client is stopping, or a batch
+// waits for a slot, when the full check needs the flight lock) goes
+// through add itself, whose error addRun returns. It is for a client
+// without Key or Sizer.
+func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)) error {
+	var l launches[K, T]
+	var refused []error
+	held := false
+	e.mu.Lock()
+	for n := 1; ; n++ {
+		if e.phase != running || e.readyN.Load() != 0 {
+			held = true
+			break
+		}
+		if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
+			refused = append(refused, err)
+		}
+		var ok bool
+		if n == maxRun || e.readyN.Load() != 0 { // as in the seed: leave Work alone while a batch waits
+			break
+		}
+		if item, ok = more(); !ok {
+			break
+		}
+	}
+	e.mu.Unlock()
+	e.launch(&l)
+	for _, err := range refused {
+		e.refuse(ctx, err, time.Time{})
+	}
+	if held {
+		_, err := e.add(ctx, item, false, true)
+		return err
+	}
+	return nil
+}
+
+// maxRun bounds the items addRun adds under one lock.
+const maxRun = 256
+
+// measure calls the Key and Sizer functions, outside the locks, with one
+// deferred recover for both (a panic is the item's error).
+func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r) // the Key or Sizer function panicked
+		}
+	}()
+	if e.keyFn != nil {
+		key = e.keyFn(item)
+		// A NaN is never found again in a map; an uncomparable value held
+		// in an interface panics when compared: neither equals itself.
+		if !selfEqual(key) {
+			return key, 0, ErrInvalidKey
+		}
+	}
+	if e.sizer != nil {
+		if size = e.sizer(item); size < 0 || size > e.maxBytes {
+			return key, size, ErrTooLarge
+		}
+	}
+	return key, size, nil
+}
+
+// refuse counts an item not taken and reports it: a producer that
+// backpressure held since a non-zero time gets its Waited hook first, with
+// err as the reason the wait was cut short. It takes mu.
+func (e *engine[K, T]) refuse(ctx context.Context, err error, since time.Time) error {
+	e.mu.Lock()
+	e.refused++
+	e.mu.Unlock()
+	if h := e.hooks; h != nil {
+		if h.Waited != nil && !since.IsZero() {
+			safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since), Err: err}) })
+		}
+		if h.Refused != nil {
+			safely(func() { h.Refused(ctx, AddInfo{Err: err}) })
+		}
+	}
+	return err
+}
+
+// selfEqual reports whether k == k; comparing an uncomparable value held in
+// an interface panics, and such a key is not equal to itself either.
+func selfEqual[K comparable](k K) (eq bool) {
+	defer func() {
+		if recover() != nil {
+			eq = false
+		}
+	}()
+	return k == k
+}
+
+// appendLocked puts an item into its key's open batch, closing the batches
+// its arrival completes: the one way an item joins a batch. An error (a
+// BatchMaker or Batch.Add that panicked) means the item was not taken. r,
+// when not nil, receives the item's Result, taken before its batch may
+// close: a closed batch may be done, and reused, before mu is released. It
+// needs mu (not fmu: closing a batch takes it).
+//
+// Its common case, an item that neither opens nor closes its batch on a
+// client without Batch, Sizer, MaxBatchBytes or hooks, makes no call; every
+// other item goes through joinLocked. (A plain client's open batch is in the
+// open FIFO already: the joinLocked call that made it added its first item.)
+func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
+	if b := ks.cur; b != nil && b.n < e.fill && r == nil && e.join == nil && e.sizer == nil && e.hooks == nil {
+		b.items = append(b.items, item)
+		b.n++
+		e.openItems++
+		e.added++
+		return nil
+	}
+	return e.joinLocked(ctx, ks, item, size, r, l)
+}
+
+// joinLocked is appendLocked for every item: what most items never need (a
+// new batch, a Batch's Add, sizes) is in prepareLocked, and what happens
+// once per batch or with hooks in joinedLocked. It needs mu.
+func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
+	b := ks.cur
+	if b == nil || e.join != nil || e.sizer != nil {
+		var err error
+		if b, err = e.prepareLocked(ks, item, size, l); err != nil {
+			return err
+		}
+	}
+	if e.keepItems {
+		b.items = append(b.items, item)
+	}
+	b.n++
+	e.openItems++
+	e.added++
+	if r != nil {
+		*r = b.result()
+	}
+	if b.n == 1 || b.n == e.max || e.hooks != nil || e.maxBytes > 0 {
+		e.joinedLocked(ctx, b, l)
+	}
+	return nil
+}
+
+// prepareLocked readies ks's open batch for an item: it closes the batch
+// the item would take past MaxBatchBytes, makes a new one, hands the item to
+// a Batch, and records the item's size. It needs mu (not fmu).
+func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *launches[K, T]) (*batch[K, T], error) {
+	b := ks.cur
+	if b != nil && e.maxBytes > 0 && b.n > 0 && b.bytes+size > e.maxBytes {
+		e.fmu.Lock()
+		e.closeLocked(b, TriggerBytes, l)
+		e.fmu.Unlock()
+		b = nil
+	}
+	if b == nil {
+		var err error
+		if b, err = e.newBatchLocked(ks); err != nil {
+			e.idleIfEmptyLocked(ks)
+			return nil, err
+		}
+	}
+	if e.join != nil {
+		if err := e.join(&b.state, item); err != nil {
+			if b.n == 0 {
+				e.discardLocked(b)
+			}
+			return nil, err
+		}
+	}
+	if e.sizer != nil {
+		b.sizes = append(b.sizes, size)
+		b.bytes += size
+	}
+	return b, nil
+}
+
+// joinedLocked finishes an item's joining b: the Added hook, the batch's age
+// when it is the first item, the batch's close when it is the last. It
+// needs mu, and takes fmu to close the batch.
+func (e *engine[K, T]) joinedLocked(ctx context.Context, b *batch[K, T], l *launches[K, T]) {
+	if h := e.hooks; h != nil && h.Added != nil {
+		e.keepLocked(b, callAdded(h.Added, ctx))
+	}
+	if b.n == 1 && b.first.IsZero() {
+		e.openLocked(b)
+	}
+	t := TriggerSize
+	switch {
+	case b.n == e.max:
+	case e.maxBytes > 0 && b.bytes >= e.maxBytes:
+		t = TriggerBytes
+	default:
+		return
+	}
+	e.fmu.Lock()
+	e.closeLocked(b, t, l)
+	e.fmu.Unlock()
+}
+
+// keepLocked keeps the context the Added hook returned for b's last item.
+// It needs mu.
+func (e *engine[K, T]) keepLocked(b *batch[K, T], kept context.Context) {
+	if kept == nil && len(b.ctxs) == 0 {
+		return
+	}
+	for len(b.ctxs) < b.n-1 {
+		b.ctxs = append(b.ctxs, nil)
+	}
+	b.ctxs = append(b.ctxs, kept)
+}
+
+// callAdded calls an Added hook, recovering a panic (nothing kept): it runs
+// under mu, on a producer's goroutine or a Client's worker.
+func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Context) (kept context.Context) {
+	defer func() {
+		if recover() != nil {
+			kept = nil
+		}
+	}()
+	return f(ctx, AddInfo{})
+}
+
+// newBatchLocked makes ks's open batch, from the spare when there is one.
+// It needs mu only: the spare spares it the free list, which fmu guards.
+func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
+	b := e.spare.Swap(nil)
+	if b == nil {
+		b = &batch[K, T]{}
+		if e.keepItems {
+			b.items = make([]T, 0, min(max(e.max, 1), initialCap))
+		}
+	}
+	b.ks = ks
+	ks.cur = b
+	if e.keyFn != nil {
+		ks.batches.Add(1)
+	}
+	return b, nil
+}
+
+// openLocked starts a batch's age and puts it at the end of the open FIFO.
+//
+// The timer is armed only when none is pending; when it goes off it closes
+// the batches whose deadline passed and re-arms for the oldest of the
+// others. Size-triggered batches thus cost the timer nothing (Reset and Stop
+// cost about a microsecond each here, more than a batch of Adds). It needs
+// mu.
+func (e *engine[K, T]) openLocked(b *batch[K, T]) {
+	b.first = time.Now()
+	e.open.pushBack(b)
+	if e.timer != nil && !e.timerSet {
+		e.timerSet = true
+		e.timer.Reset(e.timeout)
+	}
+}
+
+// unlinkOpenLocked takes b out of the open FIFO. It needs mu.
+func (e *engine[K, T]) unlinkOpenLocked(b *batch[K, T]) {
+	if b.first.IsZero() {
+		return // never opened
+	}
+	e.open.remove(b)
+}
+
+// onTimer closes the open batches whose deadline passed. It takes both
+// locks.
+func (e *engine[K, T]) onTimer() {
+	var l launches[K, T]
+	e.mu.Lock()
+	e.fmu.Lock()
+	e.timerSet = false
+	now := time.Now()
+	for b := e.open.head; b != nil && e.phase != aborted; b = e.open.head {
+		if age := now.Sub(b.first); age < e.timeout {
+			e.timerSet = true
+			e.timer.Reset(e.timeout - age)
+			break
+		}
+		if b.n == 0 {
+			e.discardLocked(b) // emptied by drops: nothing to fire
+			continue
+		}
+		e.closeLocked(b, TriggerTimeout, &l)
+	}
+	e.fmu.Unlock()
+	e.mu.Unlock()
+	e.launch(&l)
+}
+
+// discardLocked drops an open batch that holds nothing; it becomes the
+// spare. It needs mu.
+func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
+	e.unlinkOpenLocked(b)
+	ks := b.ks
+	ks.cur = nil
+	b.complete(nil) // only dropped items' results
+	e.spareLocked(b)
+	if e.keyFn != nil && ks.batches.Add(-1) == 0 {
+		e.idleIfEmptyLocked(ks)
+	}
+}
+
+// add notes an admitted batch, and the parked goroutine that will take it.
+func (l *launches[K, T]) add(b *batch[K, T], to chan *batch[K, T]) {
+	if l.one == nil {
+		l.one, l.oneTo = b, to
+		return
+	}
+	if to != nil {
+		to <- b // rare (several admitted at once): hand it over now
+		return
+	}
+	l.more = append(l.more, b)
+}

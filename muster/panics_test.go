@@ -1,0 +1,193 @@
+package muster_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/musterhq/muster/muster"
+)
+
+func TestFirePanicIsRecovered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var errs []error
+		hooks := &muster.Hooks{Done: func(ctx context.Context, info muster.DoneInfo) {
+			mu.Lock()
+			errs = append(errs, info.Err)
+			mu.Unlock()
+		}}
+		r := &recorder{panicWith: "boom"}
+		c := &muster.Client{MaxBatchSize: 1, MaxConcurrentBatches: 1, BatchMaker: r.maker, Hooks: hooks}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		b := &muster.Batcher[int]{MaxBatchSize: 1, MaxConcurrentBatches: 1, Hooks: hooks,
+			Fire: func(ctx context.Context, items []int) error { panic(errors.New("kaboom")) }}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 { // with one slot, each panic must release it
+			c.Work <- i
+			_ = b.Add(context.Background(), i)
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if len(errs) != 6 {
+			t.Fatalf("%d done hooks, want 6", len(errs))
+		}
+		for _, err := range errs {
+			var pe *muster.PanicError
+			if !errors.Is(err, muster.ErrPanic) || !errors.As(err, &pe) || len(pe.Stack) == 0 {
+				t.Fatalf("done err %v: want a *PanicError with a stack", err)
+			}
+		}
+		if s := c.Stats(); s.Failed != 3 || s.InFlight != 0 {
+			t.Fatalf("client stats %+v", s)
+		}
+	})
+}
+
+func TestBatchAddPanicRefusesItem(t *testing.T) {
+	r := &recorder{}
+	c := &muster.Client{MaxBatchSize: 2, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} }}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_ = c.Add(ctx, 1)
+	if err := c.Add(ctx, 13); !errors.Is(err, muster.ErrPanic) {
+		t.Fatalf("Add of a panicking item: %v", err)
+	}
+	_ = c.Add(ctx, 2)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	equalBatches(t, r.snapshot(), items(1, 2))
+}
+
+// On the Work path too, a Batch.Add that panics refuses only its item.
+func TestBatchAddPanicOnWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		var refused []error
+		c := &muster.Client{MaxBatchSize: 2, PendingWorkCapacity: 10, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} },
+			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
+				refused = append(refused, info.Err)
+			}}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []int{1, 13, 2, 3, 4} {
+			c.Work <- v
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		equalBatches(t, sorted(r.snapshot()), items(1, 2), items(3, 4))
+		if len(refused) != 1 || !errors.Is(refused[0], muster.ErrPanic) {
+			t.Fatalf("refusals reported: %v", refused)
+		}
+		if s := c.Stats(); s.Refused != 1 || s.Added != 4 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
+func TestDoneTwiceIsHarmless(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fires, dones int
+		var mu sync.Mutex
+		c := &muster.Client{MaxBatchSize: 1, MaxConcurrentBatches: 1,
+			Hooks: &muster.Hooks{Done: func(context.Context, muster.DoneInfo) { mu.Lock(); dones++; mu.Unlock() }},
+			BatchMaker: func() muster.Batch {
+				return batchFunc(func(n muster.Notifier) {
+					mu.Lock()
+					fires++
+					mu.Unlock()
+					n.Done()
+					n.Done() // must not free a second slot or count twice
+				})
+			}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			c.Work <- i
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if s := c.Stats(); fires != 10 || dones != 10 || s.Done != 10 || s.InFlight != 0 {
+			t.Fatalf("fires %d, done hooks %d, stats %+v", fires, dones, s)
+		}
+	})
+}
+
+// A BatchMaker that panics refuses the item with a *PanicError, on both
+// paths, and leaves the add lock free: the next item is taken. (It used to
+// leave the lock held, wedging the client.)
+func TestBatchMakerPanicKeepsLock(t *testing.T) {
+	for _, viaWork := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			calls := 0
+			var refused []error
+			c := &muster.Client{
+				MaxBatchSize: 1,
+				BatchMaker: func() muster.Batch {
+					calls++
+					if calls == 1 {
+						panic("maker")
+					}
+					return &listBatch{}
+				},
+				Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
+					refused = append(refused, info.Err)
+				}},
+			}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if viaWork {
+				c.Work <- "x"
+				c.Work <- "y"
+			} else {
+				if err := c.Add(ctx, "x"); !errors.Is(err, muster.ErrPanic) {
+					t.Fatalf("Add with a panicking BatchMaker: %v, want ErrPanic", err)
+				}
+				if err := c.Add(ctx, "y"); err != nil { // the lock was released
+					t.Fatalf("next Add: %v", err)
+				}
+			}
+			if err := c.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if s := c.Stats(); s.Refused != 1 || s.Added != 1 || s.Fired != 1 {
+				t.Fatalf("viaWork=%v: stats %+v", viaWork, s)
+			}
+			if len(refused) != 1 || !errors.Is(refused[0], muster.ErrPanic) {
+				t.Fatalf("viaWork=%v: refusals %v", viaWork, refused)
+			}
+		})
+	}
+}
+
+// A Stopped hook that panics does not hang Stop nor crash the program.
+func TestStoppedHookPanic(t *testing.T) {
+	b := &muster.Batcher[int]{MaxBatchSize: 1, Hooks: &muster.Hooks{Stopped: func(context.Context, muster.ClientInfo) { panic("hook bug") }},
+		Fire: func(context.Context, []int) error { return nil }}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Add(context.Background(), 1)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
