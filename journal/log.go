@@ -158,17 +158,19 @@ type LogOptions struct {
 // are counted exactly from the sequence numbers, where the segment after
 // the damaged one was written right after it; otherwise (a segment deleted
 // between them) a damaged end is estimated from its bytes, and a clean
-// truncation at a record boundary goes unseen. Nothing in the files can
+// truncation (or zeroing) at a record boundary goes unseen. Nothing in the files can
 // make Open panic.
 //
 // Preallocation: at Synced and Interval, the active segment is zero-filled
 // up to 4 MiB (or the segment's size) ahead of its writes, and records are
 // written in place over the zeros. An fdatasync then commits the data
-// alone, not a new file size and block allocation: on ext4 this made a 7
-// KiB write + fdatasync about 30% faster (fallocate and ftruncate do not:
-// their blocks still need converting at the first write). A segment no
-// longer written is cut back to its records; Open reads a tail of zeros
-// after the last record as the end of the log, not as a torn write.
+// alone, not a new file size and block allocation (a journal commit on
+// ext4): it made the group commit at Synced 2-4 times cheaper on the disk
+// of BENCHMARKS.md. fallocate and ftruncate do not help: their blocks
+// still need converting (or allocating) at the first write. A segment no
+// longer written is cut back to its records; Open reads the zeros after
+// the last record as the end of the segment, not as a torn write, and cuts
+// them off.
 //
 // Disk: a segment file is deleted once every item in it is finished (and
 // it is not the one being written), so disk is reclaimed a segment at a
@@ -964,7 +966,10 @@ func (l *Log) recoverSegment(ctx context.Context, s *segment, fn func(Record) er
 // Stats implements Store. Oldest is the earliest acceptance time among the
 // items of the oldest segment that still holds an unfinished one: exact
 // when items are finished in the order they were appended, otherwise up to
-// one segment's worth older than the oldest unfinished item.
+// one segment's worth older than the oldest unfinished item. Bytes counts
+// the bytes written (headers and records, those queued included), not the
+// zeros that preallocate the active segment: the files occupy up to
+// min(SegmentBytes, 4 MiB) more.
 func (l *Log) Stats() StoreStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()

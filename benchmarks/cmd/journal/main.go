@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ func main() {
 	backlogs := flag.String("backlogs", "256,1024", "comma-separated backlog sizes to replay, in MiB (empty: none)")
 	child := flag.String("replay-child", "", "(internal) replay the log in this directory and print the result as JSON")
 	seed := flag.Uint64("seed", 1, "seed of the order within each round")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fsync and Append runs to this file")
 	flag.Parse()
 
 	if *child != "" {
@@ -72,6 +74,15 @@ func main() {
 		}})
 		names = append(names, runs[len(runs)-1].name)
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fatalf("cpuprofile: %v", err)
+		}
+	}
 	rng := rand.New(rand.NewPCG(*seed, 15))
 	var fsyncs, inPlace []benchmarks.Latencies
 	res := map[string][]benchmarks.AppendResult{}
@@ -100,6 +111,7 @@ func main() {
 			round, fl.P50, fl.P99, s.ItemsPerSec(), s.Append.P99, res["process"][round].CPUPerItem())
 	}
 
+	pprof.StopCPUProfile()
 	med := func(vs []float64) float64 { slices.Sort(vs); return vs[len(vs)/2] }
 	fsP50 := med(mapf(fsyncs, func(l benchmarks.Latencies) float64 { return float64(l.P50) }))
 	fsP99 := med(mapf(fsyncs, func(l benchmarks.Latencies) float64 { return float64(l.P99) }))
