@@ -70,8 +70,9 @@ const (
 	preallocBytes = 4 << 20
 )
 
-// zeros is what a segment is preallocated with.
-var zeros = make([]byte, 1<<20)
+// zeros is what a segment is preallocated with (in the binary's zeroed
+// data, not on the heap).
+var zeros [64 << 10]byte
 
 // LogOptions configure a Log. The zero value is a synced log of 64 MiB
 // segments without a byte bound.
@@ -762,7 +763,7 @@ func (l *Log) write(b []byte) error {
 	if l.opts.Durability != Process && end > l.zeroed {
 		to := max(end, min(l.segBytes, end+preallocBytes))
 		for off := end; off < to; {
-			n, err := l.active.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+			n, err := l.active.WriteAt(zeros[:min(len(zeros), int(to-off))], off)
 			if err != nil {
 				return err
 			}
