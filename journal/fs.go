@@ -28,7 +28,8 @@ type fsys interface {
 // fsFile is an open file of an fsys.
 type fsFile interface {
 	io.ReaderAt
-	io.Writer // at the end of the file: the Log opens segments it writes with O_APPEND
+	io.Writer   // at the end of the file (the identity file)
+	io.WriterAt // in place (the segments, preallocated)
 	// Sync makes the file's data durable (fdatasync where there is one).
 	Sync() error
 	Truncate(size int64) error

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -24,9 +25,36 @@ type memFS struct {
 }
 
 type memNode struct {
-	data      []byte // what reads see
-	synced    int    // data[:synced] survives a crash
-	lastWrite int    // offset where the last write started
+	data    []byte // what reads see
+	disk    []byte // what survives a crash: data as of the last Sync (truncations at once)
+	lo, hi  int    // data[lo:hi] was written since the last Sync (hi 0: nothing)
+	lastOff int    // the last write, if not synced since (lastLen 0: none)
+	lastLen int
+}
+
+// write writes p at off, extending the file with zeros as needed.
+func (n *memNode) write(p []byte, off int) {
+	if end := off + len(p); end > len(n.data) {
+		n.data = append(n.data, make([]byte, end-len(n.data))...)
+	}
+	copy(n.data[off:], p)
+	if n.hi == 0 {
+		n.lo = off
+	}
+	n.lo, n.hi = min(n.lo, off), max(n.hi, off+len(p))
+	n.lastOff, n.lastLen = off, len(p)
+}
+
+// sync makes data durable.
+func (n *memNode) sync() {
+	if len(n.disk) < len(n.data) {
+		n.disk = append(n.disk, n.data[len(n.disk):]...)
+	}
+	n.disk = n.disk[:len(n.data)]
+	if n.hi > 0 {
+		copy(n.disk[n.lo:n.hi], n.data[n.lo:n.hi])
+	}
+	n.lo, n.hi, n.lastLen = 0, 0, 0
 }
 
 func newMemFS() *memFS {
@@ -41,11 +69,12 @@ func (m *memFS) crash(tear bool) *memFS {
 	defer m.mu.Unlock()
 	out := newMemFS()
 	for name, n := range m.durable {
-		keep := n.synced
-		if tear && n.lastWrite >= n.synced && len(n.data) > n.lastWrite {
-			keep = n.lastWrite + (len(n.data)-n.lastWrite)/2
+		c := &memNode{data: bytes.Clone(n.disk)}
+		if tear && n.lastLen > 0 {
+			half := n.lastLen / 2
+			c.write(n.data[n.lastOff:n.lastOff+half], n.lastOff)
 		}
-		c := &memNode{data: append([]byte(nil), n.data[:keep]...), synced: keep}
+		c.sync()
 		out.files[name] = c
 		out.durable[name] = c
 	}
@@ -59,7 +88,8 @@ func (m *memFS) clone() *memFS {
 	defer m.mu.Unlock()
 	out := newMemFS()
 	for name, n := range m.files {
-		c := &memNode{data: append([]byte(nil), n.data...), synced: len(n.data)}
+		c := &memNode{data: bytes.Clone(n.data)}
+		c.sync()
 		out.files[name] = c
 		out.durable[name] = c
 	}
@@ -83,7 +113,7 @@ func (m *memFS) allSynced() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, n := range m.files {
-		if n.synced != len(n.data) {
+		if n.hi > 0 || len(n.disk) != len(n.data) {
 			return false
 		}
 	}
@@ -96,7 +126,8 @@ func (m *memFS) edit(name string, f func([]byte) []byte) {
 	defer m.mu.Unlock()
 	n := m.files[name]
 	n.data = f(n.data)
-	n.synced = len(n.data)
+	n.disk, n.hi, n.lastLen = nil, 0, 0
+	n.sync()
 }
 
 func (m *memFS) OpenFile(name string, flag int, perm os.FileMode) (fsFile, error) {
@@ -111,9 +142,7 @@ func (m *memFS) OpenFile(name string, flag int, perm os.FileMode) (fsFile, error
 		m.files[name] = n
 	}
 	if flag&os.O_TRUNC != 0 {
-		n.data = nil
-		n.synced = 0
-		n.lastWrite = 0
+		*n = memNode{}
 	}
 	return &memFile{fs: m, n: n, name: name}, nil
 }
@@ -211,8 +240,14 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 func (f *memFile) Write(p []byte) (int, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	f.n.lastWrite = len(f.n.data)
-	f.n.data = append(f.n.data, p...)
+	f.n.write(p, len(f.n.data))
+	return len(p), nil
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	f.n.write(p, int(off))
 	return len(p), nil
 }
 
@@ -223,18 +258,23 @@ func (f *memFile) Sync() error {
 		return f.fs.syncErr
 	}
 	f.fs.syncs++
-	f.n.synced = len(f.n.data)
+	f.n.sync()
 	return nil
 }
 
 func (f *memFile) Truncate(size int64) error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if size < int64(len(f.n.data)) {
-		f.n.data = f.n.data[:size]
+	n := f.n
+	if size < int64(len(n.data)) {
+		n.data = n.data[:size]
 	}
-	f.n.synced = min(f.n.synced, len(f.n.data))
-	f.n.lastWrite = min(f.n.lastWrite, len(f.n.data))
+	n.disk = n.disk[:min(len(n.disk), len(n.data))]
+	n.lo, n.hi = min(n.lo, len(n.data)), min(n.hi, len(n.data))
+	if n.lo >= n.hi {
+		n.lo, n.hi = 0, 0
+	}
+	n.lastLen = max(0, min(n.lastLen, len(n.data)-n.lastOff))
 	return nil
 }
 

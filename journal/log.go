@@ -65,7 +65,14 @@ const (
 	DefaultSegmentBytes = 64 << 20
 	DefaultSyncInterval = 500 * time.Millisecond
 	minSegmentBytes     = 4 << 10
+	// preallocBytes is how far ahead of its writes the active segment is
+	// zero-filled at Synced and Interval (see Log).
+	preallocBytes = 4 << 20
 )
+
+// zeros is what a segment is preallocated with (in the binary's zeroed
+// data, not on the heap).
+var zeros [64 << 10]byte
 
 // LogOptions configure a Log. The zero value is a synced log of 64 MiB
 // segments without a byte bound.
@@ -86,7 +93,10 @@ type LogOptions struct {
 	SegmentBytes int64
 
 	// MaxBytes bounds the bytes of the log's files (records queued
-	// included); 0 means no bound, otherwise at least 16 KiB. At the bound,
+	// included); 0 means no bound, otherwise at least 16 KiB. It counts
+	// the bytes written, as StoreStats.Bytes does: the zeros that
+	// preallocate the active segment (see Log) are not counted, so that
+	// the files hold at most min(SegmentBytes, 4 MiB) more. At the bound,
 	// Append returns ErrFull or waits, as its caller asked. Finish records
 	// are always written, even past the bound: they are what frees it.
 	MaxBytes int64
@@ -149,8 +159,19 @@ type LogOptions struct {
 // are counted exactly from the sequence numbers, where the segment after
 // the damaged one was written right after it; otherwise (a segment deleted
 // between them) a damaged end is estimated from its bytes, and a clean
-// truncation at a record boundary goes unseen. Nothing in the files can
+// truncation (or zeroing) at a record boundary goes unseen. Nothing in the files can
 // make Open panic.
+//
+// Preallocation: at Synced and Interval, the active segment is zero-filled
+// up to 4 MiB (or the segment's size) ahead of its writes, and records are
+// written in place over the zeros. An fdatasync then commits the data
+// alone, not a new file size and block allocation (a journal commit on
+// ext4): it made the group commit at Synced 2.3 times cheaper (median of
+// 5 paired rounds, 1.5 to 4.8) on the disk of BENCHMARKS.md. fallocate and ftruncate do not help: their blocks
+// still need converting (or allocating) at the first write. A segment no
+// longer written is cut back to its records; Open reads the zeros after
+// the last record as the end of the segment, not as a torn write, and cuts
+// them off.
 //
 // Disk: a segment file is deleted once every item in it is finished (and
 // it is not the one being written), so disk is reclaimed a segment at a
@@ -181,7 +202,9 @@ type Log struct {
 	lock      io.Closer  // the directory's lock, held until Close
 
 	// The committer's own (and Open's, and Close's after the committer).
-	active fsFile // the newest segment's file, written at its end
+	active fsFile // the newest segment's file, written at pos
+	pos    int64  // where the next record goes in active
+	zeroed int64  // active's bytes, records and preallocated zeros
 	dirty  bool   // Interval: written since the last fdatasync
 
 	mu          sync.Mutex
@@ -426,7 +449,7 @@ func (l *Log) recoverFiles(run uint64) error {
 	if err != nil {
 		return err
 	}
-	l.active = f
+	l.active, l.pos, l.zeroed = f, segHeaderSize, segHeaderSize
 	l.segs = append(l.segs, &segment{first: next, size: segHeaderSize})
 	l.used += segHeaderSize
 	return nil
@@ -450,11 +473,11 @@ func (l *Log) readSegHeader(name string) (segHeader, bool) {
 // (synced, with the directory entry, except at Process).
 func (l *Log) createSegment(h segHeader) (fsFile, error) {
 	path := filepath.Join(l.dir, segName(h.first))
-	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	_, err = f.Write(encodeSegHeader(h))
+	_, err = f.WriteAt(encodeSegHeader(h), 0)
 	if err == nil && l.opts.Durability != Process {
 		err = f.Sync()
 		if err == nil {
@@ -692,7 +715,7 @@ func (l *Log) commit(b *logBatch) {
 		err = l.roll(first)
 	}
 	if err == nil {
-		_, err = l.active.Write(b.buf)
+		err = l.write(b.buf)
 	}
 	if err == nil && l.opts.Durability == Synced {
 		err = l.active.Sync()
@@ -732,6 +755,39 @@ func (l *Log) commit(b *logBatch) {
 	close(b.done)
 }
 
+// write writes b at pos in the active segment. At Synced and Interval it
+// first zero-fills the segment ahead of b if b would pass the zeros, so that
+// the fdatasyncs of the next commits have no file size to commit.
+func (l *Log) write(b []byte) error {
+	end := l.pos + int64(len(b))
+	if l.opts.Durability != Process && end > l.zeroed {
+		to := max(end, min(l.segBytes, end+preallocBytes))
+		for off := end; off < to; {
+			n, err := l.active.WriteAt(zeros[:min(len(zeros), int(to-off))], off)
+			if err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		l.zeroed = to
+	}
+	if _, err := l.active.WriteAt(b, l.pos); err != nil {
+		return err
+	}
+	l.pos = end
+	l.zeroed = max(l.zeroed, end)
+	return nil
+}
+
+// trimActive cuts the active segment's preallocated zeros off, when it is
+// written no more. A failure leaves zeros that Open reads as the end.
+func (l *Log) trimActive() {
+	if l.zeroed > l.pos {
+		_ = l.active.Truncate(l.pos)
+		l.zeroed = l.pos
+	}
+}
+
 // roll closes the active segment and starts one whose first item is first.
 func (l *Log) roll(first uint64) error {
 	if l.opts.Durability == Interval && l.dirty {
@@ -747,8 +803,9 @@ func (l *Log) roll(first uint64) error {
 	if err != nil {
 		return err
 	}
+	l.trimActive()
 	l.active.Close()
-	l.active = f
+	l.active, l.pos, l.zeroed = f, segHeaderSize, segHeaderSize
 	l.mu.Lock()
 	l.segs = append(l.segs, &segment{first: first, size: segHeaderSize})
 	l.used += segHeaderSize
@@ -910,7 +967,10 @@ func (l *Log) recoverSegment(ctx context.Context, s *segment, fn func(Record) er
 // Stats implements Store. Oldest is the earliest acceptance time among the
 // items of the oldest segment that still holds an unfinished one: exact
 // when items are finished in the order they were appended, otherwise up to
-// one segment's worth older than the oldest unfinished item.
+// one segment's worth older than the oldest unfinished item. Bytes counts
+// the bytes written (headers and records, those queued included), not the
+// zeros that preallocate the active segment: the files occupy up to
+// min(SegmentBytes, 4 MiB) more.
 func (l *Log) Stats() StoreStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -949,6 +1009,7 @@ func (l *Log) Close() error {
 	if l.opts.Durability == Interval && l.dirty {
 		err = l.active.Sync()
 	}
+	l.trimActive()
 	if cerr := l.active.Close(); err == nil {
 		err = cerr
 	}

@@ -277,7 +277,7 @@ func TestScanGarbageNoPanic(t *testing.T) {
 // must not panic.
 func openBytes(t *testing.T, b []byte) {
 	mfs := newMemFS()
-	mfs.files["/j/"+segName(1<<32)] = &memNode{data: bytes.Clone(b), synced: len(b)}
+	mfs.files["/j/"+segName(1<<32)] = &memNode{data: bytes.Clone(b), disk: bytes.Clone(b)}
 	mfs.SyncDir("/j")
 	l, err := Open("/j", LogOptions{fs: mfs})
 	if err != nil {

@@ -163,7 +163,9 @@ func decodeSegHeader(b []byte) (segHeader, bool) {
 const scanBuffer = 1 << 20
 
 // recordScanner reads the records of one segment, from just after its
-// header, through a window of the file. A bad record (a checksum that does
+// header, through a window of the file. The records end where the file's
+// trailing zeros start (a preallocated tail not yet written: no record
+// starts with nine zero bytes, its kind being 1 or 2). A bad record (a checksum that does
 // not match, an impossible length or kind) starts a bad region, which ends
 // at the next offset where a valid record starts: the scanner looks for it
 // byte by byte, so that a record whose length field was damaged costs only
@@ -171,6 +173,7 @@ const scanBuffer = 1 << 20
 type recordScanner struct {
 	r    io.ReaderAt
 	size int64
+	end  int64 // where the file's trailing zeros start: no record starts at or after it
 	buf  []byte
 	boff int64 // file offset of buf[0]
 	off  int64 // offset of the next record
@@ -181,7 +184,29 @@ func newRecordScanner(r io.ReaderAt, size int64, buf []byte) *recordScanner {
 	if buf == nil {
 		buf = make([]byte, 0, scanBuffer)
 	}
-	return &recordScanner{r: r, size: size, buf: buf[:0], off: segHeaderSize}
+	s := &recordScanner{r: r, size: size, buf: buf[:0], off: segHeaderSize}
+	s.end = s.dataEnd()
+	return s
+}
+
+// dataEnd returns the offset just past the file's last non-zero byte (after
+// the header), reading back from its end a window at a time.
+func (s *recordScanner) dataEnd() int64 {
+	end := s.size
+	for end > segHeaderSize {
+		n := min(int64(max(cap(s.buf), recHeaderSize)), end-segHeaderSize)
+		b, ok := s.window(end-n, int(n))
+		if !ok {
+			return end
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != 0 {
+				return end - n + int64(i) + 1
+			}
+		}
+		end -= n
+	}
+	return end
 }
 
 // window returns the n bytes at off (n <= s.size-off), reading as needed.
@@ -235,11 +260,11 @@ func (s *recordScanner) at(off int64) (rawRecord, int, bool) {
 // next returns the next valid record and its offset. badFrom >= 0 when a
 // bad region was skipped to reach it (it spans badFrom to off). At the end,
 // ok is false; then s.off is where the valid records ended, and badFrom >= 0
-// if a bad region ran to the end of the file (a torn tail in the last
+// if a bad region ran to the end of the data (a torn tail in the last
 // segment). A read error also ends the scan, in s.err.
 func (s *recordScanner) next() (r rawRecord, off, badFrom int64, ok bool) {
 	badFrom = -1
-	for pos := s.off; pos < s.size && s.err == nil; pos++ {
+	for pos := s.off; pos < s.end && s.err == nil; pos++ {
 		r, n, valid := s.at(pos)
 		if valid {
 			s.off = pos + int64(n)

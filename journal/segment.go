@@ -206,6 +206,15 @@ func (l *Log) scanSegment(name string, first, limit uint64, exact bool, segs []*
 			}
 			out := scanOutcome{seg: s}
 			end := s.first + s.n
+			if badFrom < 0 && size > sc.off {
+				// Only zeros after the records: the preallocated tail of
+				// a segment being written when the log stopped. Give the
+				// disk back (a tail a crash keeps reads as zeros again).
+				if err := f.Truncate(sc.off); err != nil {
+					return scanOutcome{}, err
+				}
+				s.size = sc.off
+			}
 			switch {
 			case last && badFrom >= 0:
 				// A torn tail: the writes of a group commit that never
@@ -232,11 +241,11 @@ func (l *Log) scanSegment(name string, first, limit uint64, exact bool, segs []*
 				if s.n > 0 {
 					mean = max(mean, (badFrom-segHeaderSize)/int64(s.n))
 				}
-				lose(uint64((size - badFrom + mean - 1) / mean))
+				lose(uint64((sc.end - badFrom + mean - 1) / mean))
 			}
 			// Sequence numbers the lost or torn bytes might have held are
 			// never given again.
-			out.next = s.first + s.n + uint64(size-sc.off)/minItemRecord + 1
+			out.next = s.first + s.n + uint64(max(sc.end-sc.off, 0))/minItemRecord + 1
 			out.lost = lost
 			return out, nil
 		}
