@@ -72,6 +72,7 @@ func TestBadFlags(t *testing.T) {
 		{"outage without length", []string{"-outage", "20s"}, "want START+LENGTH, such as 20s+30s"},
 		{"outage of zero length", []string{"-outage", "20s+0s"}, "want a start >= 0 and a length > 0"},
 		{"outage with a bad start", []string{"-outage", "soon+30s"}, `start "soon"`},
+		{"prometheus not a URL", []string{"-prometheus", "localhost:9090"}, "-prometheus must be an http(s) URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
