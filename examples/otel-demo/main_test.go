@@ -297,7 +297,7 @@ func TestRunInterruptedAllMetrics(t *testing.T) {
 	done := make(chan struct{})
 	code := runDemo(ctx, []string{
 		"-duration", "12s", "-metrics-addr", "127.0.0.1:0", "-traces", "", "-progress", "0",
-		"-cycle", "1s", "-checkpoint", "250ms", "-failure-rate", "0.3", "-poison-every", "200",
+		"-cycle", "1s", "-rate", "100", "-capacity", "50", "-checkpoint", "250ms", "-failure-rate", "0.3", "-poison-every", "200",
 		"-request-timeout", "30ms",
 	}, &stdout, &stderr, func(url string) {
 		go func() {
