@@ -161,8 +161,8 @@ func (d *downstream) failure(ph phase) *bulkError {
 }
 
 // sampleLatency draws a lognormal latency around the median, scaled by how
-// full the batch is (an empty batch costs half a full one), three times
-// longer in a brownout (brownoutSlowdown), capped at 20 medians.
+// full the batch is (an empty batch costs half a full one), brownoutSlowdown
+// times longer in a brownout, capped at 20 medians.
 func (d *downstream) sampleLatency(n int, ph phase) time.Duration {
 	if d.latency <= 0 {
 		return 0

@@ -181,7 +181,7 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 	defer span.End()
 	customer := fmt.Sprintf("cust-%04d", rng.IntN(5000))
 	orders := make([]Order, k)
-	invalid := 0
+	invalid := false
 	for i := range orders {
 		orders[i] = Order{
 			ID:         p.ids.Add(1),
@@ -195,11 +195,9 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 		if n := uint64(p.cfg.poisonEvery); n > 0 && orders[i].ID%n == 0 {
 			orders[i].Quantity = 0 // malformed
 		}
-		if orders[i].Quantity <= 0 {
-			invalid++
-		}
+		invalid = invalid || orders[i].Quantity <= 0
 	}
-	if invalid > 0 {
+	if invalid {
 		span.SetAttributes(errorTypeKey.String(errInvalid), ordersAddedKey.Int(0))
 		span.SetStatus(codes.Error, "400 invalid: an order's quantity must be positive")
 		p.tally.invalidRequest(k)
