@@ -423,3 +423,25 @@ func TestRunPortBusy(t *testing.T) {
 		t.Errorf("stderr does not name the problem:\n%s", stderr.String())
 	}
 }
+
+// Malformed orders are refused at the request (400), never added: no batch
+// fails for them, so they cost the objective nothing.
+func TestMalformedOrdersRefusedAtRequest(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr syncBuffer
+	code := run(t.Context(), []string{
+		"-duration", "1s", "-metrics-addr", "", "-traces", "", "-progress", "0", "-cycle", "0",
+		"-failure-rate", "0", "-poison-every", "10",
+	}, &stdout, &stderr)
+	out := stdout.String()
+	if code != 0 {
+		t.Fatalf("exit code %d; stdout:\n%s\nstderr:\n%s", code, out, stderr.String())
+	}
+	s := parseSummary(t, out)
+	if s.failed != 0 || s.delivered == 0 {
+		t.Errorf("want every added order delivered, none failed: %+v\n%s", s, out)
+	}
+	if !regexp.MustCompile(`invalid: [1-9]\d* requests \([1-9]\d* orders\) answered 400`).MatchString(out) {
+		t.Errorf("the summary does not count the requests refused for a malformed order:\n%s", out)
+	}
+}
