@@ -54,11 +54,13 @@ const (
 	e2eDataWait = 25 * time.Second
 )
 
-// defaultDemoArgs: the demo's defaults are tuned so that every instrument
-// of the catalogue has data within seconds (sizes and timeouts, a binding
-// rate limit, backpressure and refusals, failures and retries); the test
-// only bounds its run, should the test die before killing it.
-var defaultDemoArgs = []string{"-duration", "90s"}
+// defaultDemoArgs: the demo's defaults with its load cycle (an hour, for
+// the alert rules at their real scale) run in 20s and a failure rate that
+// exhausts retries in steady operation too, so that every instrument of the
+// catalogue has data within seconds (sizes and timeouts, a binding rate
+// limit, backpressure and refusals, failures and retries); -duration bounds
+// its run, should the test die before killing it.
+var defaultDemoArgs = []string{"-duration", "90s", "-cycle", "20s", "-failure-rate", "0.2"}
 
 func TestE2EPrometheus(t *testing.T) {
 	t.Parallel() // the end-to-end tests overlap: most of their time is waiting
@@ -245,6 +247,14 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+// all returns everything written.
+func (l *lockedBuffer) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// String returns the last 4000 bytes written, for failure messages.
 func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -523,7 +533,12 @@ func runDemo(t *testing.T, bin string, args []string) (string, *lockedBuffer, <-
 // (OTEL_* ones, which it otherwise drops).
 func runDemoEnv(t *testing.T, bin string, args []string, env map[string]string) (string, *lockedBuffer, <-chan struct{}) {
 	t.Helper()
-	addr := freeAddr(t)
+	return runDemoAt(t, bin, freeAddr(t), args, env)
+}
+
+// runDemoAt is runDemoEnv serving /metrics at addr.
+func runDemoAt(t *testing.T, bin, addr string, args []string, env map[string]string) (string, *lockedBuffer, <-chan struct{}) {
+	t.Helper()
 	args = append([]string{"-metrics-addr", addr}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()

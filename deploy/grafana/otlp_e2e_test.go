@@ -119,8 +119,10 @@ func TestE2EOTLP(t *testing.T) {
 		"OTEL_BSP_MAX_QUEUE_SIZE":             "65536",
 	}
 	// Two load cycles of 4s: surges that the rate limit must absorb and
-	// brownouts whose failures are retried.
-	_, out, exited := runDemoEnv(t, bin, []string{"-duration", "8s", "-cycle", "4s", "-progress", "0"}, env)
+	// brownouts whose failures are retried. At 100 orders/s per producer
+	// (the default is 60), a surge of 0.8s fills the queue and blocks
+	// producers, for muster.add.blocked.duration.
+	_, out, exited := runDemoEnv(t, bin, []string{"-duration", "8s", "-cycle", "4s", "-rate", "100", "-progress", "0"}, env)
 	select {
 	case <-exited:
 	case <-time.After(60 * time.Second):

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,11 +14,16 @@ import (
 
 // config is everything the flags set. Spans go to a file in the temporary
 // directory by default, not the working directory: `make demo` runs in the
-// repository, which should stay clean, and the terminal stays readable. The defaults are tuned so that, within
-// about ten seconds of a run, every instrument of the catalogue has data:
-// batches fire on size and on timeout (and on the periodic checkpoint flush),
-// the rate limit binds during the surge, producers are held by backpressure
-// and some give up, the downstream fails, and failed attempts are retried.
+// repository, which should stay clean, and the terminal stays readable. The
+// defaults tell the alert story of deploy/prometheus truthfully at its real
+// scale: steady operation meets the rules' objective (no alert), and the
+// load cycle's incidents (cyclePhases) last long enough to raise the alerts
+// that fit them, which resolve before the next. Within the cycle every
+// instrument of the catalogue gets data: batches fire on size and on
+// timeout (and on the periodic checkpoint flush), the rate limit binds
+// during the surge, producers are held by backpressure and some give up,
+// the downstream fails, and failed attempts are retried. A short -cycle
+// (20s) shows all of it within seconds.
 type config struct {
 	duration        time.Duration
 	metricsAddr     string
@@ -45,6 +51,7 @@ type config struct {
 	progress        time.Duration
 	shutdownTimeout time.Duration
 	outage          outage
+	prometheus      string // a Prometheus to ask for the alerts firing ("": none)
 }
 
 // outage is a scheduled downstream outage: from start (after the demo
@@ -94,7 +101,7 @@ func defaultConfig() config {
 		traces:          filepath.Join(os.TempDir(), "otel-demo-traces.log"),
 		traceFormat:     "text",
 		producers:       8,
-		rate:            100,
+		rate:            60,
 		itemsPerRequest: 8,
 		ackShare:        0.2,
 		requestTimeout:  250 * time.Millisecond,
@@ -108,7 +115,7 @@ func defaultConfig() config {
 		batchTimeout:    50 * time.Millisecond,
 		maxInflight:     4,
 		capacity:        200,
-		cycle:           10 * time.Second,
+		cycle:           time.Hour,
 		checkpoint:      2 * time.Second,
 		progress:        time.Second,
 		shutdownTimeout: 5 * time.Second,
@@ -137,8 +144,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.ackShare, "ack-share", c.ackShare, "share of requests, in [0,1], that need an acknowledgement: their orders are added with AddResult and the request waits for each order's outcome until its deadline")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", c.requestTimeout, "a request gives up (its Add is refused) when backpressure holds it this long")
 	fs.DurationVar(&c.latency, "latency", c.latency, "median latency of the simulated bulk insert (lognormal)")
-	fs.Float64Var(&c.failureRate, "failure-rate", c.failureRate, "share of bulk inserts that fail and may be retried, in [0,1] (ten times more during a brownout)")
-	fs.IntVar(&c.poisonEvery, "poison-every", c.poisonEvery, "every `n`th order is malformed, and orders-db rejects its whole batch for good (0: never)")
+	fs.Float64Var(&c.failureRate, "failure-rate", c.failureRate, "share of bulk inserts that fail and may be retried, in [0,1] (twice as many during a brownout)")
+	fs.IntVar(&c.poisonEvery, "poison-every", c.poisonEvery, "every `n`th order is malformed: the request that carries it is answered 400 and adds none of its orders (0: never)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", c.rateLimit, "orders per second the downstream accepts (0: no limit)")
 	fs.BoolVar(&c.adaptive, "adaptive", c.adaptive, "adapt the rate limit to overload errors (AIMD, between rate-limit/10 and rate-limit)")
 	fs.StringVar(&c.redisAddr, "redis-addr", c.redisAddr, "share the rate limit with every replica of the demo through the Redis at `host:port` (ratelimit/redisrate; empty: a limiter in this process)")
@@ -147,10 +154,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", c.batchTimeout, "BatchTimeout: fire a batch this long after its first order (0: no timeout trigger)")
 	fs.IntVar(&c.maxInflight, "max-inflight", c.maxInflight, "MaxConcurrentBatches: batches in flight at once (0: no limit)")
 	fs.IntVar(&c.capacity, "capacity", c.capacity, "PendingWorkCapacity: orders queued behind a waiting batch before Add blocks")
-	fs.DurationVar(&c.cycle, "cycle", c.cycle, "length of the load cycle (steady, surge, brownout, quiet); 0: steady load, healthy downstream")
+	fs.DurationVar(&c.cycle, "cycle", c.cycle, "length of the load cycle (steady, surge, steady, brownout, steady, quiet), long enough at 1h for the alert rules to fire in each incident and resolve after it; 0: steady load, healthy downstream")
 	fs.DurationVar(&c.checkpoint, "checkpoint", c.checkpoint, "call Flush this often, as a service committing a checkpoint would (0: never)")
 	fs.DurationVar(&c.progress, "progress", c.progress, "print a progress line this often (0: none)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long Shutdown may take before it gives up on what is left")
+	fs.StringVar(&c.prometheus, "prometheus", c.prometheus, "name the alerts firing on each progress line, as the Prometheus at this `URL` (such as http://localhost:9090) reports them from /api/v1/alerts (empty: none)")
 	fs.Var(&c.outage, "outage", "schedule a downstream outage, `START+LENGTH` after the start (such as 20s+30s): every write fails with a 503 meanwhile")
 
 	if err := fs.Parse(args); err != nil {
@@ -240,6 +248,11 @@ func (c config) validate() error {
 	nonNegative("checkpoint", c.checkpoint)
 	nonNegative("progress", c.progress)
 	positive("shutdown-timeout", c.shutdownTimeout)
+	if c.prometheus != "" {
+		if u, err := url.Parse(c.prometheus); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("-prometheus must be an http(s) URL such as http://localhost:9090 (got %q)", c.prometheus)
+		}
+	}
 	switch c.traceFormat {
 	case "text", "json":
 	default:
@@ -258,8 +271,9 @@ Producers handle "requests", each adding 1..n orders of one region (eu, us, ap)
 to a muster.Keyed named "orders", which batches each region apart; the batches
 go to a simulated bulk-insert downstream through retry and a rate limit shared
 by the regions. Some requests need an acknowledgement: they add their orders
-with AddResult and wait for the outcome until their deadline. The load follows a cycle: steady, a surge (x3), a downstream
-brownout (slow, failing, shedding load), quiet (x0.3).
+with AddResult and wait for the outcome until their deadline. The load follows an
+hour's cycle: steady, a surge (x3), steady, a downstream brownout (slow, failing,
+shedding load), steady, quiet (x0.3); -prometheus names the alerts firing.
 
 Usage: otel-demo [flags]
 

@@ -92,6 +92,7 @@ type demo struct {
 	checkpoints     atomic.Int64
 	stopProgress    chan struct{}
 	progressing     sync.WaitGroup
+	alerts          *alertWatch // nil without -prometheus
 }
 
 // start sets up telemetry, the metrics endpoint and the batcher, then starts
@@ -270,6 +271,10 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		d.checkpointing.Go(d.checkpointLoop)
 	}
 	if cfg.progress > 0 {
+		if cfg.prometheus != "" {
+			d.alerts = newAlertWatch(cfg.prometheus)
+			d.progressing.Go(func() { d.alerts.run(d.stopProgress, cfg.progress) })
+		}
 		d.progressing.Go(d.progressLoop)
 	}
 	return d, nil
@@ -335,12 +340,12 @@ func (d *demo) banner() {
 	}
 	poison := ""
 	if c.poisonEvery > 0 {
-		poison = fmt.Sprintf(", every %dth order malformed", c.poisonEvery)
+		poison = fmt.Sprintf(", every %dth order malformed (its request answered 400)", c.poisonEvery)
 	}
 	fmt.Fprintf(w, "  -> retry -> %s -> orders-db (latency ~%v, %g%% failures%s)\n", limit, c.latency, 100*c.failureRate, poison)
 	if c.cycle > 0 {
-		fmt.Fprintf(w, "  load cycle %v: steady, surge x3 at %v, downstream brownout at %v, quiet at %v\n",
-			c.cycle, frac(c.cycle, 0.30), frac(c.cycle, 0.55), frac(c.cycle, 0.80))
+		fmt.Fprintf(w, "  load cycle %v: surge x3 %s, downstream brownout %s, quiet x0.3 %s, steady otherwise\n",
+			c.cycle, phaseSpan(c.cycle, "surge"), phaseSpan(c.cycle, "brownout"), phaseSpan(c.cycle, "quiet"))
 	} else {
 		fmt.Fprintf(w, "  steady load, healthy downstream (-cycle 0)\n")
 	}
@@ -351,6 +356,9 @@ func (d *demo) banner() {
 		fmt.Fprintf(w, "  checkpoint (Flush) every %v\n", c.checkpoint)
 	}
 	fmt.Fprintf(w, "  metrics: %s\n  traces:  %s\n", d.metricsDsc, d.tracesDesc)
+	if c.prometheus != "" {
+		fmt.Fprintf(w, "  alerts:  as the Prometheus at %s reports them (/api/v1/alerts)\n", c.prometheus)
+	}
 	if d.traceFile != "" {
 		fmt.Fprintf(w, "           (tail -f %s, or grep it for a trace id)\n", d.traceFile)
 	}
@@ -361,8 +369,18 @@ func (d *demo) banner() {
 	}
 }
 
-func frac(d time.Duration, f float64) time.Duration {
-	return time.Duration(f * float64(d)).Round(time.Millisecond)
+// phaseSpan says when the first phase of that name begins and ends in a
+// cycle: "3m0s-10m30s".
+func phaseSpan(cycle time.Duration, name string) string {
+	from := 0.0
+	for _, ph := range cyclePhases {
+		if ph.name == name {
+			at := func(f float64) time.Duration { return time.Duration(f * float64(cycle)).Round(time.Millisecond) }
+			return at(from).String() + "-" + at(ph.until).String()
+		}
+		from = ph.until
+	}
+	return "none"
 }
 
 // checkpointLoop calls Flush every -checkpoint, as a consumer committing
@@ -413,6 +431,9 @@ func (d *demo) printProgress(now time.Time, interval time.Duration) {
 	}
 	if d.limitMode != nil {
 		g.limitMode = d.limitMode()
+	}
+	if d.alerts != nil {
+		g.alerts = d.alerts.field()
 	}
 	fmt.Fprintln(d.stdout, progressLine(now.Sub(d.began), interval, d.tally.take(), g))
 }

@@ -19,11 +19,13 @@ import (
 // downstream simulates a bulk-insert API for orders ("orders-db"): each call
 // takes a lognormal time around -latency, longer for fuller batches, and
 // fails with probability -failure-rate, mostly with a 503. During a brownout
-// of the load cycle it is three times slower, fails ten times as often, and
+// of the load cycle it is eight times slower, fails twice as often, and
 // most failures are 429s (load shedding, wrapping ratelimit.ErrOverloaded so
 // that an adaptive limiter slows down). It validates every batch first, and
 // rejects one that holds a malformed order as a whole (400, permanent): one
-// bad order costs its whole batch, a hazard of batching the demo shows.
+// bad order would cost its whole batch, a hazard of batching, which is why
+// the demo's requests validate their orders before adding them (none
+// reaches orders-db).
 // During an outage scheduled with -outage, every write fails with a 503.
 type downstream struct {
 	tracer      trace.Tracer
@@ -122,6 +124,17 @@ func (d *downstream) insert(ctx context.Context, orders []Order) error {
 	return fail
 }
 
+// brownoutSlowdown multiplies the downstream's latency in a brownout: slow
+// enough that the in-flight slots cannot keep up with the steady load.
+const brownoutSlowdown = 8
+
+// brownoutFailures multiplies -failure-rate in a brownout: twice the
+// failures, most of them 429s that lower the adaptive limit. Three attempts
+// then lose a failure rate cubed: 0.1% of items at the default 5%, within
+// the objective for the brownout's quarter of an hour (a brownout ten times
+// worse would lose 12.5% of its items, a page).
+const brownoutFailures = 2
+
 // failure decides whether this attempt fails, and how.
 func (d *downstream) failure(ph phase) *bulkError {
 	if ph.outage {
@@ -129,7 +142,7 @@ func (d *downstream) failure(ph phase) *bulkError {
 	}
 	p := d.failureRate
 	if ph.brownout {
-		p = min(0.9, 10*p)
+		p = min(0.9, brownoutFailures*p)
 	}
 	if p <= 0 || rand.Float64() >= p {
 		return nil
@@ -148,8 +161,8 @@ func (d *downstream) failure(ph phase) *bulkError {
 }
 
 // sampleLatency draws a lognormal latency around the median, scaled by how
-// full the batch is (an empty batch costs half a full one), three times
-// longer in a brownout, capped at 20 medians.
+// full the batch is (an empty batch costs half a full one), brownoutSlowdown
+// times longer in a brownout, capped at 20 medians.
 func (d *downstream) sampleLatency(n int, ph phase) time.Duration {
 	if d.latency <= 0 {
 		return 0
@@ -159,7 +172,7 @@ func (d *downstream) sampleLatency(n int, ph phase) time.Duration {
 		f *= 0.5 + 0.5*min(1, float64(n)/float64(d.batchSize))
 	}
 	if ph.brownout {
-		f *= 3
+		f *= brownoutSlowdown
 	}
 	return time.Duration(min(f, 20) * float64(d.latency))
 }

@@ -140,14 +140,15 @@ func TestOTLPFromEnv(t *testing.T) {
 
 func TestProfile(t *testing.T) {
 	start := time.Unix(1000, 0)
-	p := profile{start: start, cycle: 10 * time.Second}
+	p := profile{start: start, cycle: time.Hour}
+	m := time.Minute
 	for _, tc := range []struct {
 		at   time.Duration
 		want string
 	}{
-		{0, "steady"}, {2900 * time.Millisecond, "steady"}, {3 * time.Second, "surge"}, {4999 * time.Millisecond, "surge"},
-		{5200 * time.Millisecond, "steady"}, {6 * time.Second, "brownout"}, {7500 * time.Millisecond, "steady"},
-		{9 * time.Second, "quiet"}, {13 * time.Second, "surge"},
+		{0, "steady"}, {3*m - 1, "steady"}, {3 * m, "surge"}, {12*m - 1, "surge"},
+		{12 * m, "steady"}, {27 * m, "brownout"}, {36*m - 1, "brownout"}, {36 * m, "steady"},
+		{51 * m, "quiet"}, {63 * m, "surge"},
 	} {
 		if got := p.at(start.Add(tc.at)).name; got != tc.want {
 			t.Errorf("at %v: %s, want %s", tc.at, got, tc.want)
@@ -155,6 +156,11 @@ func TestProfile(t *testing.T) {
 	}
 	if got := (profile{start: start}).at(start.Add(4 * time.Second)); got.name != "steady" || got.load != 1 || got.brownout {
 		t.Errorf("no cycle: %+v, want steady", got)
+	}
+	for name, want := range map[string]string{"surge": "3m0s-12m0s", "brownout": "27m0s-36m0s", "quiet": "51m0s-1h0m0s", "outage": "none"} {
+		if got := phaseSpan(time.Hour, name); got != want {
+			t.Errorf("phaseSpan(1h, %s) = %s, want %s", name, got, want)
+		}
 	}
 }
 

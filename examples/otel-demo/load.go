@@ -32,20 +32,35 @@ type phase struct {
 	name     string
 	until    float64 // end of the phase, as a fraction of the cycle
 	load     float64 // multiplies -rate
-	brownout bool    // the downstream is slow, fails ten times as often and sheds load
+	brownout bool    // the downstream is slow, fails twice as often and sheds load
 	outage   bool    // the downstream fails every write (-outage)
 }
 
-// cyclePhases is the load cycle: within its first 60% (6 s with the default
-// -cycle of 10 s) a run has shown a surge that the rate limit and
-// backpressure must absorb, and a downstream brownout that retries and the
-// adaptive limit must absorb.
+// cyclePhases is the load cycle, an hour by default (-cycle): long
+// calm stretches and, between them, two incidents long enough for the alert
+// rules of deploy/prometheus at their real scale (windows of minutes, "for"
+// of 2 to 5 minutes, 5 minutes of keep_firing_for) to fire during each and
+// resolve before the next. The steady and quiet phases meet the rules'
+// objective (99.9% of items written): no alert fires in them.
+//
+//   - surge: three times the load, which the rate limit and backpressure
+//     absorb (producers blocked, requests refused at their deadline, batches
+//     waiting for a slot): the saturation alerts fit it, never a page
+//     (refused requests are not failed items);
+//   - brownout: the downstream eight times slower, failing twice as often,
+//     mostly with 429s, so the adaptive limit drops and retries absorb the
+//     failures: saturation alerts again, within the error budget.
+//
+// A page (MusterErrorBudgetBurn) takes an incident that loses items: the
+// -outage flag stages one. The cycle cannot stage it every hour: an outage
+// an hour is 17% of items failing, which no objective tolerates and every
+// burn-rate alert would report for good.
 var cyclePhases = []phase{
-	{name: "steady", until: 0.30, load: 1},
-	{name: "surge", until: 0.50, load: 3},
-	{name: "steady", until: 0.55, load: 1},
-	{name: "brownout", until: 0.70, load: 1, brownout: true},
-	{name: "steady", until: 0.80, load: 1},
+	{name: "steady", until: 0.05, load: 1},
+	{name: "surge", until: 0.20, load: 3},
+	{name: "steady", until: 0.45, load: 1},
+	{name: "brownout", until: 0.60, load: 1, brownout: true},
+	{name: "steady", until: 0.85, load: 1},
 	{name: "quiet", until: 1.00, load: 0.3},
 }
 
@@ -147,7 +162,12 @@ var (
 var regions = []string{"eu", "us", "ap"}
 
 // handle is one request: a server span, then k Adds with the request's
-// context, so that the batch spans link back to it. The request has a
+// context, so that the batch spans link back to it. The request validates
+// its orders first: one malformed order (-poison-every) fails the request
+// with a 400 and none of its orders is added. That is the client's error,
+// not the service's, so it is no failed item for the objective; and a
+// malformed order never reaches a batch, where orders-db would reject the
+// whole batch, its well-formed neighbours with it. The request has a
 // deadline: an Add held by backpressure past it is refused, and the request
 // fails (the service would answer 503). A request that needs an
 // acknowledgement (-ack-share) adds its orders with AddResult and waits,
@@ -160,10 +180,10 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 		trace.WithAttributes(producerKey.Int(p.id), ordersKey.Int(k), regionKey.String(region), ackKey.Bool(ack)))
 	defer span.End()
 	customer := fmt.Sprintf("cust-%04d", rng.IntN(5000))
-	added := 0
-	var results []muster.Result
-	for range k {
-		o := Order{
+	orders := make([]Order, k)
+	invalid := false
+	for i := range orders {
+		orders[i] = Order{
 			ID:         p.ids.Add(1),
 			Region:     region,
 			Customer:   customer,
@@ -172,9 +192,20 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 			PriceCents: 199 + rng.Int64N(20000),
 			Created:    time.Now(),
 		}
-		if n := uint64(p.cfg.poisonEvery); n > 0 && o.ID%n == 0 {
-			o.Quantity = 0 // malformed: orders-db rejects the batch that carries it
+		if n := uint64(p.cfg.poisonEvery); n > 0 && orders[i].ID%n == 0 {
+			orders[i].Quantity = 0 // malformed
 		}
+		invalid = invalid || orders[i].Quantity <= 0
+	}
+	if invalid {
+		span.SetAttributes(errorTypeKey.String(errInvalid), ordersAddedKey.Int(0))
+		span.SetStatus(codes.Error, "400 invalid: an order's quantity must be positive")
+		p.tally.invalidRequest(k)
+		return
+	}
+	added := 0
+	var results []muster.Result
+	for _, o := range orders {
 		var err error
 		if ack {
 			var r muster.Result
@@ -196,6 +227,9 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 		p.await(ctx, span, results)
 	}
 }
+
+// errInvalid is the error.type of a request refused for a malformed order.
+const errInvalid = "invalid"
 
 // await waits, until the request's deadline, for the outcome of each order
 // the request added with AddResult, and records the outcomes in the tally.

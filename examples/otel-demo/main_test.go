@@ -72,6 +72,7 @@ func TestBadFlags(t *testing.T) {
 		{"outage without length", []string{"-outage", "20s"}, "want START+LENGTH, such as 20s+30s"},
 		{"outage of zero length", []string{"-outage", "20s+0s"}, "want a start >= 0 and a length > 0"},
 		{"outage with a bad start", []string{"-outage", "soon+30s"}, `start "soon"`},
+		{"prometheus not a URL", []string{"-prometheus", "localhost:9090"}, "-prometheus must be an http(s) URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -296,7 +297,7 @@ func TestRunInterruptedAllMetrics(t *testing.T) {
 	done := make(chan struct{})
 	code := runDemo(ctx, []string{
 		"-duration", "12s", "-metrics-addr", "127.0.0.1:0", "-traces", "", "-progress", "0",
-		"-cycle", "1s", "-checkpoint", "250ms", "-failure-rate", "0.3", "-poison-every", "200",
+		"-cycle", "1s", "-rate", "100", "-capacity", "50", "-checkpoint", "250ms", "-failure-rate", "0.3", "-poison-every", "200",
 		"-request-timeout", "30ms",
 	}, &stdout, &stderr, func(url string) {
 		go func() {
@@ -420,5 +421,27 @@ func TestRunPortBusy(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "metrics endpoint") {
 		t.Errorf("stderr does not name the problem:\n%s", stderr.String())
+	}
+}
+
+// Malformed orders are refused at the request (400), never added: no batch
+// fails for them, so they cost the objective nothing.
+func TestMalformedOrdersRefusedAtRequest(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr syncBuffer
+	code := run(t.Context(), []string{
+		"-duration", "1s", "-metrics-addr", "", "-traces", "", "-progress", "0", "-cycle", "0",
+		"-failure-rate", "0", "-poison-every", "10",
+	}, &stdout, &stderr)
+	out := stdout.String()
+	if code != 0 {
+		t.Fatalf("exit code %d; stdout:\n%s\nstderr:\n%s", code, out, stderr.String())
+	}
+	s := parseSummary(t, out)
+	if s.failed != 0 || s.delivered == 0 {
+		t.Errorf("want every added order delivered, none failed: %+v\n%s", s, out)
+	}
+	if !regexp.MustCompile(`invalid: [1-9]\d* requests \([1-9]\d* orders\) answered 400`).MatchString(out) {
+		t.Errorf("the summary does not count the requests refused for a malformed order:\n%s", out)
 	}
 }

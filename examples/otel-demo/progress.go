@@ -36,6 +36,7 @@ type interval struct {
 // totals is what happened since the start.
 type totals struct {
 	added, refused               uint64
+	invalid, invalidRequests     uint64            // orders of requests answered 400 (malformed), never added
 	refusedBy                    map[string]uint64 // error.type -> items refused
 	batches                      uint64
 	byTrigger                    map[string]uint64
@@ -60,6 +61,15 @@ func (t *tally) acked(a acks) {
 	t.tot.acks.confirmed += a.confirmed
 	t.tot.acks.failed += a.failed
 	t.tot.acks.pending += a.pending
+}
+
+// invalidRequest counts a request refused with a 400 for a malformed order:
+// its k orders were never added.
+func (t *tally) invalidRequest(k int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.tot.invalid += uint64(k)
+	t.tot.invalidRequests++
 }
 
 func newTally() *tally {
@@ -158,6 +168,7 @@ type gauges struct {
 	limit     float64 // current rate limit in orders/s (0: none)
 	limitMode string  // a shared limit's mode when not shared ("local", "closed"); "" otherwise
 	phase     string
+	alerts    string // the alerts field ("" without -prometheus)
 }
 
 // progressLine formats one line: rates over the interval of length d, the
@@ -192,6 +203,9 @@ func progressLine(elapsed, d time.Duration, iv interval, g gauges) string {
 		if g.limitMode != "" {
 			fmt.Fprintf(&b, " (%s: Redis failing)", g.limitMode)
 		}
+	}
+	if g.alerts != "" {
+		b.WriteString("  " + g.alerts)
 	}
 	return b.String()
 }
@@ -255,6 +269,9 @@ func writeSummary(w io.Writer, r report) {
 	}
 	if len(t.refusedBy) > 0 {
 		fmt.Fprintf(w, "            refused by error.type: %s\n", byType(t.refusedBy))
+	}
+	if t.invalidRequests > 0 {
+		fmt.Fprintf(w, "            invalid: %d requests (%d orders) answered 400 for a malformed order, never added\n", t.invalidRequests, t.invalid)
 	}
 	fmt.Fprintf(w, "  batches   fired %d  delivered %d  failed %d  abandoned %d  (triggers:%s)\n",
 		t.batches, t.deliveredBatches, t.failedBatches, t.abandonedBatches, triggers(t.byTrigger))
