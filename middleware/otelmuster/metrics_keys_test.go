@@ -167,7 +167,7 @@ func TestMetricsTopKeys(t *testing.T) {
 			add(one, fmt.Sprintf("k%d", i), i+1)
 		}
 		add(one, "loud", 50)
-		add(two, "k9", 20) // the same name: k9 holds 30 in all
+		add(two, "k9", 20)              // the same name: k9 holds 30 in all
 		long := strings.Repeat("é", 40) // 80 bytes
 		add(two, long, 5)
 		s := collect(t, r)
