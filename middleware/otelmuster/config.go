@@ -171,9 +171,11 @@ func WithItemSpans(on bool) Option {
 // ends rather than dropping to 0. A dashboard's topk over the gauge shows
 // the keys that held the most at each instant.
 //
-// Reading the top keys takes the client's locks and reads every live key
-// (tens of microseconds over a thousand keys, BenchmarkKeyedTopKeys in
-// package muster): once per client per collection, not per item.
+// Reading the top keys takes the client's locks and reads every live key,
+// once per client per collection, never per item: with 1,024 live keys a
+// collection took 50 to 190 µs longer (median about 90 µs) than with
+// WithTopKeys(0) on a loaded 2-core machine (BenchmarkCollectTopKeys);
+// Add pays nothing for it.
 func WithTopKeys(n int) Option {
 	return optionFunc(func(c *config) { c.topKeys = max(n, 0) })
 }
