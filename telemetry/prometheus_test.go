@@ -129,6 +129,20 @@ func recordCatalogue(t *testing.T, ctx context.Context, m metric.Meter) {
 			_, err := musterconv.ItemPending.New(m, observe(560))
 			return err
 		},
+		musterconv.KeyPending.Name(): func() error {
+			_, err := musterconv.KeyPending.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(400, with(musterconv.BatchKeyKey.String("eu")))
+				return nil
+			}))
+			return err
+		},
+		musterconv.KeyWaiting.Name(): func() error {
+			_, err := musterconv.KeyWaiting.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(3, with(musterconv.BatchKeyKey.String("eu")))
+				return nil
+			}))
+			return err
+		},
 		musterconv.AddBlockedDuration.Name(): func() error {
 			h, err := musterconv.AddBlockedDuration.New(m)
 			h.Record(ctx, 0.0003, with())

@@ -200,7 +200,7 @@ func rows() []row {
 					{expr: sumBy(sel(queueCapacity), byClient...), legend: legend("capacity", labelClient), dashed: true},
 				}},
 			{title: "Live keys", unit: units.Short, width: 8,
-				desc:    "Live keys of each Keyed batcher: keys created by an Add and not yet evicted (idle for KeyIdleTimeout, or to make room). Each key holds its own batch and queue, so queue size, batches in flight and memory grow with it. Near MaxKeys, new keys evict the least recently used idle key, or are refused (error.type too_many_keys). Plain batchers report none; keys are never a label (a key is the muster.batch.key span attribute).",
+				desc:    "Live keys of each Keyed batcher: keys created by an Add and not yet evicted (idle for KeyIdleTimeout, or to make room). Each key holds its own batch and queue, so queue size, batches in flight and memory grow with it. Near MaxKeys, new keys evict the least recently used idle key, or are refused (error.type too_many_keys). Plain batchers report none; keys are a label only of the top-k series (Loudest keys).",
 				targets: []target{{expr: sumBy(sel(batcherKeys), byClient...), legend: legend("keys", labelClient)}}},
 			{title: "Producer blocked time p99", unit: units.Seconds, width: 6,
 				desc:    "99th percentile of the time an Add was held by backpressure before its item was taken or refused, per client. Zero when producers never wait.",
@@ -214,6 +214,8 @@ func rows() []row {
 			{title: "Batches waiting for tokens", unit: units.Short, width: 6, noValue: "0",
 				desc:    "Average number of batches waiting for rate-limit tokens at once, per client: rate-limit seconds waited per second (Little's law). Close to MaxConcurrentBatches: the rate limit, not the downstream, sets the pace.",
 				targets: []target{{expr: sumBy(rate(sel(rateLimitWait.sum)), byClient...), legend: legend("waiting", labelClient)}}},
+			loudestKeysPanel(),
+			loudestKeysWaitingPanel(),
 			sharedQuotaPanel(),
 		}},
 		{title: "Errors, retries and data loss", panels: []panel{
@@ -296,6 +298,46 @@ func rows() []row {
 				targets: []target{{expr: rate(runtimeSel(processCPU)), legend: legend("cpu", "instance")}}},
 		}},
 	}
+}
+
+// Titles of the panels of the top keys.
+const (
+	titleLoudestKeys        = "Loudest keys (top-k)"
+	titleLoudestKeysWaiting = "Loudest keys: batches waiting for a slot"
+)
+
+// loudestKeysTopK is how many keys the loudest-keys panel shows at each
+// instant, across the selected clients: the metrics observer's default
+// WithTopKeys(5) per client name, so that one client's top keys fit.
+const loudestKeysTopK = 5
+
+// loudestKeysPanel shows the keys (tenants) of Keyed batchers holding the
+// most pending items: the top keys each process reports, summed over
+// processes, and the loudest of those at each instant.
+func loudestKeysPanel() panel {
+	return panel{title: titleLoudestKeys, unit: units.Short, width: 12,
+		desc: fmt.Sprintf("The %d keys of Keyed batchers holding the most pending items (taken and not fired: in their open batch and in their batches waiting for an in-flight slot), ", loudestKeysTopK) +
+			"summed over processes, per client and key (muster.batch.key). One key far above the others is a loud tenant taking the shared PendingWorkCapacity and in-flight slots: " +
+			"bound it with MaxPendingPerKey or rate-limit it upstream (runbook: finding the loud tenant). " +
+			"Each process reports only its top keys at each scrape (otelmuster.WithTopKeys, default 5), so a key that leaves the top ends its series (it goes stale, it does not drop to 0) " +
+			"and a line here is not a key's whole history. Empty without Keyed batchers, or when no key holds anything.",
+		targets: []target{{
+			expr:   topk(loudestKeysTopK, sumBy(sel(keyPending), "job", labelClient, labelKey)),
+			legend: legend("", labelClient, labelKey),
+		}}}
+}
+
+// loudestKeysWaitingPanel shows, for the top keys the processes report,
+// their batches waiting for an in-flight slot: a loud key also queues for
+// the slots every key shares.
+func loudestKeysWaitingPanel() panel {
+	return panel{title: titleLoudestKeysWaiting, unit: units.Short, width: 12,
+		desc: fmt.Sprintf("Of the keys each process reports as its top keys by pending items, the %d with the most batches fired and waiting for an in-flight slot (MaxConcurrentBatches, shared by all keys), summed over processes, per client and key. ", loudestKeysTopK) +
+			"A loud key with many batches waiting holds back every other key's batches: MaxPendingPerKey bounds it. Series of keys that leave the top go stale.",
+		targets: []target{{
+			expr:   topk(loudestKeysTopK, sumBy(sel(keyWaiting), "job", labelClient, labelKey)),
+			legend: legend("", labelClient, labelKey),
+		}}}
 }
 
 // Titles of the Journal row's panels.

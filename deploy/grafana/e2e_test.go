@@ -650,6 +650,17 @@ func newStandinRecorder(m metric.Meter) (*standinRecorder, error) {
 	_, errs[12] = musterconv.QueueCapacity.New(m, observe(1000))
 	_, errs[13] = musterconv.BatcherKeys.New(m, observe(3))
 	_, errs[14] = musterconv.ItemPending.New(m, observe(560))
+	// The top keys of a Keyed "orders": one loud key, two quiet ones.
+	perKey := func(values map[string]int64) metric.Int64ObservableOption {
+		return metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for key, v := range values {
+				o.Observe(v, metric.WithAttributes(musterconv.BatcherName("orders"), musterconv.BatchKeyKey.String(key)))
+			}
+			return nil
+		})
+	}
+	_, errs[28] = musterconv.KeyPending.New(m, perKey(map[string]int64{"eu": 480, "us": 50, "ap": 30}))
+	_, errs[29] = musterconv.KeyWaiting.New(m, perKey(map[string]int64{"eu": 3, "us": 0, "ap": 0}))
 	// A journal whose oldest item ages and whose counters grow.
 	start := time.Now()
 	counter := func(v *atomic.Int64) metric.Int64ObservableOption {

@@ -293,6 +293,20 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 			_, err := musterconv.ItemPending.New(m, observe(57))
 			return err
 		},
+		musterconv.KeyPending.Name(): func() error {
+			_, err := musterconv.KeyPending.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(40, with(musterconv.BatchKeyKey.String("eu")))
+				return nil
+			}))
+			return err
+		},
+		musterconv.KeyWaiting.Name(): func() error {
+			_, err := musterconv.KeyWaiting.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(2, with(musterconv.BatchKeyKey.String("eu")))
+				return nil
+			}))
+			return err
+		},
 	}
 	for _, s := range catalogue() {
 		f, ok := record[s.Name()]

@@ -12,6 +12,7 @@ var (
 	labelClient  = musterconv.PrometheusLabel(musterconv.BatcherNameKey)  // muster_batcher_name
 	labelTrigger = musterconv.PrometheusLabel(musterconv.BatchTriggerKey) // muster_batch_trigger
 	labelError   = musterconv.PrometheusLabel(musterconv.ErrorTypeKey)    // error_type
+	labelKey     = musterconv.PrometheusLabel(musterconv.BatchKeyKey)     // muster_batch_key
 )
 
 // Extra matchers. error.type is set only when an operation failed, so a
@@ -91,6 +92,8 @@ var (
 	queueCapacity  = name(musterconv.QueueCapacity.Spec)
 	batcherKeys    = name(musterconv.BatcherKeys.Spec)
 	itemPending    = name(musterconv.ItemPending.Spec)
+	keyPending     = name(musterconv.KeyPending.Spec)
+	keyWaiting     = name(musterconv.KeyWaiting.Spec)
 	batchSize      = histogram(musterconv.BatchSize.Spec)
 	batchFill      = histogram(musterconv.BatchUtilization.Spec)
 	batchWait      = histogram(musterconv.BatchWaitDuration.Spec)
@@ -143,6 +146,9 @@ func sumBy(expr string, labels ...string) string {
 func quantile(q float64, h hist, by []string, extra ...string) string {
 	return fmt.Sprintf("histogram_quantile(%g, %s)", q, sumBy(rate(sel(h.bucket, extra...)), append([]string{"le"}, by...)...))
 }
+
+// topk is topk(k, expr).
+func topk(k int, expr string) string { return fmt.Sprintf("topk(%d, %s)", k, expr) }
 
 // ratio is a / b, matched on the given labels (one-to-one).
 func ratio(a, b string, on ...string) string {

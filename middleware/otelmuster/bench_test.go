@@ -2,11 +2,14 @@ package otelmuster_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -147,6 +150,49 @@ func BenchmarkInstrumented(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/item")
 			if cpu > 0 {
 				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/item")
+			}
+		})
+	}
+}
+
+// BenchmarkCollectTopKeys measures one collection of the metrics observer's
+// instruments (ManualReader.Collect) for a Keyed with 1,024 live keys, each
+// holding an item in its open batch: topkeys-5 reports muster.key.pending
+// and .waiting for the top 5 keys (the default), topkeys-0 turns them off
+// (WithTopKeys(0)). The difference is what the top keys cost per scrape:
+// TopKeys over every live key, under the client's locks.
+//
+// Run: go test -run '^$' -bench CollectTopKeys -benchmem -count 6 ./middleware/otelmuster/
+func BenchmarkCollectTopKeys(b *testing.B) {
+	for _, n := range []int{5, 0} {
+		b.Run(fmt.Sprintf("topkeys-%d", n), func(b *testing.B) {
+			r := sdkmetric.NewManualReader()
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+			h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp), otelmuster.WithTopKeys(n))
+			if err != nil {
+				b.Fatal(err)
+			}
+			k := &muster.Keyed[int, int]{
+				Name: "orders", Key: func(i int) int { return i % 1024 }, MaxKeys: 1024,
+				MaxBatchSize: 1000, BatchTimeout: time.Hour, PendingWorkCapacity: 4096,
+				Fire:  func(context.Context, []int) error { return nil },
+				Hooks: h,
+			}
+			if err := k.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer k.Stop()
+			for i := range 1024 + 7 { // keys 0-6 hold 2 items, the others 1
+				if err := k.Add(context.Background(), i); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var rm metricdata.ResourceMetrics
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := r.Collect(context.Background(), &rm); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

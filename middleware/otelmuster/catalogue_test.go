@@ -3,6 +3,8 @@ package otelmuster_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -69,11 +71,20 @@ func TestCatalogueCounts(t *testing.T) {
 			MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 2, Overflow: muster.OverflowDropOldest, Hooks: h,
 			Fire: func(context.Context, []string) error { <-releaseK; return nil },
 		}
+		// "t": a Keyed by first letter with one loud key, L, and batches of
+		// 2, one in flight: the z batch holds the slot while the others wait.
+		releaseT := make(chan struct{})
+		tk := &muster.Keyed[string, string]{
+			Name: "t", Key: func(s string) string { return s[:1] },
+			MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 100, Hooks: h,
+			Fire: func(context.Context, []string) error { <-releaseT; return nil },
+		}
 		// "c": the seed's Client, whose Batch.Add panics on one item.
 		c := &muster.Client{Name: "c", MaxBatchSize: 10, PendingWorkCapacity: 10, Hooks: h,
 			BatchMaker: func() muster.Batch { return panicky{} }}
 		mustStart(t, a.Start)
 		mustStart(t, k.Start)
+		mustStart(t, tk.Start)
 		mustStart(t, c.Start)
 		ctx := context.Background()
 
@@ -91,6 +102,12 @@ func TestCatalogueCounts(t *testing.T) {
 		if err := k.Add(ctx, "y1"); err == nil {
 			t.Fatal("a second key was taken with MaxKeys 1")
 		}
+		mustNil(t, tk.Add(ctx, "z1"))
+		mustNil(t, tk.Add(ctx, "z2")) // [z1 z2] fires and holds the slot
+		synctest.Wait()
+		for _, s := range []string{"q1", "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "r1", "r2", "r3"} {
+			mustNil(t, tk.Add(ctx, s))
+		}
 		c.Work <- "ok1"
 		c.Work <- "bad"
 		c.Work <- "ok2"
@@ -107,6 +124,20 @@ func TestCatalogueCounts(t *testing.T) {
 		live.wantSum("muster.batcher.keys", k1, 1)
 		live.wantSum("muster.item.added", k1, 7)
 		live.wantSum("muster.item.pending", k1, 6)
+		// The top keys by items taken and not fired, of the Keyed batchers
+		// only: L holds 9 ([L1 L2] to [L7 L8] waiting, [L9] open), r 3, q
+		// 1; z's batch is in flight, so it holds no pending item.
+		live.wantKeys("muster.key.pending", "t", map[string]int64{"L": 9, "r": 3, "q": 1, "z": 0})
+		live.wantKeys("muster.key.waiting", "t", map[string]int64{"L": 4, "r": 1, "q": 0, "z": 0})
+		live.wantKeys("muster.key.pending", "k", map[string]int64{"x": 4}) // x3 x4 x6 x7
+		live.wantKeys("muster.key.waiting", "k", map[string]int64{"x": 2}) // [x3 x4], [x6] (x5 dropped from it)
+		live.wantKeys("muster.key.pending", "a", nil)
+		for _, key := range []string{"L", "r", "q", "z"} {
+			st, _ := tk.KeyStats(key)
+			if got := live.gauges("muster.key.pending", kv("muster.batcher.name", "t", "muster.batch.key", key)); len(got) != 1 || st.Pending != int(slices.Collect(maps.Values(got))[0]) {
+				t.Errorf("muster.key.pending{key=%s} = %v; KeyStats says %d", key, got, st.Pending)
+			}
+		}
 
 		close(release)
 		close(releaseK)
@@ -132,6 +163,8 @@ func TestCatalogueCounts(t *testing.T) {
 
 		mustNil(t, a.Stop()) // fires [12 13] at shutdown
 		mustNil(t, k.Stop()) // fires [x7] at shutdown
+		close(releaseT)
+		mustNil(t, tk.Stop())
 		mustNil(t, c.Stop()) // fires [ok1 ok2] at shutdown
 		synctest.Wait()
 		if err := a.Add(ctx, 14); err == nil {
@@ -161,8 +194,9 @@ func TestCatalogueCounts(t *testing.T) {
 				s.wantSum("muster.item.dropped", kv(et("k", "dropped")...), 1)
 				s.wantSum("muster.item.dropped", kv(et("a", "dropped")...), 0) // exported from the start
 				s.wantSum("muster.item.dropped", kv(et("c", "dropped")...), 0)
-				if n := s.points("muster.item.dropped"); n != 3 {
-					t.Errorf("muster.item.dropped: %d series, want 3", n)
+				s.wantSum("muster.item.dropped", kv(et("t", "dropped")...), 0)
+				if n := s.points("muster.item.dropped"); n != 4 {
+					t.Errorf("muster.item.dropped: %d series, want 4", n)
 				}
 			},
 			"muster.item.processed": func() {
@@ -209,7 +243,7 @@ func TestCatalogueCounts(t *testing.T) {
 			},
 		}
 		// Observed from live clients only: checked above, and gone now.
-		for _, n := range []string{"muster.item.pending", "muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit", "muster.batcher.keys"} {
+		for _, n := range []string{"muster.item.pending", "muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit", "muster.batcher.keys", "muster.key.pending", "muster.key.waiting"} {
 			checks[n] = func() {
 				if s.points(n) != 0 {
 					t.Errorf("%s observed after Stop", n)
@@ -241,7 +275,7 @@ func TestCatalogueCounts(t *testing.T) {
 		}
 
 		// Conservation: what was taken was processed or dropped.
-		for _, name := range []string{"a", "k", "c"} {
+		for _, name := range []string{"a", "k", "t", "c"} {
 			set := kv("muster.batcher.name", name)
 			added, _ := s.sum("muster.item.added", set)
 			var out int64

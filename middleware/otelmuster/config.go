@@ -14,6 +14,10 @@ import (
 // package creates: its import path.
 const ScopeName = "github.com/musterhq/muster/middleware/otelmuster"
 
+// DefaultTopKeys is how many keys of each Keyed batcher [NewMetrics] reports
+// by default ([WithTopKeys]).
+const DefaultTopKeys = 5
+
 // DefaultMaxLinks is how many span links a batch span carries by default: the
 // OpenTelemetry SDK's default LinkCountLimit.
 const DefaultMaxLinks = 128
@@ -69,6 +73,7 @@ type config struct {
 	maxLinks  int
 	spanKind  trace.SpanKind
 	itemSpans bool
+	topKeys   int
 }
 
 // newConfig applies opts over the defaults. The global providers are read
@@ -76,7 +81,7 @@ type config struct {
 // later with otel.SetTracerProvider or otel.SetMeterProvider, so hooks built
 // before the SDK is set up still reach it.
 func newConfig(opts []Option) config {
-	c := config{maxLinks: DefaultMaxLinks, spanKind: trace.SpanKindInternal, itemSpans: true}
+	c := config{maxLinks: DefaultMaxLinks, spanKind: trace.SpanKindInternal, itemSpans: true, topKeys: DefaultTopKeys}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
@@ -150,4 +155,27 @@ func WithSpanKind(kind trace.SpanKind) Option {
 // it off when sampled requests add thousands of items each.
 func WithItemSpans(on bool) Option {
 	return optionFunc(func(c *config) { c.itemSpans = on })
+}
+
+// WithTopKeys sets how many keys of each Keyed batcher name [NewMetrics]
+// reports in muster.key.pending and muster.key.waiting (label
+// muster_batch_key): at each collection, the n keys holding the most
+// pending items (by the client's TopKeys; clients of the same name are
+// merged by key), so that a batcher has at most n series of each however
+// many keys it has. The default is [DefaultTopKeys]; n <= 0 turns the two
+// instruments off. A key is reported in fmt's %v form, cut to
+// [MaxKeyLength] bytes.
+//
+// A key that leaves the top n is no longer reported: its series goes
+// stale, as Prometheus treats any series that vanishes from a scrape, and
+// ends rather than dropping to 0. A dashboard's topk over the gauge shows
+// the keys that held the most at each instant.
+//
+// Reading the top keys takes the client's locks and reads every live key,
+// once per client per collection, never per item: with 1,024 live keys a
+// collection took 50 to 190 µs longer (median about 90 µs) than with
+// WithTopKeys(0) on a loaded 2-core machine (BenchmarkCollectTopKeys);
+// Add pays nothing for it.
+func WithTopKeys(n int) Option {
+	return optionFunc(func(c *config) { c.topKeys = max(n, 0) })
 }

@@ -82,9 +82,10 @@
 //
 // muster.batch.key is FireInfo.Key: a string key as is, any other key
 // formatted with fmt's %v (give a struct key a String method to choose its
-// form). It is a span attribute only, never a metric attribute: spans carry
-// one value each and cost nothing per distinct key, while a metric label
-// would make a series per key. Keys are still indexed by trace backends, so
+// form). It is a span attribute, and a metric attribute only of
+// muster.key.pending and muster.key.waiting, which report the top few keys
+// (WithTopKeys): spans carry one value each and cost nothing per distinct
+// key, while a label on every metric would make a series per key. Keys are still indexed by trace backends, so
 // keep them identifiers (tenant, region, destination), not secrets or
 // free-form data; a batcher keyed by something unbounded (a user id) makes
 // as many distinct attribute values, which some backends bill or limit.
@@ -169,6 +170,8 @@
 //	muster.queue.capacity           observable       PendingWorkCapacity (a Keyed's is shared by its keys)
 //	muster.batcher.keys             observable       Stats.Keys: live keys of a muster.Keyed (Keyed clients only)
 //	muster.item.pending             observable       Stats.Pending: items taken and not yet done (what a crash would lose)
+//	muster.key.pending              observable gauge TopKeys: items taken and not fired of the top keys, by muster.batch.key
+//	muster.key.waiting              observable gauge TopKeys: batches waiting for a slot of the same keys (Keyed only)
 //	muster.add.blocked.duration     histogram (s)    time a producer was held by backpressure (taken or refused)
 //	muster.ratelimit.wait.duration  histogram (s)    waits reported with Reason muster.WaitRateLimit
 //	muster.batch.retries            counter          failed attempts reported with muster.ReportRetry; error.type
@@ -193,9 +196,16 @@
 // A Keyed's keys share its MaxConcurrentBatches slots and its
 // PendingWorkCapacity, so muster.batch.inflight.limit and
 // muster.queue.capacity are those, whatever the number of keys: the
-// capacity reported is the one producers meet. There is no per-key
-// attribute on any metric: keys multiply spans' attribute values
-// (muster.batch.key), never series. An abandoned batch counts as processed
+// capacity reported is the one producers meet. The one per-key attribute is
+// on muster.key.pending and muster.key.waiting, for the loud tenant: at each
+// collection, ClientInfo.TopKeys gives each client's WithTopKeys(n) keys
+// holding the most pending items (default 5), merged by key over the
+// name's clients (a key outside one client's top counts only where it is
+// in it), and the n first are reported, so a name has at most n series of
+// each. A key that leaves the top is no longer reported and its series
+// goes stale in Prometheus; a key holding nothing is never reported.
+// Reading the top keys takes each client's locks and visits its live keys
+// (40 to 95 µs over 1,024 keys), once per collection. An abandoned batch counts as processed
 // with error.type shutdown_incomplete: muster.item.processed with an
 // error.type is what was lost or failed.
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel"
@@ -30,8 +31,9 @@ import (
 func NewMetrics(opts ...Option) (muster.Observer, error) {
 	c := newConfig(opts)
 	m := &metrics{
-		meter:  c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version())),
-		groups: make(map[string]*group),
+		meter:   c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version())),
+		groups:  make(map[string]*group),
+		topKeys: c.topKeys,
 	}
 	if err := m.init(); err != nil {
 		return nil, err
@@ -51,6 +53,8 @@ type metrics struct {
 	inflight                        metric.Int64UpDownCounter
 	queueSize, queueCapacity, limit metric.Int64ObservableUpDownCounter
 	keys, pending                   metric.Int64ObservableUpDownCounter
+	keyPending, keyWaiting          metric.Int64ObservableGauge
+	topKeys                         int // keys reported per name; 0: none
 
 	mu     sync.Mutex        // guards groups; never taken by a callback
 	groups map[string]*group // live clients by name
@@ -91,6 +95,10 @@ func (m *metrics) init() error {
 	m.keys, err = musterconv.BatcherKeys.New(m.meter)
 	try(err)
 	m.pending, err = musterconv.ItemPending.New(m.meter)
+	try(err)
+	m.keyPending, err = musterconv.KeyPending.New(m.meter)
+	try(err)
+	m.keyWaiting, err = musterconv.KeyWaiting.New(m.meter)
 	try(err)
 	m.blocked, err = musterconv.AddBlockedDuration.New(m.meter)
 	try(err)
@@ -278,10 +286,11 @@ func (m *metrics) join(c *clientMetrics) {
 	g := m.groups[c.info.Name]
 	if g == nil {
 		g = &group{}
+		name := c.n.name
 		attrs := c.n.base.obs
 		_, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-			return g.observe(o, m, attrs)
-		}, m.added, m.queueSize, m.queueCapacity, m.limit, m.keys, m.pending)
+			return g.observe(o, m, name, attrs)
+		}, m.added, m.queueSize, m.queueCapacity, m.limit, m.keys, m.pending, m.keyPending, m.keyWaiting)
 		if err != nil {
 			otel.Handle(err)
 			return
@@ -314,7 +323,7 @@ func (m *metrics) leave(c *clientMetrics) {
 	}
 }
 
-func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOption) error {
+func (g *group) observe(o metric.Observer, m *metrics, name attribute.KeyValue, attrs []metric.ObserveOption) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.clients) == 0 {
@@ -348,8 +357,55 @@ func (g *group) observe(o metric.Observer, m *metrics, attrs []metric.ObserveOpt
 	}
 	if keyed {
 		o.ObserveInt64(m.keys, keys, attrs...)
+		g.observeTopKeys(o, m, name)
 	}
 	return nil
+}
+
+// keyShare is one reported key's pending items and waiting batches, summed
+// over the clients of a name.
+type keyShare struct {
+	key              string
+	pending, waiting int
+}
+
+// observeTopKeys reports the m.topKeys keys holding the most pending items
+// across the group's clients: each client's top keys, merged by key label.
+// Called with g.mu held, never under a client's lock.
+func (g *group) observeTopKeys(o metric.Observer, m *metrics, name attribute.KeyValue) {
+	if m.topKeys == 0 {
+		return
+	}
+	var shares []keyShare
+	for _, c := range g.clients {
+		if c.info.TopKeys == nil {
+			continue
+		}
+		for _, ks := range c.info.TopKeys(m.topKeys) {
+			label := keyLabel(ks.Key)
+			i := slices.IndexFunc(shares, func(s keyShare) bool { return s.key == label })
+			if i < 0 {
+				shares = append(shares, keyShare{key: label})
+				i = len(shares) - 1
+			}
+			shares[i].pending += ks.Pending
+			shares[i].waiting += ks.Waiting
+		}
+	}
+	slices.SortFunc(shares, func(a, b keyShare) int {
+		if a.pending != b.pending {
+			return b.pending - a.pending
+		}
+		if a.waiting != b.waiting {
+			return b.waiting - a.waiting
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	for _, s := range shares[:min(len(shares), m.topKeys)] {
+		set := metric.WithAttributeSet(attribute.NewSet(name, batchKeyKey.String(s.key)))
+		o.ObserveInt64(m.keyPending, int64(s.pending), set)
+		o.ObserveInt64(m.keyWaiting, int64(s.waiting), set)
+	}
 }
 
 // itemErrors returns err's *muster.ItemErrors, if any, without allocating

@@ -2,6 +2,7 @@ package otelmuster_test
 
 import (
 	"context"
+	"maps"
 	"math"
 	"testing"
 
@@ -68,6 +69,8 @@ func (s snapshot) points(name string) int {
 	switch d := m.Data.(type) {
 	case metricdata.Sum[int64]:
 		return len(d.DataPoints)
+	case metricdata.Gauge[int64]:
+		return len(d.DataPoints)
 	case metricdata.Histogram[int64]:
 		return len(d.DataPoints)
 	case metricdata.Histogram[float64]:
@@ -75,6 +78,48 @@ func (s snapshot) points(name string) int {
 	}
 	s.t.Fatalf("%s is a %T", name, m.Data)
 	return 0
+}
+
+// gauges returns an int64 gauge's data points whose attributes include
+// these, each by its full attribute set's encoding.
+func (s snapshot) gauges(name string, set attribute.Set) map[string]int64 {
+	s.t.Helper()
+	got := map[string]int64{}
+	m, ok := s.metrics[name]
+	if !ok {
+		return got
+	}
+	d, ok := m.Data.(metricdata.Gauge[int64])
+	if !ok {
+		s.t.Fatalf("%s is a %T", name, m.Data)
+	}
+	for _, p := range d.DataPoints {
+		match := true
+		for _, want := range set.ToSlice() {
+			if v, ok := p.Attributes.Value(want.Key); !ok || v != want.Value {
+				match = false
+			}
+		}
+		if match {
+			got[p.Attributes.Encoded(attribute.DefaultEncoder())] = p.Value
+		}
+	}
+	return got
+}
+
+// wantKeys checks an int64 gauge's points for one batcher name: exactly
+// want, by muster.batch.key.
+func (s snapshot) wantKeys(name, batcher string, want map[string]int64) {
+	s.t.Helper()
+	got := s.gauges(name, kv("muster.batcher.name", batcher))
+	wantEnc := map[string]int64{}
+	for k, v := range want {
+		set := kv("muster.batch.key", k, "muster.batcher.name", batcher)
+		wantEnc[set.Encoded(attribute.DefaultEncoder())] = v
+	}
+	if !maps.Equal(got, wantEnc) {
+		s.t.Errorf("%s{muster.batcher.name=%s} = %v, want %v", name, batcher, got, wantEnc)
+	}
 }
 
 func (s snapshot) wantSum(name string, set attribute.Set, want int64) {

@@ -2,6 +2,8 @@ package otelmuster_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,7 +19,8 @@ import (
 // A Keyed client reports its live keys as muster.batcher.keys, from its
 // Start on (ClientInfo.MaxKeys says it is a Keyed), zero included; its
 // capacity is PendingWorkCapacity, shared by all its keys; a plain client
-// never reports keys; no measurement of any instrument carries a key.
+// never reports keys; no measurement carries an attribute outside the
+// catalogue (a key only on muster.key.*, TestMetricsTopKeys).
 func TestMetricsKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mp, r := newMeterProvider()
@@ -130,4 +133,58 @@ func keysOf(kvs []attribute.KeyValue) []string {
 		ks = append(ks, string(kv.Key))
 	}
 	return ks
+}
+
+// muster.key.pending and muster.key.waiting report only the top n keys of a
+// name by pending items (WithTopKeys), summed by key over the name's
+// clients, with keys cut to MaxKeyLength bytes; WithTopKeys(0) reports
+// none.
+func TestMetricsTopKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mp, r := newMeterProvider()
+		h, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp), otelmuster.WithTopKeys(3))
+		mustNil(t, err)
+		offMP, offR := newMeterProvider()
+		off, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(offMP), otelmuster.WithTopKeys(0))
+		mustNil(t, err)
+		newKeyed := func() *muster.Keyed[string, string] {
+			return &muster.Keyed[string, string]{
+				Name: "orders", Key: func(s string) string { return s },
+				MaxBatchSize: 1000, BatchTimeout: time.Hour, PendingWorkCapacity: 1000,
+				Fire:  func(context.Context, []string) error { return nil },
+				Hooks: muster.Compose(h, off),
+			}
+		}
+		one, two := newKeyed(), newKeyed()
+		mustStart(t, one.Start)
+		mustStart(t, two.Start)
+		add := func(k *muster.Keyed[string, string], key string, n int) {
+			for range n {
+				mustNil(t, k.Add(context.Background(), key))
+			}
+		}
+		for i := range 10 { // k0 holds 1, ..., k9 holds 10
+			add(one, fmt.Sprintf("k%d", i), i+1)
+		}
+		add(one, "loud", 50)
+		add(two, "k9", 20)              // the same name: k9 holds 30 in all
+		long := strings.Repeat("é", 40) // 80 bytes
+		add(two, long, 5)
+		s := collect(t, r)
+		s.wantKeys("muster.key.pending", "orders", map[string]int64{"loud": 50, "k9": 30, "k8": 9})
+		s.wantKeys("muster.key.waiting", "orders", map[string]int64{"loud": 0, "k9": 0, "k8": 0})
+		if n := collect(t, offR).points("muster.key.pending"); n != 0 {
+			t.Errorf("WithTopKeys(0): %d points of muster.key.pending", n)
+		}
+
+		// one's batches fire: the long key of two enters the top 3.
+		mustNil(t, one.Flush(context.Background()))
+		synctest.Wait()
+		add(one, "k8", 1)
+		s = collect(t, r)
+		cut := strings.Repeat("é", otelmuster.MaxKeyLength/2)
+		s.wantKeys("muster.key.pending", "orders", map[string]int64{"k9": 20, "k8": 1, cut: 5})
+		mustNil(t, one.Stop())
+		mustNil(t, two.Stop())
+	})
 }

@@ -174,8 +174,8 @@ func TestMetricsBackpressureAndFailures(t *testing.T) {
 			if slices.Contains([]string{"muster.queue.size", "muster.queue.capacity", "muster.batch.inflight.limit", "muster.item.pending"}, spec.Name()) {
 				continue // unregistered at Stop; checked below
 			}
-			if spec.Name() == musterconv.BatcherKeys.Name() {
-				continue // Keyed clients only: TestMetricsKeys
+			if slices.Contains([]string{musterconv.BatcherKeys.Name(), musterconv.KeyPending.Name(), musterconv.KeyWaiting.Name()}, spec.Name()) {
+				continue // Keyed clients only: TestMetricsKeys, TestMetricsTopKeys
 			}
 			m, ok := s.metrics[spec.Name()]
 			if !ok {

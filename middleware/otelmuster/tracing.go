@@ -14,8 +14,9 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
-// Span attribute and event names. muster.batcher.name, muster.batch.trigger
-// and error.type are the metric attributes of the catalogue.
+// Span attribute and event names. muster.batcher.name, muster.batch.trigger,
+// error.type and muster.batch.key are the metric attributes of the
+// catalogue (keys.go).
 const (
 	batchMessageCountKey = attribute.Key("messaging.batch.message_count")
 	batchIDKey           = attribute.Key("muster.batch.id")
@@ -23,7 +24,6 @@ const (
 	batchFirstItemAgeKey = attribute.Key("muster.batch.first_item_age") // seconds
 	batchSlotWaitKey     = attribute.Key("muster.batch.slot_wait")      // seconds
 	batchLinksDroppedKey = attribute.Key("muster.batch.links.dropped")
-	batchKeyKey          = attribute.Key("muster.batch.key") // a Keyed client's batch key
 
 	waitReasonKey   = attribute.Key("muster.wait.reason")
 	waitDurationKey = attribute.Key("muster.wait.duration") // seconds

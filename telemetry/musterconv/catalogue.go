@@ -21,6 +21,14 @@ const (
 	// code such as "canceled"), set only when the operation failed.
 	// Label: error_type.
 	ErrorTypeKey = attribute.Key("error.type")
+
+	// BatchKeyKey is a Keyed batcher's key, in fmt's %v form: on batch
+	// spans, and on [KeyPending] and [KeyWaiting], which report only the
+	// few keys holding the most (top-k), so that its values per batcher
+	// stay bounded however many keys there are. The same value on a
+	// metric and on spans leads from the loud key to its batches.
+	// Label: muster_batch_key.
+	BatchKeyKey = attribute.Key("muster.batch.key")
 )
 
 // Values of [BatchTriggerKey].
@@ -227,9 +235,10 @@ var (
 
 	// BatcherKeys is the number of live keys of a Keyed batcher (keys
 	// created and not yet evicted), observed by a callback. Only Keyed
-	// batchers report it. It has no per-key attribute: a key is a span
-	// attribute (muster.batch.key), never a label, so that a batcher's
-	// series do not multiply with its keys.
+	// batchers report it. It has no per-key attribute, so that a batcher's
+	// series do not multiply with its keys: a key is a span attribute
+	// ([BatchKeyKey]) and a label only on [KeyPending] and [KeyWaiting],
+	// for the top few keys.
 	BatcherKeys = Int64ObservableUpDownCounterSpec{Spec{
 		name:        "muster.batcher.keys",
 		kind:        KindObservableUpDownCounter,
@@ -250,6 +259,37 @@ var (
 		unit:        "{item}",
 		description: "Items accepted and not yet done: queued, in an open batch or in flight.",
 		promName:    "muster_item_pending",
+	}}
+
+	// KeyPending is, for each of the top keys of a Keyed batcher by
+	// pending items (by default the 5 holding the most), the key's items
+	// taken and not yet fired: in its open batch and in its batches waiting
+	// for an in-flight slot (what MaxPendingPerKey bounds), observed at each
+	// collection from the client's TopKeys. Attributes: [BatchKeyKey]. Only
+	// the top keys are reported, so a batcher has at most that many series
+	// per collection; a key that leaves the top stops being reported, and
+	// its series goes stale (Prometheus ends it about 5 minutes after its
+	// last sample, or at once when the target's scrape no longer has it).
+	// It is how an operator finds the loud tenant: topk over it, by key.
+	KeyPending = Int64ObservableGaugeSpec{Spec{
+		name:        "muster.key.pending",
+		kind:        KindObservableGauge,
+		unit:        "{item}",
+		description: "Items taken and not yet fired of each of a Keyed batcher's top keys by pending items (muster.batch.key); other keys are not reported.",
+		attrs:       []attribute.Key{BatchKeyKey},
+		promName:    "muster_key_pending",
+	}}
+
+	// KeyWaiting is, for the same top keys as [KeyPending], the key's
+	// batches fired and waiting for an in-flight slot (MaxConcurrentBatches),
+	// observed at each collection. Attributes: [BatchKeyKey].
+	KeyWaiting = Int64ObservableGaugeSpec{Spec{
+		name:        "muster.key.waiting",
+		kind:        KindObservableGauge,
+		unit:        "{batch}",
+		description: "Batches waiting for an in-flight slot of each of a Keyed batcher's top keys by pending items (muster.batch.key).",
+		attrs:       []attribute.Key{BatchKeyKey},
+		promName:    "muster_key_waiting",
 	}}
 
 	// AddBlockedDuration records, in seconds, how long a producer was held
@@ -305,6 +345,8 @@ func All() []Spec {
 		QueueCapacity.Spec,
 		BatcherKeys.Spec,
 		ItemPending.Spec,
+		KeyPending.Spec,
+		KeyWaiting.Spec,
 		AddBlockedDuration.Spec,
 		RateLimitWaitDuration.Spec,
 		BatchRetries.Spec,

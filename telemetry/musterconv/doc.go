@@ -65,6 +65,8 @@
 //	| muster.queue.capacity          | async up-down counter | {item}  | muster_queue_capacity                                     |
 //	| muster.batcher.keys            | async up-down counter | {key}   | muster_batcher_keys                                       |
 //	| muster.item.pending            | async up-down counter | {item}  | muster_item_pending                                       |
+//	| muster.key.pending             | async gauge           | {item}  | muster_key_pending                                        |
+//	| muster.key.waiting             | async gauge           | {batch} | muster_key_waiting                                        |
 //	| muster.add.blocked.duration    | histogram (float64)   | s       | muster_add_blocked_duration_seconds_{bucket,sum,count}    |
 //	| muster.ratelimit.wait.duration | histogram (float64)   | s       | muster_ratelimit_wait_duration_seconds_{bucket,sum,count} |
 //	| muster.batch.retries           | counter               | {retry} | muster_batch_retries_total                                |

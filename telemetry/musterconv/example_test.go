@@ -55,6 +55,8 @@ func ExampleAll() {
 	// muster.queue.capacity           async up-down counter {item}  muster_queue_capacity muster_batcher_name
 	// muster.batcher.keys             async up-down counter {key}   muster_batcher_keys muster_batcher_name
 	// muster.item.pending             async up-down counter {item}  muster_item_pending muster_batcher_name
+	// muster.key.pending              async gauge           {item}  muster_key_pending muster_batcher_name,muster_batch_key
+	// muster.key.waiting              async gauge           {batch} muster_key_waiting muster_batcher_name,muster_batch_key
 	// muster.add.blocked.duration     histogram             s       muster_add_blocked_duration_seconds muster_batcher_name
 	// muster.ratelimit.wait.duration  histogram             s       muster_ratelimit_wait_duration_seconds muster_batcher_name
 	// muster.batch.retries            counter               {retry} muster_batch_retries_total muster_batcher_name,error_type

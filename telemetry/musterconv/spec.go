@@ -31,8 +31,9 @@ const (
 	// (a client's or a store's Stats).
 	KindObservableCounter
 	// KindObservableGauge is an asynchronous gauge
-	// (metric.Float64ObservableGauge): a value that is not a sum, such as
-	// an age.
+	// (metric.Float64ObservableGauge or metric.Int64ObservableGauge): a
+	// value that is not a sum, such as an age, or one key's share of a
+	// batcher when only the top keys are reported.
 	KindObservableGauge
 )
 
@@ -287,4 +288,18 @@ func (s Float64ObservableGaugeSpec) New(m metric.Meter, opts ...metric.Float64Ob
 		all = append(all, o)
 	}
 	return m.Float64ObservableGauge(s.name, append(all, opts...)...)
+}
+
+// Int64ObservableGaugeSpec is the [Spec] of an instrument created as a
+// [metric.Int64ObservableGauge], such as a count of a few reported keys.
+type Int64ObservableGaugeSpec struct{ Spec }
+
+// New creates the asynchronous gauge on m with the catalogue's unit and
+// description, then opts.
+func (s Int64ObservableGaugeSpec) New(m metric.Meter, opts ...metric.Int64ObservableGaugeOption) (metric.Int64ObservableGauge, error) {
+	all := make([]metric.Int64ObservableGaugeOption, 0, 2+len(opts))
+	for _, o := range s.instrumentOptions() {
+		all = append(all, o)
+	}
+	return m.Int64ObservableGauge(s.name, append(all, opts...)...)
 }
