@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/musterhq/muster/internal/redistest"
 	"github.com/musterhq/muster/ratelimit/redisrate"
 )
 
@@ -59,8 +60,7 @@ func (l *logLines) lines() []string {
 // Redis is down do not make go-redis log a failed dial each time: only the
 // first failure is logged. (Not parallel: go-redis's logger is global.)
 func TestRedisDownAtStart(t *testing.T) {
-	bin := findRedis(t)
-	s := &redisServer{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)} // not started yet
+	s := &redisServer{redistest.New(t, serverOptions)} // not started yet
 	logs := &logLines{addr: s.Addr()}
 	redis.SetLogger(logs)
 	t.Cleanup(func() { redis.SetLogger(quiet{}) })
@@ -111,10 +111,7 @@ func TestRedisDownAtStart(t *testing.T) {
 
 	// Redis comes up: the limiter returns to the shared quota and counts
 	// the replicas (itself).
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.kill)
+	s.Restart()
 	waitMode(t, l, redisrate.ModeShared, 5*time.Second)
 	if n := l.Replicas(); n != 1 {
 		t.Errorf("Replicas() = %d once Redis is up, want 1 (counted)", n)
