@@ -86,6 +86,7 @@ type demo struct {
 
 	stopProducers   chan struct{}
 	producers       sync.WaitGroup
+	lateAcks        sync.WaitGroup  // outcomes awaited past a request's deadline
 	checkpointCtx   context.Context // canceled before the batcher shuts down
 	stopCheckpoints context.CancelFunc
 	checkpointing   sync.WaitGroup
@@ -262,7 +263,7 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 	var ids atomic.Uint64
 	for i := range cfg.producers {
 		pr := &producer{
-			id: i + 1, cfg: cfg, profile: d.profile, tracer: tracer, batcher: d.batcher, ids: &ids, tally: d.tally,
+			id: i + 1, cfg: cfg, profile: d.profile, tracer: tracer, batcher: d.batcher, ids: &ids, tally: d.tally, late: &d.lateAcks,
 			rng: rand.New(rand.NewPCG(rand.Uint64(), uint64(i))),
 		}
 		d.producers.Go(func() { pr.run(d.stopProducers) })
@@ -326,7 +327,7 @@ func (d *demo) banner() {
 	}
 	fmt.Fprintf(w, "muster %s: %d producers x %g orders/s (1-%d per request, %g%% awaiting an acknowledgement) -> keyed batcher %q\n",
 		serviceName, c.producers, c.rate, c.itemsPerRequest, 100*c.ackShare, batcherName)
-	fmt.Fprintf(w, "  per region (%s): %s, %s, queue %d; shared: %s\n",
+	fmt.Fprintf(w, "  per region (%s): %s, %s; shared: queue %d, %s\n",
 		strings.Join(regions, ", "), size, timeout, c.capacity, inflight)
 	limit := "no rate limit"
 	if c.rateLimit > 0 {
@@ -423,7 +424,7 @@ func (d *demo) printProgress(now time.Time, interval time.Duration) {
 		stats:     d.batcher.Stats(),
 		batchSize: d.cfg.batchSize,
 		maxIn:     d.cfg.maxInflight,
-		capacity:  d.cfg.capacity * max(1, d.batcher.Stats().Keys), // per region
+		capacity:  d.cfg.capacity, // PendingWorkCapacity: shared by the regions
 		phase:     d.profile.at(now).name,
 	}
 	if d.limit != nil {
@@ -485,6 +486,14 @@ func (d *demo) wait(ctx context.Context) int {
 		d.closeLimiter()
 	}
 
+	// Every Result is done once Shutdown returned, but for a batch still in
+	// flight after a deadline: wait for those a moment at most.
+	lateDone := make(chan struct{})
+	go func() { d.lateAcks.Wait(); close(lateDone) }()
+	select {
+	case <-lateDone:
+	case <-time.After(2 * time.Second):
+	}
 	r.stats = d.batcher.Stats()
 	r.inFlight = r.stats.InFlight
 	r.tot = d.tally.totals()

@@ -50,9 +50,12 @@ type totals struct {
 }
 
 // acks counts the orders of requests that needed an acknowledgement, by
-// what the request learned before its deadline.
+// what the request learned before its deadline, and, for those whose outcome
+// was not known by then (the request answered 202 accepted), the outcome
+// their Result reported later.
 type acks struct {
 	confirmed, failed, pending uint64 // written; failed for good; not known by the deadline
+	lateConfirmed, lateFailed  uint64 // of pending: written later; failed (or left undone at shutdown) later
 }
 
 func (t *tally) acked(a acks) {
@@ -61,6 +64,8 @@ func (t *tally) acked(a acks) {
 	t.tot.acks.confirmed += a.confirmed
 	t.tot.acks.failed += a.failed
 	t.tot.acks.pending += a.pending
+	t.tot.acks.lateConfirmed += a.lateConfirmed
+	t.tot.acks.lateFailed += a.lateFailed
 }
 
 // invalidRequest counts a request refused with a 400 for a malformed order:
@@ -277,8 +282,8 @@ func writeSummary(w io.Writer, r report) {
 		t.batches, t.deliveredBatches, t.failedBatches, t.abandonedBatches, triggers(t.byTrigger))
 	fmt.Fprintf(w, "  retries   %d  checkpoints %d  keys %d live at exit\n", t.retries, r.checkpoints, r.stats.Keys)
 	a := t.acks
-	fmt.Fprintf(w, "  acks      %d orders awaited (AddResult): confirmed %d  failed %d  not known by the request deadline %d\n",
-		a.confirmed+a.failed+a.pending, a.confirmed, a.failed, a.pending)
+	fmt.Fprintf(w, "  acks      %d orders awaited (AddResult): confirmed %d  failed %d  not known by the request deadline %d (answered 202; later written %d, failed %d)\n",
+		a.confirmed+a.failed+a.pending, a.confirmed, a.failed, a.pending, a.lateConfirmed, a.lateFailed)
 	sum := t.delivered + t.failed + t.abandoned + r.stats.Dropped
 	dropped := ""
 	if r.stats.Dropped > 0 {
