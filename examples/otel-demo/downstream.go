@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/musterhq/muster/journal"
 	"github.com/musterhq/muster/middleware/otelmuster"
 	"github.com/musterhq/muster/middleware/retry"
 	"github.com/musterhq/muster/ratelimit"
@@ -33,6 +35,12 @@ type downstream struct {
 	latency     time.Duration
 	failureRate float64
 	batchSize   int
+	ledger      *ledger // records each order written (nil: no -ledger)
+
+	// With -journal: orders-db upserts on the journal ID, so an order
+	// written again (a replay of an order whose earlier run wrote it but
+	// crashed before its journal knew) is one row, not two.
+	rewritten atomic.Uint64 // replayed orders written (duplicates where the earlier run had written them)
 }
 
 // bulkError is a failed bulk insert, as an HTTP bulk API would report it.
@@ -76,6 +84,24 @@ var (
 	httpStatusKey   = attribute.Key("http.response.status_code")
 )
 
+// insertItems is the FireFunc at the core of the journaled chain (-journal):
+// insert, with each order's journal ID as the key of its upsert.
+func (d *downstream) insertItems(ctx context.Context, items []journal.Item[Order]) error {
+	orders := make([]Order, len(items))
+	replayed := uint64(0)
+	for i := range items {
+		orders[i] = items[i].Value
+		if items[i].Replayed {
+			replayed++
+		}
+	}
+	err := d.insert(ctx, orders) // an upsert on items[i].ID
+	if err == nil {
+		d.rewritten.Add(replayed)
+	}
+	return err
+}
+
 // insert is the FireFunc at the core of the chain: one attempt at writing a
 // batch. It makes a CLIENT span, a child of the batch span, so that a batch's
 // trace shows each attempt.
@@ -114,6 +140,9 @@ func (d *downstream) insert(ctx context.Context, orders []Order) error {
 	}
 	if fail == nil {
 		span.SetAttributes(httpStatusKey.Int(200))
+		for i := range orders {
+			d.ledger.record("written", orders[i].ID)
+		}
 		return nil
 	}
 	span.SetAttributes(httpStatusKey.Int(fail.status), errorTypeKey.String(fail.kind))

@@ -104,8 +104,9 @@ type producer struct {
 	cfg     config
 	profile profile
 	tracer  trace.Tracer
-	batcher *muster.Keyed[string, Order]
+	batcher ordersBatcher
 	tally   *tally
+	ledger  *ledger // nil without -ledger
 	ids     *atomic.Uint64
 	rng     *rand.Rand
 	late    *sync.WaitGroup // waits for the outcomes a request's deadline did not see
@@ -221,6 +222,7 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 			span.SetStatus(codes.Error, "order refused: "+err.Error())
 			break
 		}
+		p.ledger.record("accepted", o.ID)
 		added++
 	}
 	span.SetAttributes(ordersAddedKey.Int(added))

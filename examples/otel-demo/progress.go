@@ -260,6 +260,7 @@ type report struct {
 	metrics     string // where metrics went
 	traces      string // where traces went
 	spans       int64  // spans written to the trace file, -1 if none
+	journal     string // the journal's account ("": no -journal)
 }
 
 // writeSummary prints the final account. Its first check is the one that
@@ -302,8 +303,14 @@ func writeSummary(w io.Writer, r report) {
 	if e := r.shutdownErr; e != nil {
 		fmt.Fprintf(w, "  shutdown  INCOMPLETE: the deadline left %d batches (%d items) not done: in flight (canceled, counted as failed) or abandoned before firing\n",
 			e.Batches, e.Items)
+		if e.Kept > 0 {
+			fmt.Fprintf(w, "            kept in the journal for the next start: %d orders\n", e.Kept)
+		}
 	} else {
 		fmt.Fprintf(w, "  shutdown  clean: nothing left behind\n")
+	}
+	if r.journal != "" {
+		fmt.Fprintf(w, "  journal   %s\n", r.journal)
 	}
 	fmt.Fprintf(w, "  metrics   %s\n", r.metrics)
 	traces := r.traces
