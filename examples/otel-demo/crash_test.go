@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,15 +38,31 @@ func TestJournalSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for about 10 s")
 	}
-	dir := t.TempDir()
-	ledgerPath := filepath.Join(dir, "ledger")
-	args := []string{
-		"-journal", filepath.Join(dir, "journal"), "-ledger", ledgerPath,
+	crashRounds(t, 3*time.Second, "-journal", filepath.Join(t.TempDir(), "journal"))
+}
+
+// TestRedisJournalSurvivesSIGKILL is the same with the journal in Redis
+// (-journal redis): each restart is a new replica, which takes over the
+// killed ones' orders once their heartbeats are 5 s old, so its last run
+// lasts longer than that.
+func TestRedisJournalSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo for about 15 s")
+	}
+	addr := startRedis(t)
+	crashRounds(t, 9*time.Second, "-journal", "redis", "-redis-addr", addr)
+}
+
+// crashRounds runs the demo with journal (its flags) and a ledger, kills it
+// in three rounds, runs it once more for last, and checks the ledger.
+func crashRounds(t *testing.T, last time.Duration, journal ...string) {
+	ledgerPath := filepath.Join(t.TempDir(), "ledger")
+	args := append(journal, "-ledger", ledgerPath,
 		"-metrics-addr", "", "-traces", "", "-progress", "0", "-cycle", "0",
 		"-failure-rate", "0", "-poison-every", "0", "-rate", "100",
 		// Slow batches, so that a kill finds orders queued and in flight.
 		"-latency", "40ms", "-max-inflight", "2",
-	}
+	)
 	run := func(extra ...string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), childEnv+"=1", childEnv+"_ARGS="+strings.Join(append(args, extra...), "\n"))
@@ -78,7 +96,7 @@ func TestJournalSurvivesSIGKILL(t *testing.T) {
 		killedWith = n
 	}
 	// The last run replays what the kills left and finishes cleanly.
-	cmd := run("-duration", "3s")
+	cmd := run("-duration", last.String())
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("the last run: %v", err)
 	}
@@ -155,4 +173,41 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startRedis starts a redis-server on a free loopback port for the test, and
+// returns its address. Without the binary the test is skipped loudly, or
+// fails when MUSTER_REQUIRE_REDIS=1.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "!!! redis-server NOT FOUND: " + t.Name() + " is NOT TESTED (apt-get install -y redis-server)"
+		if os.Getenv("MUSTER_REQUIRE_REDIS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	waitFor(t, 10*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
 }
