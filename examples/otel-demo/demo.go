@@ -81,7 +81,6 @@ type demo struct {
 	batcher      ordersBatcher
 	journal      *journaled // nil without -journal
 	ledger       *ledger    // nil without -ledger
-	downstream   *downstream
 	limit        func() float64 // the current rate limit (0: none)
 	closeLimiter func()         // stops a shared limiter's background work; nil for none
 	limitMode    func() string  // a shared limiter's mode when not shared; nil for none
@@ -279,8 +278,6 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		}
 		d.batcher = k
 	}
-	d.downstream = ds
-
 	d.banner()
 	var ids atomic.Uint64
 	if d.ledger != nil {
@@ -541,7 +538,7 @@ func (d *demo) wait(ctx context.Context) int {
 	case <-time.After(2 * time.Second):
 	}
 	if d.journal != nil {
-		r.journal = d.journal.summary(d.downstream.rewritten.Load())
+		r.journal = d.journal.summary()
 		d.journal.closeAll()
 	}
 	if err := d.ledger.close(); err != nil {

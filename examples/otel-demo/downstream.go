@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -36,11 +35,6 @@ type downstream struct {
 	failureRate float64
 	batchSize   int
 	ledger      *ledger // records each order written (nil: no -ledger)
-
-	// With -journal: orders-db upserts on the journal ID, so an order
-	// written again (a replay of an order whose earlier run wrote it but
-	// crashed before its journal knew) is one row, not two.
-	rewritten atomic.Uint64 // replayed orders written (duplicates where the earlier run had written them)
 }
 
 // bulkError is a failed bulk insert, as an HTTP bulk API would report it.
@@ -85,21 +79,15 @@ var (
 )
 
 // insertItems is the FireFunc at the core of the journaled chain (-journal):
-// insert, with each order's journal ID as the key of its upsert.
+// insert, as an upsert keyed by each order's journal ID (items[i].ID), so
+// that an order delivered again (replayed after a crash that came after its
+// write and before its journal knew) is one row, not two.
 func (d *downstream) insertItems(ctx context.Context, items []journal.Item[Order]) error {
 	orders := make([]Order, len(items))
-	replayed := uint64(0)
 	for i := range items {
-		orders[i] = items[i].Value
-		if items[i].Replayed {
-			replayed++
-		}
+		orders[i] = items[i].Value // upserted on items[i].ID
 	}
-	err := d.insert(ctx, orders) // an upsert on items[i].ID
-	if err == nil {
-		d.rewritten.Add(replayed)
-	}
-	return err
+	return d.insert(ctx, orders)
 }
 
 // insert is the FireFunc at the core of the chain: one attempt at writing a

@@ -127,10 +127,10 @@ func (j *journaled) closeAll() {
 }
 
 // summary is the journal's line of the summary.
-func (j *journaled) summary(dupes uint64) string {
+func (j *journaled) summary() string {
 	st := j.Batcher.Stats()
-	return fmt.Sprintf("%s: replayed %d from an earlier run (written again: %d, upserted by journal ID, so duplicates of what that run wrote are absorbed), dead-lettered %d, left journaled %d for the next start",
-		j.where, st.Replayed, dupes, j.deadLettered.Load(), st.Store.Items)
+	return fmt.Sprintf("%s: replayed %d from an earlier run (upserted on their journal IDs: one that run had written too is one row), dead-lettered %d, left journaled %d for the next start",
+		j.where, st.Replayed, j.deadLettered.Load(), st.Store.Items)
 }
 
 // ledger is the -ledger file: a line per order accepted (Add returned nil),
