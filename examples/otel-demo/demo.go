@@ -79,8 +79,8 @@ type demo struct {
 	metricsDsc string
 
 	batcher      ordersBatcher
-	journal      *journaled // nil without -journal
-	ledger       *ledger    // nil without -ledger
+	journal      *journaled     // nil without -journal
+	ledger       *ledger        // nil without -ledger
 	limit        func() float64 // the current rate limit (0: none)
 	closeLimiter func()         // stops a shared limiter's background work; nil for none
 	limitMode    func() string  // a shared limiter's mode when not shared; nil for none
