@@ -20,6 +20,9 @@ import (
 	"github.com/musterhq/muster/muster"
 )
 
+// journalMaxBytes bounds the embedded journal's files (-journal DIR).
+const journalMaxBytes = 1 << 30
+
 // ordersBatcher is what the demo needs of its batcher: a muster.Keyed of
 // orders, or (-journal) the journal layer over a Keyed of journal items.
 type ordersBatcher interface {
@@ -69,11 +72,14 @@ func newJournaled(ctx context.Context, kp keyedParams, fire muster.FireFunc[jour
 		j.store, j.where = s, "Redis at "+cfg.redisAddr+" (a dead replica's orders are taken over by a live one)"
 		j.close = func() { s.Close(); rdb.Close() }
 	} else {
-		l, err := journal.Open(cfg.journal, journal.LogOptions{}) // Synced
+		// Synced (the default level), with a bound on the disk it takes:
+		// at the bound, Add blocks (the Keyed's Overflow) until orders
+		// are written and their segments deleted.
+		l, err := journal.Open(cfg.journal, journal.LogOptions{MaxBytes: journalMaxBytes})
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
-		j.store, j.where = l, cfg.journal+" (synced: fsync'd before Add returns)"
+		j.store, j.where = l, cfg.journal+" (synced: fsync'd before Add returns; at most 1 GiB)"
 		j.close = func() { l.Close() }
 	}
 	jm, err := otelmuster.NewJournalMetrics(batcherName, j.store.Stats, otelmuster.WithMeterProvider(mp))
