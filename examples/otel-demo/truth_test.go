@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,5 +53,51 @@ func TestQueueAndAcksTellTheTruth(t *testing.T) {
 	}
 	if written+failed != pending {
 		t.Errorf("%d outcomes not known by the deadline, but %d written + %d failed later:\n%s", pending, written, failed, out)
+	}
+}
+
+// TestLedgerAccountsForEveryOrder: after a clean run, with or without the
+// journal, every order the ledger says was accepted is written or dead
+// (failed for good: half of orders-db's attempts fail here, so some orders
+// exhaust their retries), each once.
+func TestLedgerAccountsForEveryOrder(t *testing.T) {
+	for _, journaled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "journal"}[journaled], func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			ledgerPath := filepath.Join(dir, "ledger")
+			args := []string{"-duration", "2s", "-metrics-addr", "", "-traces", "", "-progress", "0", "-cycle", "0",
+				"-failure-rate", "0.5", "-ledger", ledgerPath}
+			if journaled {
+				args = append(args, "-journal", filepath.Join(dir, "journal"))
+			}
+			var stdout, stderr syncBuffer
+			if code := runDemo(context.Background(), args, &stdout, &stderr, nil); code != 0 {
+				t.Fatalf("exit code %d; stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			b, err := os.ReadFile(ledgerPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := map[string]map[string]int{"accepted": {}, "written": {}, "dead": {}}
+			for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+				what, id, _ := strings.Cut(l, " ")
+				if count[what] == nil {
+					t.Fatalf("ledger line %q", l)
+				}
+				count[what][id]++
+			}
+			for id := range count["accepted"] {
+				if n := count["written"][id] + count["dead"][id]; n != 1 {
+					t.Errorf("order %s: written %d times, dead %d times", id, count["written"][id], count["dead"][id])
+				}
+			}
+			if len(count["accepted"]) == 0 || len(count["dead"]) == 0 {
+				t.Errorf("%d orders accepted, %d dead: want some of each", len(count["accepted"]), len(count["dead"]))
+			}
+			if journaled != strings.Contains(stdout.String(), "  journal   ") {
+				t.Errorf("journaled %v, summary:\n%s", journaled, stdout.String())
+			}
+		})
 	}
 }
