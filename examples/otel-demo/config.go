@@ -52,6 +52,8 @@ type config struct {
 	shutdownTimeout time.Duration
 	outage          outage
 	prometheus      string // a Prometheus to ask for the alerts firing ("": none)
+	journal         string // a directory for the embedded journal, or "redis" ("": none)
+	ledger          string // a file to append accepted, written and dead order IDs to ("": none)
 }
 
 // outage is a scheduled downstream outage: from start (after the demo
@@ -159,6 +161,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.progress, "progress", c.progress, "print a progress line this often (0: none)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long Shutdown may take before it gives up on what is left")
 	fs.StringVar(&c.prometheus, "prometheus", c.prometheus, "name the alerts firing on each progress line, as the Prometheus at this `URL` (such as http://localhost:9090) reports them from /api/v1/alerts (empty: none)")
+	fs.StringVar(&c.journal, "journal", c.journal, "journal the orders (package journal) in the directory `dir` (the embedded log, synced), or in Redis with -redis-addr (-journal redis): Add returns once the order is kept, and a restart replays what a crash left (empty: orders live in memory)")
+	fs.StringVar(&c.ledger, "ledger", c.ledger, "append a line per order to this `file`: \"accepted ID\" once Add returned nil, \"written ID\" once orders-db stored it, \"dead ID\" once it failed for good; unbuffered, to check after a kill -9 that every accepted order was written")
 	fs.Var(&c.outage, "outage", "schedule a downstream outage, `START+LENGTH` after the start (such as 20s+30s): every write fails with a 503 meanwhile")
 
 	if err := fs.Parse(args); err != nil {
@@ -227,6 +231,9 @@ func (c config) validate() error {
 	}
 	if c.redisAddr != "" && c.redisKey == "" {
 		bad("-redis-key must not be empty with -redis-addr")
+	}
+	if c.journal == "redis" && c.redisAddr == "" {
+		bad("%v", errNoJournalRedis)
 	}
 	if c.poisonEvery < 0 {
 		bad("-poison-every must not be negative (got %d)", c.poisonEvery)

@@ -78,7 +78,9 @@ type demo struct {
 	metricsURL string
 	metricsDsc string
 
-	batcher      *muster.Keyed[string, Order]
+	batcher      ordersBatcher
+	journal      *journaled     // nil without -journal
+	ledger       *ledger        // nil without -ledger
 	limit        func() float64 // the current rate limit (0: none)
 	closeLimiter func()         // stops a shared limiter's background work; nil for none
 	limitMode    func() string  // a shared limiter's mode when not shared; nil for none
@@ -86,6 +88,7 @@ type demo struct {
 
 	stopProducers   chan struct{}
 	producers       sync.WaitGroup
+	lateAcks        sync.WaitGroup  // outcomes awaited past a request's deadline
 	checkpointCtx   context.Context // canceled before the batcher shuts down
 	stopCheckpoints context.CancelFunc
 	checkpointing   sync.WaitGroup
@@ -234,35 +237,57 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 			return nil, err
 		}
 	}
-	fire := muster.Chain(
-		retry.New[Order](
-			retry.WithMaxAttempts(3),
-			retry.WithBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second}),
-			retry.WithMaxElapsedTime(10*time.Second),
-		),
-		throttle.New[Order](waiter, throttle.WithPerItem()),
-	)(ds.insert)
-	d.batcher = &muster.Keyed[string, Order]{
-		Name:                 batcherName,
-		Key:                  func(o Order) string { return o.Region },
-		MaxBatchSize:         uint(cfg.batchSize),
-		BatchTimeout:         cfg.batchTimeout,
-		MaxConcurrentBatches: uint(cfg.maxInflight),
-		PendingWorkCapacity:  uint(cfg.capacity),
-		Hooks:                muster.Compose(otelHooks, d.tally),
-		// The region is the batch span's muster.batch.key; the insert
-		// (a child span) runs in its context.
-		Fire: fire,
+	if cfg.ledger != "" {
+		if d.ledger, err = openLedger(cfg.ledger, stderr); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { d.ledger.close() })
+		ds.ledger = d.ledger
 	}
-	if err := d.batcher.Start(); err != nil {
-		return nil, err
+	kp := keyedParams{cfg: cfg, hooks: muster.Compose(otelHooks, d.tally), ledger: d.ledger}
+	if cfg.journal != "" {
+		// The journaled batcher: the same Keyed, of journal items, whose
+		// Fire writes each order under its journal ID.
+		j, err := newJournaled(ctx, kp, fireChain(waiter, ds.insertItems), p.MeterProvider(), stderr)
+		if err != nil {
+			return nil, err
+		}
+		d.journal, d.batcher = j, j
+	} else {
+		k := &muster.Keyed[string, Order]{
+			Name:                 batcherName,
+			Key:                  func(o Order) string { return o.Region },
+			MaxBatchSize:         uint(cfg.batchSize),
+			BatchTimeout:         cfg.batchTimeout,
+			MaxConcurrentBatches: uint(cfg.maxInflight),
+			PendingWorkCapacity:  uint(cfg.capacity),
+			Hooks:                kp.hooks,
+			// The region is the batch span's muster.batch.key; the insert
+			// (a child span) runs in its context.
+			Fire: fireChain(waiter, ds.insert),
+		}
+		if d.ledger != nil {
+			k.DeadLetter = func(_ context.Context, orders []Order, _ error) {
+				for _, o := range orders {
+					d.ledger.record("dead", o.ID)
+				}
+			}
+		}
+		if err := k.Start(); err != nil {
+			return nil, err
+		}
+		d.batcher = k
 	}
-
 	d.banner()
 	var ids atomic.Uint64
+	if d.ledger != nil {
+		// Runs that share a ledger never reuse an order ID: this run's
+		// start at the clock's milliseconds x 1e6.
+		ids.Store(uint64(d.began.UnixMilli()) * 1_000_000)
+	}
 	for i := range cfg.producers {
 		pr := &producer{
-			id: i + 1, cfg: cfg, profile: d.profile, tracer: tracer, batcher: d.batcher, ids: &ids, tally: d.tally,
+			id: i + 1, cfg: cfg, profile: d.profile, tracer: tracer, batcher: d.batcher, ids: &ids, tally: d.tally, late: &d.lateAcks, ledger: d.ledger,
 			rng: rand.New(rand.NewPCG(rand.Uint64(), uint64(i))),
 		}
 		d.producers.Go(func() { pr.run(d.stopProducers) })
@@ -278,6 +303,19 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		d.progressing.Go(d.progressLoop)
 	}
 	return d, nil
+}
+
+// fireChain is the middleware around orders-db's insert: retry outside, the
+// rate limit inside, as middleware/doc.go recommends.
+func fireChain[T any](waiter ratelimit.Waiter, insert muster.FireFunc[T]) muster.FireFunc[T] {
+	return muster.Chain(
+		retry.New[T](
+			retry.WithMaxAttempts(3),
+			retry.WithBackoff(retry.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second}),
+			retry.WithMaxElapsedTime(10*time.Second),
+		),
+		throttle.New[T](waiter, throttle.WithPerItem()),
+	)(insert)
 }
 
 // newLimiter makes the per-order rate limiter: adaptive (AIMD on overload
@@ -326,7 +364,7 @@ func (d *demo) banner() {
 	}
 	fmt.Fprintf(w, "muster %s: %d producers x %g orders/s (1-%d per request, %g%% awaiting an acknowledgement) -> keyed batcher %q\n",
 		serviceName, c.producers, c.rate, c.itemsPerRequest, 100*c.ackShare, batcherName)
-	fmt.Fprintf(w, "  per region (%s): %s, %s, queue %d; shared: %s\n",
+	fmt.Fprintf(w, "  per region (%s): %s, %s; shared: queue %d, %s\n",
 		strings.Join(regions, ", "), size, timeout, c.capacity, inflight)
 	limit := "no rate limit"
 	if c.rateLimit > 0 {
@@ -354,6 +392,12 @@ func (d *demo) banner() {
 	}
 	if c.checkpoint > 0 {
 		fmt.Fprintf(w, "  checkpoint (Flush) every %v\n", c.checkpoint)
+	}
+	if d.journal != nil {
+		fmt.Fprintf(w, "  journal: %s\n", d.journal.where)
+	}
+	if c.ledger != "" {
+		fmt.Fprintf(w, "  ledger:  %s (accepted, written, dead: one line per order)\n", c.ledger)
 	}
 	fmt.Fprintf(w, "  metrics: %s\n  traces:  %s\n", d.metricsDsc, d.tracesDesc)
 	if c.prometheus != "" {
@@ -423,7 +467,7 @@ func (d *demo) printProgress(now time.Time, interval time.Duration) {
 		stats:     d.batcher.Stats(),
 		batchSize: d.cfg.batchSize,
 		maxIn:     d.cfg.maxInflight,
-		capacity:  d.cfg.capacity * max(1, d.batcher.Stats().Keys), // per region
+		capacity:  d.cfg.capacity, // PendingWorkCapacity: shared by the regions
 		phase:     d.profile.at(now).name,
 	}
 	if d.limit != nil {
@@ -485,6 +529,21 @@ func (d *demo) wait(ctx context.Context) int {
 		d.closeLimiter()
 	}
 
+	// Every Result is done once Shutdown returned, but for a batch still in
+	// flight after a deadline: wait for those a moment at most.
+	lateDone := make(chan struct{})
+	go func() { d.lateAcks.Wait(); close(lateDone) }()
+	select {
+	case <-lateDone:
+	case <-time.After(2 * time.Second):
+	}
+	if d.journal != nil {
+		r.journal = d.journal.summary()
+		d.journal.closeAll()
+	}
+	if err := d.ledger.close(); err != nil {
+		fmt.Fprintf(d.stderr, "otel-demo: ledger: %v\n", err)
+	}
 	r.stats = d.batcher.Stats()
 	r.inFlight = r.stats.InFlight
 	r.tot = d.tally.totals()

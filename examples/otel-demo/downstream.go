@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/musterhq/muster/journal"
 	"github.com/musterhq/muster/middleware/otelmuster"
 	"github.com/musterhq/muster/middleware/retry"
 	"github.com/musterhq/muster/ratelimit"
@@ -33,6 +34,7 @@ type downstream struct {
 	latency     time.Duration
 	failureRate float64
 	batchSize   int
+	ledger      *ledger // records each order written (nil: no -ledger)
 }
 
 // bulkError is a failed bulk insert, as an HTTP bulk API would report it.
@@ -76,6 +78,18 @@ var (
 	httpStatusKey   = attribute.Key("http.response.status_code")
 )
 
+// insertItems is the FireFunc at the core of the journaled chain (-journal):
+// insert, as an upsert keyed by each order's journal ID (items[i].ID), so
+// that an order delivered again (replayed after a crash that came after its
+// write and before its journal knew) is one row, not two.
+func (d *downstream) insertItems(ctx context.Context, items []journal.Item[Order]) error {
+	orders := make([]Order, len(items))
+	for i := range items {
+		orders[i] = items[i].Value // upserted on items[i].ID
+	}
+	return d.insert(ctx, orders)
+}
+
 // insert is the FireFunc at the core of the chain: one attempt at writing a
 // batch. It makes a CLIENT span, a child of the batch span, so that a batch's
 // trace shows each attempt.
@@ -114,6 +128,9 @@ func (d *downstream) insert(ctx context.Context, orders []Order) error {
 	}
 	if fail == nil {
 		span.SetAttributes(httpStatusKey.Int(200))
+		for i := range orders {
+			d.ledger.record("written", orders[i].ID)
+		}
 		return nil
 	}
 	span.SetAttributes(httpStatusKey.Int(fail.status), errorTypeKey.String(fail.kind))

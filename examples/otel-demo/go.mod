@@ -4,11 +4,13 @@ go 1.26.0
 
 replace (
 	github.com/musterhq/muster => ../..
+	github.com/musterhq/muster/journal/redisjournal => ../../journal/redisjournal
 	github.com/musterhq/muster/ratelimit/redisrate => ../../ratelimit/redisrate
 )
 
 require (
 	github.com/musterhq/muster v0.0.0-20261206204624-f71d683619aa
+	github.com/musterhq/muster/journal/redisjournal v0.0.0-00010101000000-000000000000
 	github.com/musterhq/muster/ratelimit/redisrate v0.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.23.0
 	go.opentelemetry.io/otel v1.47.0

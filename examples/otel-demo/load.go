@@ -104,10 +104,12 @@ type producer struct {
 	cfg     config
 	profile profile
 	tracer  trace.Tracer
-	batcher *muster.Keyed[string, Order]
+	batcher ordersBatcher
 	tally   *tally
+	ledger  *ledger // nil without -ledger
 	ids     *atomic.Uint64
 	rng     *rand.Rand
+	late    *sync.WaitGroup // waits for the outcomes a request's deadline did not see
 }
 
 // run handles requests at the rate the load cycle asks for until stop is
@@ -220,6 +222,7 @@ func (p *producer) handle(k int, region string, ack bool, rng *rand.Rand) {
 			span.SetStatus(codes.Error, "order refused: "+err.Error())
 			break
 		}
+		p.ledger.record("accepted", o.ID)
 		added++
 	}
 	span.SetAttributes(ordersAddedKey.Int(added))
@@ -234,13 +237,23 @@ const errInvalid = "invalid"
 // await waits, until the request's deadline, for the outcome of each order
 // the request added with AddResult, and records the outcomes in the tally.
 // An order whose outcome is not known by then stays in its batch: the
-// request answers "accepted, not yet confirmed" (202) instead of "written".
+// request answers "accepted, not yet confirmed" (202) instead of "written",
+// and the outcome its Result reports later is counted apart, so that the
+// summary says what became of those orders.
 func (p *producer) await(ctx context.Context, span trace.Span, results []muster.Result) {
 	var a acks
 	for _, r := range results {
 		_ = r.Wait(ctx)
 		if !isDone(r) {
 			a.pending++ // the deadline came first
+			p.late.Go(func() {
+				<-r.Done()
+				if r.Err() == nil {
+					p.tally.acked(acks{lateConfirmed: 1})
+				} else {
+					p.tally.acked(acks{lateFailed: 1})
+				}
+			})
 			continue
 		}
 		switch err := r.Err(); {

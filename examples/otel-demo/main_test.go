@@ -62,6 +62,7 @@ func TestBadFlags(t *testing.T) {
 		{"no trigger", []string{"-batch-size", "0", "-batch-timeout", "0"}, "cannot both be 0"},
 		{"negative inflight", []string{"-max-inflight", "-1"}, "-max-inflight must not be negative"},
 		{"negative capacity", []string{"-capacity", "-10"}, "-capacity must not be negative"},
+		{"redis journal without redis", []string{"-journal", "redis"}, "-journal redis needs -redis-addr"},
 		{"zero shutdown timeout", []string{"-shutdown-timeout", "0s"}, "-shutdown-timeout must be positive"},
 		{"zero request timeout", []string{"-request-timeout", "0s"}, "-request-timeout must be positive"},
 		{"no items per request", []string{"-items-per-request", "0"}, "-items-per-request must be at least 1"},

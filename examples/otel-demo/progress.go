@@ -50,9 +50,12 @@ type totals struct {
 }
 
 // acks counts the orders of requests that needed an acknowledgement, by
-// what the request learned before its deadline.
+// what the request learned before its deadline, and, for those whose outcome
+// was not known by then (the request answered 202 accepted), the outcome
+// their Result reported later.
 type acks struct {
 	confirmed, failed, pending uint64 // written; failed for good; not known by the deadline
+	lateConfirmed, lateFailed  uint64 // of pending: written later; failed (or left undone at shutdown) later
 }
 
 func (t *tally) acked(a acks) {
@@ -61,6 +64,8 @@ func (t *tally) acked(a acks) {
 	t.tot.acks.confirmed += a.confirmed
 	t.tot.acks.failed += a.failed
 	t.tot.acks.pending += a.pending
+	t.tot.acks.lateConfirmed += a.lateConfirmed
+	t.tot.acks.lateFailed += a.lateFailed
 }
 
 // invalidRequest counts a request refused with a 400 for a malformed order:
@@ -255,6 +260,7 @@ type report struct {
 	metrics     string // where metrics went
 	traces      string // where traces went
 	spans       int64  // spans written to the trace file, -1 if none
+	journal     string // the journal's account ("": no -journal)
 }
 
 // writeSummary prints the final account. Its first check is the one that
@@ -277,8 +283,8 @@ func writeSummary(w io.Writer, r report) {
 		t.batches, t.deliveredBatches, t.failedBatches, t.abandonedBatches, triggers(t.byTrigger))
 	fmt.Fprintf(w, "  retries   %d  checkpoints %d  keys %d live at exit\n", t.retries, r.checkpoints, r.stats.Keys)
 	a := t.acks
-	fmt.Fprintf(w, "  acks      %d orders awaited (AddResult): confirmed %d  failed %d  not known by the request deadline %d\n",
-		a.confirmed+a.failed+a.pending, a.confirmed, a.failed, a.pending)
+	fmt.Fprintf(w, "  acks      %d orders awaited (AddResult): confirmed %d  failed %d  not known by the request deadline %d (answered 202; later written %d, failed %d)\n",
+		a.confirmed+a.failed+a.pending, a.confirmed, a.failed, a.pending, a.lateConfirmed, a.lateFailed)
 	sum := t.delivered + t.failed + t.abandoned + r.stats.Dropped
 	dropped := ""
 	if r.stats.Dropped > 0 {
@@ -297,8 +303,14 @@ func writeSummary(w io.Writer, r report) {
 	if e := r.shutdownErr; e != nil {
 		fmt.Fprintf(w, "  shutdown  INCOMPLETE: the deadline left %d batches (%d items) not done: in flight (canceled, counted as failed) or abandoned before firing\n",
 			e.Batches, e.Items)
+		if e.Kept > 0 {
+			fmt.Fprintf(w, "            kept in the journal for the next start: %d orders\n", e.Kept)
+		}
 	} else {
 		fmt.Fprintf(w, "  shutdown  clean: nothing left behind\n")
+	}
+	if r.journal != "" {
+		fmt.Fprintf(w, "  journal   %s\n", r.journal)
 	}
 	fmt.Fprintf(w, "  metrics   %s\n", r.metrics)
 	traces := r.traces
