@@ -265,7 +265,7 @@ func TestE2EAlerts(t *testing.T) {
 			raised[began] = map[string]bool{}
 		}
 		raised[began][f.key] = true
-		if f.severity == "critical" && incidents[began].name != "outage" {
+		if f.severity == "critical" && incidents[began].name != "outage" && !inOutageShadow(cfg, f.key, incidents[began]) {
 			t.Errorf("%s paged during the %s at %.0fs: only the outage loses items", f.key, incidents[began].name, incidents[began].start.Seconds())
 		}
 		last := incidents[in[len(in)-1]]
@@ -294,6 +294,24 @@ func TestE2EAlerts(t *testing.T) {
 	if s := out.all(); !strings.Contains(s, "MusterErrorBudgetBurn/14.4 (critical)") {
 		t.Errorf("no progress line names the page MusterErrorBudgetBurn/14.4 (critical):\n%s", s)
 	}
+}
+
+// inOutageShadow reports whether a page that began in a lesser incident is
+// the outage's still: the incident began within the page's long window after
+// the outage ended, so the long window still holds the outage's failures, and
+// at 1/60 scale the short window (5 s for the 14.4x page) is short enough for
+// a brownout's retries, exhausted in a burst, to pass the factor too. At real
+// scale the short window is five minutes and the demo's brownout stays far
+// below it (deploy/README.md, examples/otel-demo/README.md). A page in an
+// incident outside that shadow is still an error.
+func inOutageShadow(cfg RuleConfig, key string, inc incident) bool {
+	name, factor, _ := strings.Cut(key, "/")
+	for _, b := range cfg.Burn {
+		if b.Alert == name && num(b.Factor) == factor {
+			return inc.start >= alertOutage.end && inc.start <= alertOutage.end+b.Long
+		}
+	}
+	return false
 }
 
 // timeline formats each incident and the alerts that fired from it.
