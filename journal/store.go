@@ -102,7 +102,7 @@ type Hooks struct {
 
 	// DeadLettered is called once per dead-letter call, with the number of
 	// items whose outcome is not delivery and why: the batch's final error,
-	// ErrExpired, muster.ErrDropped, or (without a journal to keep them)
-	// muster.ErrIncomplete.
+	// ErrExpired or muster.ErrDropped. (Items abandoned at a Shutdown
+	// deadline are kept in the journal, not dead-lettered.)
 	DeadLettered func(n int, err error)
 }
