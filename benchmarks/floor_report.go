@@ -24,9 +24,13 @@ type FloorRow struct {
 	// Medians over rounds of CPU ns/item ratios to the bare Batcher run
 	// next to each (in its block).
 	ImplVsBare, FloorVsBare float64
-	// Medians (and extremes) over rounds of (impl − bare) / (floor − bare),
-	// each difference taken against the bare run of its own block, in CPU
-	// ns/item and in wall ns/item.
+	// Medians over rounds of impl − bare and floor − bare, each difference
+	// taken against the bare run of its own block, in CPU ns/item.
+	ImplAbove, FloorAbove float64
+	// AboveCPU is ImplAbove / FloorAbove (a ratio of medians: a round whose
+	// floor costs next to nothing above bare would make a per-round ratio
+	// explode); AboveCPUMin and AboveCPUMax are the extremes of the
+	// per-round ratios. AboveWall is AboveCPU in wall ns/item.
 	AboveCPU, AboveCPUMin, AboveCPUMax float64
 	AboveWall                          float64
 }
@@ -42,31 +46,28 @@ func (r *Report) FloorRows() []FloorRow {
 			if n == 0 {
 				continue
 			}
-			var iv, fv, ac, aw []float64
+			var iv, fv, ic, fc, iw, fw, ac []float64
 			for i := range n {
 				iv = append(iv, ratio(ip[i].impl, ip[i].ref, Sample.CPUNsPerItem))
 				fv = append(fv, ratio(fl[i].impl, fl[i].ref, Sample.CPUNsPerItem))
-				ac = append(ac, above(ip[i], fl[i], Sample.CPUNsPerItem))
-				aw = append(aw, above(ip[i], fl[i], Sample.NsPerItem))
+				ic = append(ic, diff(ip[i], Sample.CPUNsPerItem))
+				fc = append(fc, diff(fl[i], Sample.CPUNsPerItem))
+				iw = append(iw, diff(ip[i], Sample.NsPerItem))
+				fw = append(fw, diff(fl[i], Sample.NsPerItem))
+				ac = append(ac, ic[i]/fc[i])
 			}
 			rows = append(rows, FloorRow{What: fp.what, Impl: fp.impl, Floor: fp.floor, Producers: p, Rounds: n,
 				ImplVsBare: medianOf(iv), FloorVsBare: medianOf(fv),
-				AboveCPU: medianOf(ac), AboveCPUMin: slices.Min(ac), AboveCPUMax: slices.Max(ac),
-				AboveWall: medianOf(aw)})
+				ImplAbove: medianOf(ic), FloorAbove: medianOf(fc),
+				AboveCPU: medianOf(ic) / medianOf(fc), AboveCPUMin: slices.Min(ac), AboveCPUMax: slices.Max(ac),
+				AboveWall: medianOf(iw) / medianOf(fw)})
 		}
 	}
 	return rows
 }
 
-// above is (impl − its bare) / (floor − its bare) in f; 0 when the floor
-// costs nothing above bare.
-func above(impl, floor pair, f func(Sample) float64) float64 {
-	d := f(floor.impl) - f(floor.ref)
-	if d <= 0 {
-		return 0
-	}
-	return (f(impl.impl) - f(impl.ref)) / d
-}
+// diff is what p's implementation costs above its reference, in f.
+func diff(p pair, f func(Sample) float64) float64 { return f(p.impl) - f(p.ref) }
 
 // floorMarkdown writes the FloorRows as a table, if there are any.
 func (r *Report) floorMarkdown(w io.Writer) {
@@ -75,11 +76,12 @@ func (r *Report) floorMarkdown(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\nAgainst the observability floor: \"× bare\" is the median over rounds of the CPU ratio to the bare Batcher run next to it; "+
-		"\"÷ floor\" the median over rounds (lowest-highest) of (instrumented − bare) / (floor − bare), each against its own block's bare run.\n\n")
-	fmt.Fprintln(w, "| observability | producers | muster × bare (CPU) | floor × bare (CPU) | muster ÷ floor above bare (CPU) | (wall) | rounds |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|")
+		"\"above bare\" the median over rounds of the CPU ns/item an implementation costs above the bare run of its own block; "+
+		"\"÷ floor\" is muster's median above bare over the floor's (lowest-highest per-round ratio in brackets), in CPU and in wall time.\n\n")
+	fmt.Fprintln(w, "| observability | producers | muster × bare (CPU) | floor × bare (CPU) | muster above bare (CPU ns/item) | floor above bare | muster ÷ floor (CPU) | (wall) | rounds |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, row := range rows {
-		fmt.Fprintf(w, "| %s (%s vs %s) | %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %.2f | %d |\n", row.What, row.Impl, row.Floor, row.Producers,
-			row.ImplVsBare, row.FloorVsBare, row.AboveCPU, row.AboveCPUMin, row.AboveCPUMax, row.AboveWall, row.Rounds)
+		fmt.Fprintf(w, "| %s (%s vs %s) | %d | %.2f | %.2f | %s | %s | %.2f (%.2f-%.2f) | %.2f | %d |\n", row.What, row.Impl, row.Floor, row.Producers,
+			row.ImplVsBare, row.FloorVsBare, num(row.ImplAbove), num(row.FloorAbove), row.AboveCPU, row.AboveCPUMin, row.AboveCPUMax, row.AboveWall, row.Rounds)
 	}
 }
