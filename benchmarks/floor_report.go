@@ -33,6 +33,11 @@ type FloorRow struct {
 	// per-round ratios. AboveWall is AboveCPU in wall ns/item.
 	AboveCPU, AboveCPUMin, AboveCPUMax float64
 	AboveWall                          float64
+	// Pooled is the same ratio from the medians of all runs (CPU ns/item)
+	// of the implementation, the floor and the bare Batcher at this
+	// producer count, pairing nothing: a check on the paired figure when
+	// neighbouring runs disturb each other.
+	Pooled float64
 }
 
 // FloorRows returns a row for every pair of floorPairs the report ran, at
@@ -61,6 +66,11 @@ func (r *Report) FloorRows() []FloorRow {
 				ImplAbove: medianOf(ic), FloorAbove: medianOf(fc),
 				AboveCPU: medianOf(ic) / medianOf(fc), AboveCPUMin: slices.Min(ac), AboveCPUMax: slices.Max(ac),
 				AboveWall: medianOf(iw) / medianOf(fw)})
+			if bare := r.samples[cellKey(MusterBatcher, p)]; len(bare) > 0 {
+				b := median(bare, Sample.CPUNsPerItem)
+				rows[len(rows)-1].Pooled = (median(r.samples[cellKey(fp.impl, p)], Sample.CPUNsPerItem) - b) /
+					(median(r.samples[cellKey(fp.floor, p)], Sample.CPUNsPerItem) - b)
+			}
 		}
 	}
 	return rows
@@ -77,11 +87,11 @@ func (r *Report) floorMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nAgainst the observability floor: \"× bare\" is the median over rounds of the CPU ratio to the bare Batcher run next to it; "+
 		"\"above bare\" the median over rounds of the CPU ns/item an implementation costs above the bare run of its own block; "+
-		"\"÷ floor\" is muster's median above bare over the floor's (lowest-highest per-round ratio in brackets), in CPU and in wall time.\n\n")
-	fmt.Fprintln(w, "| observability | producers | muster × bare (CPU) | floor × bare (CPU) | muster above bare (CPU ns/item) | floor above bare | muster ÷ floor (CPU) | (wall) | rounds |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+		"\"÷ floor\" is muster's median above bare over the floor's (lowest-highest per-round ratio in brackets), in CPU and in wall time; \"pooled\" the same from the medians of all runs of each, pairing nothing.\n\n")
+	fmt.Fprintln(w, "| observability | producers | muster × bare (CPU) | floor × bare (CPU) | muster above bare (CPU ns/item) | floor above bare | muster ÷ floor (CPU) | (wall) | (pooled) | rounds |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, row := range rows {
-		fmt.Fprintf(w, "| %s (%s vs %s) | %d | %.2f | %.2f | %s | %s | %.2f (%.2f-%.2f) | %.2f | %d |\n", row.What, row.Impl, row.Floor, row.Producers,
-			row.ImplVsBare, row.FloorVsBare, num(row.ImplAbove), num(row.FloorAbove), row.AboveCPU, row.AboveCPUMin, row.AboveCPUMax, row.AboveWall, row.Rounds)
+		fmt.Fprintf(w, "| %s (%s vs %s) | %d | %.2f | %.2f | %s | %s | %.2f (%.2f-%.2f) | %.2f | %.2f | %d |\n", row.What, row.Impl, row.Floor, row.Producers,
+			row.ImplVsBare, row.FloorVsBare, num(row.ImplAbove), num(row.FloorAbove), row.AboveCPU, row.AboveCPUMin, row.AboveCPUMax, row.AboveWall, row.Pooled, row.Rounds)
 	}
 }

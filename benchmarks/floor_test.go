@@ -118,6 +118,10 @@ func TestFloorRows(t *testing.T) {
 	r := &Report{Config: Config{Producers: []int{1}}, pairs: map[string][]pair{
 		cellKey("muster-otel-nospan", 1): {{cpu(160), cpu(100)}, {cpu(150), cpu(110)}, {cpu(170), cpu(100)}},
 		cellKey("floor-tracing", 1):      {{cpu(150), cpu(100)}, {cpu(140), cpu(100)}, {cpu(150), cpu(90)}},
+	}, samples: map[string][]Sample{
+		cellKey("muster-otel-nospan", 1): {cpu(160), cpu(150), cpu(170)},
+		cellKey("floor-tracing", 1):      {cpu(150), cpu(140), cpu(150)},
+		cellKey(MusterBatcher, 1):        {cpu(100), cpu(110), cpu(100), cpu(100), cpu(100), cpu(90)},
 	}}
 	rows := r.FloorRows()
 	if len(rows) != 1 {
@@ -133,9 +137,12 @@ func TestFloorRows(t *testing.T) {
 	if row.ImplVsBare != 1.6 || row.FloorVsBare != 1.5 {
 		t.Errorf("× bare = %v, floor × bare = %v, want 1.6 and 1.5", row.ImplVsBare, row.FloorVsBare)
 	}
+	if row.Pooled != 1.2 { // (160 − 100) / (150 − 100)
+		t.Errorf("pooled = %v, want 1.2", row.Pooled)
+	}
 	var buf bytes.Buffer
 	r.floorMarkdown(&buf)
-	if !strings.Contains(buf.String(), "| tracing + metrics (muster-otel-nospan vs floor-tracing) | 1 | 1.60 | 1.50 | 60.0 | 50.0 | 1.20 (1.00-1.20) | 1.20 | 3 |") {
+	if !strings.Contains(buf.String(), "| tracing + metrics (muster-otel-nospan vs floor-tracing) | 1 | 1.60 | 1.50 | 60.0 | 50.0 | 1.20 (1.00-1.20) | 1.20 | 1.20 | 3 |") {
 		t.Errorf("table:\n%s", buf.String())
 	}
 }
