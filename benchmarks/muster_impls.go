@@ -85,6 +85,10 @@ func musterImpls() []Impl {
 			ctxs := spanContexts(4096)
 			return otelHooks(c, otelmuster.WithItemSpans(false)), func(i int) context.Context { return ctxs[i%len(ctxs)] }
 		}),
+		// The observability floor (floor.go): a bare Batcher whose Fire does
+		// the per-batch work of otelmuster's observers itself.
+		floorImpl("floor-tracing", "floor: bare Batcher, Fire starts and ends the batch span and makes the 7 metric updates", true),
+		floorImpl("floor-metrics", "floor: bare Batcher, Fire makes the 7 metric updates", false),
 		{
 			// retry (defaults: a budget of its own) around throttle on an
 			// unlimited limiter, per item.
@@ -207,12 +211,42 @@ func meterProvider(c *Counter) metric.MeterProvider {
 // otelHooks traces (AlwaysSample, a BatchSpanProcessor over an exporter that
 // discards: as a service runs it) and measures.
 func otelHooks(c *Counter, opts ...otelmuster.Option) muster.Observer {
+	h, err := otelmuster.NewHooks(append([]otelmuster.Option{otelmuster.WithTracerProvider(tracerProvider(c)), otelmuster.WithMeterProvider(meterProvider(c))}, opts...)...)
+	c.Fail(err)
+	return h
+}
+
+// tracerProvider is an SDK TracerProvider that samples every span and
+// exports through a BatchSpanProcessor to an exporter that discards (as a
+// service runs it), shut down after the run.
+func tracerProvider(c *Counter) trace.TracerProvider {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	c.Defer(func() { _ = tp.Shutdown(context.Background()) })
-	h, err := otelmuster.NewHooks(append([]otelmuster.Option{otelmuster.WithTracerProvider(tp), otelmuster.WithMeterProvider(meterProvider(c))}, opts...)...)
-	c.Fail(err)
-	return h
+	return tp
+}
+
+// floorImpl is the bare Batcher (no hooks) whose Fire is wrapped in a
+// floor: metrics, and a span if traced, on providers like otelHooks's.
+func floorImpl(id, name string, traced bool) Impl {
+	return Impl{
+		ID:   id,
+		Name: name,
+		Ref:  MusterBatcher,
+		Start: func(c *Counter) (func(int), func()) {
+			var tp trace.TracerProvider
+			if traced {
+				tp = tracerProvider(c)
+			}
+			f, err := newFloor(meterProvider(c), tp)
+			if err != nil {
+				c.Fail(err)
+				return func(int) {}, func() {}
+			}
+			b := newBatcher(c, nil, func(next muster.FireFunc[int]) muster.FireFunc[int] { return f.wrap(next) })
+			return addFunc(c, b, nil), func() { c.Fail(b.Stop()) }
+		},
+	}
 }
 
 // spanContexts returns n contexts, each carrying a distinct sampled remote

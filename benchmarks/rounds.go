@@ -50,7 +50,12 @@ type Report struct {
 	Elapsed time.Duration
 
 	ratios map[string]*ratios // by cellKey
+	pairs  map[string][]pair  // by cellKey of a block's first implementation: its run and its reference's, per round
 }
+
+// pair is a block's first implementation's run and its reference's, in one
+// round.
+type pair struct{ impl, ref Sample }
 
 func cellKey(id string, producers int) string { return fmt.Sprintf("%s\x00%d", id, producers) }
 
@@ -103,7 +108,7 @@ func RunRounds(cfg Config, impls []Impl) (*Report, error) {
 		return nil, fmt.Errorf("benchmarks: no implementation matches %v", cfg.Match)
 	}
 	blocks := makeBlocks(impls, cfg.Producers)
-	r := &Report{Config: cfg, Impls: impls, samples: map[string][]Sample{}, Start: time.Now(), ratios: map[string]*ratios{}}
+	r := &Report{Config: cfg, Impls: impls, samples: map[string][]Sample{}, Start: time.Now(), ratios: map[string]*ratios{}, pairs: map[string][]pair{}}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d7573746572))
 	first := 0
 	if cfg.Warmup {
@@ -197,6 +202,7 @@ func (r *Report) addRatios(b block, got []Sample) {
 		rs = new(ratios)
 		r.ratios[k] = rs
 	}
+	r.pairs[k] = append(r.pairs[k], pair{got[0], got[1]})
 	rs.wall = append(rs.wall, ratio(got[0], got[1], Sample.NsPerItem))
 	rs.cpu = append(rs.cpu, ratio(got[0], got[1], Sample.CPUNsPerItem))
 	for i := 2; i < len(b.chain); i++ {
@@ -314,6 +320,7 @@ func (r *Report) Markdown(w io.Writer, command string) {
 				num(row.CPUNs), fmt.Sprintf("%.3f", row.Allocs), fmt.Sprintf("%.2f", row.AllocsB))
 		}
 	}
+	r.floorMarkdown(w)
 }
 
 func plural(n int) string {
