@@ -15,9 +15,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/musterhq/muster/internal/catalogtest"
 	"github.com/musterhq/muster/telemetry"
 	"github.com/musterhq/muster/telemetry/musterconv"
 )
@@ -41,190 +41,12 @@ func setupPrometheus(t *testing.T) *telemetry.Providers {
 	return p
 }
 
-// recordCatalogue creates every catalogue instrument on m and records one
-// measurement (two for the counters with error.type) with
-// muster.batcher.name and the instrument's other attributes.
+// recordCatalogue records every catalogue instrument on m
+// (catalogtest.Record).
 func recordCatalogue(t *testing.T, ctx context.Context, m metric.Meter) {
 	t.Helper()
-	name := musterconv.BatcherName("orders")
-	with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
-		return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{name}, kv...)...))
-	}
-	failed := musterconv.ErrorTypeKey.String("canceled")
-	bySize := musterconv.BatchTrigger(musterconv.TriggerSize)
-	observe := func(v int64) metric.Int64ObservableOption {
-		return metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(v, with())
-			return nil
-		})
-	}
-
-	record := map[string]func() error{
-		musterconv.ItemAdded.Name(): func() error {
-			_, err := musterconv.ItemAdded.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(100, with())
-				return nil
-			}))
-			return err
-		},
-		musterconv.ItemRefused.Name(): func() error {
-			c, err := musterconv.ItemRefused.New(m)
-			c.Add(ctx, 1, with(failed))
-			return err
-		},
-		musterconv.ItemDropped.Name(): func() error {
-			c, err := musterconv.ItemDropped.New(m)
-			c.Add(ctx, 2, with(musterconv.ErrorTypeKey.String("dropped")))
-			return err
-		},
-		musterconv.ItemProcessed.Name(): func() error {
-			c, err := musterconv.ItemProcessed.New(m)
-			c.Add(ctx, 90, with())
-			c.Add(ctx, 10, with(failed))
-			return err
-		},
-		musterconv.BatchSize.Name(): func() error {
-			h, err := musterconv.BatchSize.New(m)
-			h.Record(ctx, 100, with(bySize))
-			return err
-		},
-		musterconv.BatchUtilization.Name(): func() error {
-			h, err := musterconv.BatchUtilization.New(m)
-			h.Record(ctx, 1, with(bySize))
-			return err
-		},
-		musterconv.BatchWaitDuration.Name(): func() error {
-			h, err := musterconv.BatchWaitDuration.New(m)
-			h.Record(ctx, 0.02, with(musterconv.BatchTrigger(musterconv.TriggerTimeout)))
-			return err
-		},
-		musterconv.BatchDuration.Name(): func() error {
-			h, err := musterconv.BatchDuration.New(m)
-			h.Record(ctx, 0.15, with())
-			h.Record(ctx, 2, with(failed))
-			return err
-		},
-		musterconv.BatchInflight.Name(): func() error {
-			c, err := musterconv.BatchInflight.New(m)
-			c.Add(ctx, 2, with())
-			return err
-		},
-		musterconv.BatchInflightLimit.Name(): func() error {
-			_, err := musterconv.BatchInflightLimit.New(m, observe(4))
-			return err
-		},
-		musterconv.QueueSize.Name(): func() error {
-			_, err := musterconv.QueueSize.New(m, observe(7))
-			return err
-		},
-		musterconv.QueueCapacity.Name(): func() error {
-			_, err := musterconv.QueueCapacity.New(m, observe(1000))
-			return err
-		},
-		musterconv.BatcherKeys.Name(): func() error {
-			_, err := musterconv.BatcherKeys.New(m, observe(3))
-			return err
-		},
-		musterconv.ItemPending.Name(): func() error {
-			_, err := musterconv.ItemPending.New(m, observe(560))
-			return err
-		},
-		musterconv.KeyPending.Name(): func() error {
-			_, err := musterconv.KeyPending.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(400, with(musterconv.BatchKeyKey.String("eu")))
-				return nil
-			}))
-			return err
-		},
-		musterconv.KeyWaiting.Name(): func() error {
-			_, err := musterconv.KeyWaiting.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(3, with(musterconv.BatchKeyKey.String("eu")))
-				return nil
-			}))
-			return err
-		},
-		musterconv.AddBlockedDuration.Name(): func() error {
-			h, err := musterconv.AddBlockedDuration.New(m)
-			h.Record(ctx, 0.0003, with())
-			return err
-		},
-		musterconv.RateLimitWaitDuration.Name(): func() error {
-			h, err := musterconv.RateLimitWaitDuration.New(m)
-			h.Record(ctx, 0.5, with())
-			return err
-		},
-		musterconv.BatchRetries.Name(): func() error {
-			c, err := musterconv.BatchRetries.New(m)
-			c.Add(ctx, 3, with(failed))
-			return err
-		},
-		musterconv.JournalItems.Name(): func() error {
-			_, err := musterconv.JournalItems.New(m, observe(12))
-			return err
-		},
-		musterconv.JournalBytes.Name(): func() error {
-			_, err := musterconv.JournalBytes.New(m, observe(4096))
-			return err
-		},
-		musterconv.JournalBytesLimit.Name(): func() error {
-			_, err := musterconv.JournalBytesLimit.New(m, observe(1<<30))
-			return err
-		},
-		musterconv.JournalOldestAge.Name(): func() error {
-			_, err := musterconv.JournalOldestAge.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
-				o.Observe(1.5, with())
-				return nil
-			}))
-			return err
-		},
-		musterconv.JournalAppendDuration.Name(): func() error {
-			h, err := musterconv.JournalAppendDuration.New(m)
-			h.Record(ctx, 0.002, with())
-			h.Record(ctx, 0.5, with(musterconv.ErrorTypeKey.String("journal_full")))
-			return err
-		},
-		musterconv.JournalSyncs.Name(): func() error {
-			_, err := musterconv.JournalSyncs.New(m, observe(40))
-			return err
-		},
-		musterconv.JournalSyncTime.Name(): func() error {
-			_, err := musterconv.JournalSyncTime.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
-				o.Observe(0.08, with())
-				return nil
-			}))
-			return err
-		},
-		musterconv.JournalRecovered.Name(): func() error {
-			c, err := musterconv.JournalRecovered.New(m)
-			c.Add(ctx, 5, with())
-			return err
-		},
-		musterconv.JournalDeadLettered.Name(): func() error {
-			c, err := musterconv.JournalDeadLettered.New(m)
-			c.Add(ctx, 2, with(musterconv.ErrorTypeKey.String("expired")))
-			return err
-		},
-		musterconv.JournalCorrupt.Name(): func() error {
-			_, err := musterconv.JournalCorrupt.New(m, observe(1))
-			return err
-		},
-		musterconv.JournalTakeovers.Name(): func() error {
-			_, err := musterconv.JournalTakeovers.New(m, observe(1))
-			return err
-		},
-	}
-	specs := append(musterconv.All(), musterconv.Journal()...)
-	if len(record) != len(specs) {
-		t.Fatalf("the test records %d instruments, the catalogue has %d", len(record), len(specs))
-	}
-	for _, s := range specs {
-		f, ok := record[s.Name()]
-		if !ok {
-			t.Fatalf("the test does not record %s", s.Name())
-		}
-		if err := f(); err != nil {
-			t.Fatalf("create %s: %v", s.Name(), err)
-		}
+	if err := catalogtest.Record(ctx, m); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -297,7 +119,7 @@ func TestPrometheusNames(t *testing.T) {
 	got := seriesNames(body)
 
 	want := map[string]musterconv.Spec{}
-	for _, s := range append(musterconv.All(), musterconv.Journal()...) {
+	for _, s := range catalogtest.Catalogue() {
 		for _, series := range s.PrometheusSeries() {
 			want[series] = s
 		}
@@ -340,7 +162,7 @@ func TestPrometheusNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range append(musterconv.All(), musterconv.Journal()...) {
+	for _, s := range catalogtest.Catalogue() {
 		mf, ok := families[s.PrometheusName()]
 		if !ok {
 			t.Errorf("%s: no family %s", s.Name(), s.PrometheusName())
@@ -387,7 +209,7 @@ func TestPrometheusBuckets(t *testing.T) {
 	for _, mf := range families {
 		byName[mf.GetName()] = mf
 	}
-	for _, s := range append(musterconv.All(), musterconv.Journal()...) {
+	for _, s := range catalogtest.Catalogue() {
 		if s.Kind() != musterconv.KindHistogram {
 			continue
 		}

@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/musterhq/muster/internal/catalogtest"
 	"github.com/musterhq/muster/telemetry"
 	"github.com/musterhq/muster/telemetry/musterconv"
 )
@@ -128,194 +128,11 @@ func scrapeCatalogue() (exposition, string) {
 	return x, ""
 }
 
-// recordCatalogue creates every instrument of the catalogue and records a
-// value with muster.batcher.name and, where the instrument has them, a
-// trigger and an error.type (failed and successful both).
+// recordCatalogue records every instrument of the catalogue
+// (catalogtest.Record) and of a shared rate limiter.
 func recordCatalogue(ctx context.Context, m metric.Meter) string {
-	name := musterconv.BatcherName("orders")
-	with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
-		return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{name}, kv...)...))
-	}
-	failed := musterconv.ErrorTypeKey.String("timeout")
-	trigger := musterconv.BatchTrigger(musterconv.TriggerTimeout)
-	observe := func(v int64) metric.Int64ObservableOption {
-		return metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(v, with())
-			return nil
-		})
-	}
-	counter := func(s musterconv.Int64CounterSpec) func() error {
-		return func() error {
-			c, err := s.New(m)
-			if err == nil {
-				c.Add(ctx, 10, with())
-				c.Add(ctx, 1, with(failed))
-			}
-			return err
-		}
-	}
-	floatHist := func(s musterconv.Float64HistogramSpec, v float64, kv ...attribute.KeyValue) func() error {
-		return func() error {
-			h, err := s.New(m)
-			if err == nil {
-				h.Record(ctx, v, with(kv...))
-			}
-			return err
-		}
-	}
-	record := map[string]func() error{
-		musterconv.ItemAdded.Name(): func() error {
-			_, err := musterconv.ItemAdded.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(100, with())
-				return nil
-			}))
-			return err
-		},
-		musterconv.ItemRefused.Name(): func() error {
-			c, err := musterconv.ItemRefused.New(m)
-			if err == nil {
-				c.Add(ctx, 1, with(failed))
-			}
-			return err
-		},
-		musterconv.ItemDropped.Name(): func() error {
-			c, err := musterconv.ItemDropped.New(m)
-			if err == nil {
-				c.Add(ctx, 1, with(musterconv.ErrorTypeKey.String("dropped")))
-			}
-			return err
-		},
-		musterconv.ItemProcessed.Name(): counter(musterconv.ItemProcessed),
-		musterconv.BatchRetries.Name():  counter(musterconv.BatchRetries),
-		musterconv.JournalItems.Name(): func() error {
-			_, err := musterconv.JournalItems.New(m, observe(12))
-			return err
-		},
-		musterconv.JournalBytes.Name(): func() error {
-			_, err := musterconv.JournalBytes.New(m, observe(4096))
-			return err
-		},
-		musterconv.JournalBytesLimit.Name(): func() error {
-			_, err := musterconv.JournalBytesLimit.New(m, observe(1<<20))
-			return err
-		},
-		musterconv.JournalOldestAge.Name(): func() error {
-			_, err := musterconv.JournalOldestAge.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
-				o.Observe(3.5, with())
-				return nil
-			}))
-			return err
-		},
-		musterconv.JournalAppendDuration.Name(): func() error {
-			h, err := musterconv.JournalAppendDuration.New(m)
-			if err == nil {
-				h.Record(ctx, 0.002, with())
-				h.Record(ctx, 1, with(musterconv.ErrorTypeKey.String("journal_full")))
-			}
-			return err
-		},
-		musterconv.JournalSyncs.Name(): func() error {
-			_, err := musterconv.JournalSyncs.New(m, observe(40))
-			return err
-		},
-		musterconv.JournalSyncTime.Name(): func() error {
-			_, err := musterconv.JournalSyncTime.New(m, metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
-				o.Observe(0.08, with())
-				return nil
-			}))
-			return err
-		},
-		musterconv.JournalRecovered.Name(): func() error {
-			c, err := musterconv.JournalRecovered.New(m)
-			if err == nil {
-				c.Add(ctx, 5, with())
-			}
-			return err
-		},
-		musterconv.JournalDeadLettered.Name(): func() error {
-			c, err := musterconv.JournalDeadLettered.New(m)
-			if err == nil {
-				c.Add(ctx, 2, with(musterconv.ErrorTypeKey.String("expired")))
-			}
-			return err
-		},
-		musterconv.JournalCorrupt.Name(): func() error {
-			_, err := musterconv.JournalCorrupt.New(m, observe(1))
-			return err
-		},
-		musterconv.JournalTakeovers.Name(): func() error {
-			_, err := musterconv.JournalTakeovers.New(m, observe(1))
-			return err
-		},
-		musterconv.BatchSize.Name(): func() error {
-			h, err := musterconv.BatchSize.New(m)
-			if err == nil {
-				h.Record(ctx, 100, with(trigger))
-			}
-			return err
-		},
-		musterconv.BatchUtilization.Name():  floatHist(musterconv.BatchUtilization, 0.5, trigger),
-		musterconv.BatchWaitDuration.Name(): floatHist(musterconv.BatchWaitDuration, 0.1, trigger),
-		musterconv.BatchDuration.Name(): func() error {
-			h, err := musterconv.BatchDuration.New(m)
-			if err == nil {
-				h.Record(ctx, 0.2, with())
-				h.Record(ctx, 2, with(failed))
-			}
-			return err
-		},
-		musterconv.AddBlockedDuration.Name():    floatHist(musterconv.AddBlockedDuration, 0.001),
-		musterconv.RateLimitWaitDuration.Name(): floatHist(musterconv.RateLimitWaitDuration, 0.05),
-		musterconv.BatchInflight.Name(): func() error {
-			c, err := musterconv.BatchInflight.New(m)
-			if err == nil {
-				c.Add(ctx, 2, with())
-			}
-			return err
-		},
-		musterconv.BatchInflightLimit.Name(): func() error {
-			_, err := musterconv.BatchInflightLimit.New(m, observe(4))
-			return err
-		},
-		musterconv.QueueSize.Name(): func() error {
-			_, err := musterconv.QueueSize.New(m, observe(7))
-			return err
-		},
-		musterconv.QueueCapacity.Name(): func() error {
-			_, err := musterconv.QueueCapacity.New(m, observe(1000))
-			return err
-		},
-		musterconv.BatcherKeys.Name(): func() error {
-			_, err := musterconv.BatcherKeys.New(m, observe(3))
-			return err
-		},
-		musterconv.ItemPending.Name(): func() error {
-			_, err := musterconv.ItemPending.New(m, observe(57))
-			return err
-		},
-		musterconv.KeyPending.Name(): func() error {
-			_, err := musterconv.KeyPending.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(40, with(musterconv.BatchKeyKey.String("eu")))
-				return nil
-			}))
-			return err
-		},
-		musterconv.KeyWaiting.Name(): func() error {
-			_, err := musterconv.KeyWaiting.New(m, metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(2, with(musterconv.BatchKeyKey.String("eu")))
-				return nil
-			}))
-			return err
-		},
-	}
-	for _, s := range catalogue() {
-		f, ok := record[s.Name()]
-		if !ok {
-			return "the test does not record " + s.Name() + ", new in the catalogue: add it to recordCatalogue (and to the dashboard)"
-		}
-		if err := f(); err != nil {
-			return "create " + s.Name() + ": " + err.Error()
-		}
+	if err := catalogtest.Record(ctx, m); err != nil {
+		return err.Error()
 	}
 	if err := recordSharedQuota(ctx, m); err != nil {
 		return "shared quota: " + err.Error()
@@ -326,7 +143,7 @@ func recordCatalogue(ctx context.Context, m metric.Meter) string {
 // catalogue is what the dashboard and the alert rules show: the batchers'
 // instruments (musterconv.All) and the journal's (musterconv.Journal).
 func catalogue() []musterconv.Spec {
-	return append(musterconv.All(), musterconv.Journal()...)
+	return catalogtest.Catalogue()
 }
 
 // TestExpositionHasCatalogue: the scrape holds every series the catalogue
