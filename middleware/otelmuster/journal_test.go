@@ -87,25 +87,7 @@ func TestJournalMetrics(t *testing.T) {
 			"muster.journal.corrupt":   func() { s.wantSum("muster.journal.corrupt", name, 2) },
 			"muster.journal.takeovers": func() { s.wantSum("muster.journal.takeovers", name, 1) },
 		}
-		for _, spec := range musterconv.Journal() {
-			check, ok := checks[spec.Name()]
-			if !ok {
-				t.Errorf("%s: no check of what it counts", spec.Name())
-				continue
-			}
-			check()
-			m, ok := s.metrics[spec.Name()]
-			if !ok {
-				t.Errorf("%s: not exported", spec.Name())
-				continue
-			}
-			if m.Unit != spec.Unit() || m.Description != spec.Description() {
-				t.Errorf("%s: unit %q, description %q; the catalogue says %q, %q", spec.Name(), m.Unit, m.Description, spec.Unit(), spec.Description())
-			}
-			if got := dataKind(m.Data); got != spec.Kind().PrometheusType() {
-				t.Errorf("%s: exported as a %s, want a %s", spec.Name(), got, spec.Kind().PrometheusType())
-			}
-		}
+		checkSpecs(t, musterconv.Journal(), checks, s)
 		families, err := reg.Gather()
 		mustNil(t, err)
 		promTypes := map[string]string{}

@@ -15,7 +15,9 @@
 //
 //	level  message                     when
 //	WARN   "muster: item refused"      an item was not taken (full, dropped as the newest, stopped,
-//	                                   timeout, canceled, too_large, too_many_keys, invalid_key)
+//	                                   timeout, canceled, too_large, too_many_keys, invalid_key;
+//	                                   shutdown_incomplete: a Client's Work held it at a Shutdown
+//	                                   deadline)
 //	WARN   "muster: item dropped"      an item taken, then dropped to make room (OverflowDropOldest)
 //	ERROR  "muster: item refused"      a Batch's Add (or BatchMaker, Key, Sizer) panicked: reason
 //	                                   panic, with the panic value and its stack

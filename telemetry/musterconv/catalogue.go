@@ -96,12 +96,14 @@ var (
 	// Attributes: [ErrorTypeKey], always: full (OverflowFail), dropped (a
 	// drop policy refused the newest item), stopped, timeout or canceled
 	// (the producer's context ended while it was held), too_large,
-	// too_many_keys, invalid_key, panic (a Batch's Add panicked).
+	// too_many_keys, invalid_key, panic (a Batch's Add panicked),
+	// shutdown_incomplete (an item a Client's Work still held at a
+	// Shutdown deadline).
 	ItemRefused = Int64CounterSpec{Spec{
 		name:        "muster.item.refused",
 		kind:        KindCounter,
 		unit:        "{item}",
-		description: "Items the batcher did not take; error.type says why (full, dropped, stopped, timeout, canceled, too_large, too_many_keys, invalid_key, panic).",
+		description: "Items the batcher did not take; error.type says why (full, dropped, stopped, timeout, canceled, too_large, too_many_keys, invalid_key, panic, shutdown_incomplete).",
 		attrs:       []attribute.Key{ErrorTypeKey},
 		promName:    "muster_item_refused_total",
 	}}
