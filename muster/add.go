@@ -209,11 +209,7 @@ func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *la
 		b = nil
 	}
 	if b == nil {
-		var err error
-		if b, err = e.newBatchLocked(ks); err != nil {
-			e.idleIfEmptyLocked(ks)
-			return nil, err
-		}
+		b = e.newBatchLocked(ks)
 	}
 	if e.join != nil {
 		if err := e.join(&b.state, item); err != nil {
@@ -278,7 +274,7 @@ func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Con
 
 // newBatchLocked makes ks's open batch, from the spare when there is one.
 // It needs mu only: the spare spares it the free list, which fmu guards.
-func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
+func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) *batch[K, T] {
 	b := e.spare.Swap(nil)
 	if b == nil {
 		b = &batch[K, T]{}
@@ -291,7 +287,7 @@ func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) 
 	if e.keyFn != nil {
 		ks.batches.Add(1)
 	}
-	return b, nil
+	return b
 }
 
 // openLocked starts a batch's age and puts it at the end of the open FIFO.
