@@ -329,8 +329,8 @@ func (e *engine[K, T]) spareLocked(b *batch[K, T]) {
 	e.spare.CompareAndSwap(nil, b)
 }
 
-// reusable reports whether b is worth reusing: not a Batch of the user's
-// that the client does not keep, nor an items array grown too large.
+// reusable reports whether b is worth reusing: its items array has not
+// grown past maxKeepCap.
 func (e *engine[K, T]) reusable(b *batch[K, T]) bool {
 	return cap(b.items) <= maxKeepCap
 }
