@@ -114,11 +114,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 				e.discardLocked(b)
 				continue
 			}
-			e.unlinkOpenLocked(b)
-			b.ks.cur = nil
-			b.trigger = TriggerShutdown
-			e.nextID++
-			b.id = e.nextID
+			e.endOpenLocked(b, TriggerShutdown)
 			abandoned = append(abandoned, b)
 		}
 		for _, b := range e.ready {
