@@ -120,13 +120,20 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 	return key, size, nil
 }
 
-// refuse counts an item not taken and reports it: a producer that
-// backpressure held since a non-zero time gets its Waited hook first, with
-// err as the reason the wait was cut short. It takes mu.
+// refuse counts an item not taken and reports it (see reportRefusal). It
+// takes mu.
 func (e *engine[K, T]) refuse(ctx context.Context, err error, since time.Time) error {
 	e.mu.Lock()
 	e.refused++
 	e.mu.Unlock()
+	return e.reportRefusal(ctx, err, since)
+}
+
+// reportRefusal reports an item not taken, which its caller counted in
+// refused under mu: a producer that backpressure held since a non-zero
+// time gets its Waited hook first, with err as the reason the wait was cut
+// short. It returns err.
+func (e *engine[K, T]) reportRefusal(ctx context.Context, err error, since time.Time) error {
 	if h := e.hooks; h != nil {
 		if h.Waited != nil && !since.IsZero() {
 			safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since), Err: err}) })
