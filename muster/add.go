@@ -120,13 +120,20 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 	return key, size, nil
 }
 
-// refuse counts an item not taken and reports it: a producer that
-// backpressure held since a non-zero time gets its Waited hook first, with
-// err as the reason the wait was cut short. It takes mu.
+// refuse counts an item not taken and reports it (see reportRefusal). It
+// takes mu.
 func (e *engine[K, T]) refuse(ctx context.Context, err error, since time.Time) error {
 	e.mu.Lock()
 	e.refused++
 	e.mu.Unlock()
+	return e.reportRefusal(ctx, err, since)
+}
+
+// reportRefusal reports an item not taken, which its caller counted in
+// refused under mu: a producer that backpressure held since a non-zero
+// time gets its Waited hook first, with err as the reason the wait was cut
+// short. It returns err.
+func (e *engine[K, T]) reportRefusal(ctx context.Context, err error, since time.Time) error {
 	if h := e.hooks; h != nil {
 		if h.Waited != nil && !since.IsZero() {
 			safely(func() { h.Waited(ctx, WaitInfo{Reason: WaitBackpressure, Duration: time.Since(since), Err: err}) })
@@ -209,11 +216,7 @@ func (e *engine[K, T]) prepareLocked(ks *keyState[K, T], item T, size int, l *la
 		b = nil
 	}
 	if b == nil {
-		var err error
-		if b, err = e.newBatchLocked(ks); err != nil {
-			e.idleIfEmptyLocked(ks)
-			return nil, err
-		}
+		b = e.newBatchLocked(ks)
 	}
 	if e.join != nil {
 		if err := e.join(&b.state, item); err != nil {
@@ -278,7 +281,7 @@ func callAdded(f func(context.Context, AddInfo) context.Context, ctx context.Con
 
 // newBatchLocked makes ks's open batch, from the spare when there is one.
 // It needs mu only: the spare spares it the free list, which fmu guards.
-func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) {
+func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) *batch[K, T] {
 	b := e.spare.Swap(nil)
 	if b == nil {
 		b = &batch[K, T]{}
@@ -291,7 +294,7 @@ func (e *engine[K, T]) newBatchLocked(ks *keyState[K, T]) (*batch[K, T], error) 
 	if e.keyFn != nil {
 		ks.batches.Add(1)
 	}
-	return b, nil
+	return b
 }
 
 // openLocked starts a batch's age and puts it at the end of the open FIFO.

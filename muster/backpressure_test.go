@@ -59,40 +59,27 @@ func TestBackpressureWork(t *testing.T) {
 
 func TestBackpressureAdd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var fired [][]int
 		var mu sync.Mutex
 		var blocked []time.Duration
 		var waitErrs []error
 		var events []string
-		b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 3,
-			Hooks: &muster.Hooks{
-				Refused: func(ctx context.Context, info muster.AddInfo) {
-					mu.Lock()
-					defer mu.Unlock()
-					events = append(events, "refused")
-				},
-				Waited: func(ctx context.Context, info muster.WaitInfo) {
-					mu.Lock()
-					defer mu.Unlock()
-					if info.Reason != muster.WaitBackpressure || info.BatchID != 0 {
-						t.Errorf("producer wait %+v", info)
-					}
-					events = append(events, "waited")
-					blocked = append(blocked, info.Duration)
-					waitErrs = append(waitErrs, info.Err)
-				},
-			},
-			Fire: func(ctx context.Context, items []int) error {
-				<-release
+		b, release, fired := holdBatcher(t, 3, muster.OverflowBlock, &muster.Hooks{
+			Refused: func(ctx context.Context, info muster.AddInfo) {
 				mu.Lock()
 				defer mu.Unlock()
-				fired = append(fired, slices.Clone(items))
-				return nil
-			}}
-		if err := b.Start(); err != nil {
-			t.Fatal(err)
-		}
+				events = append(events, "refused")
+			},
+			Waited: func(ctx context.Context, info muster.WaitInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				if info.Reason != muster.WaitBackpressure || info.BatchID != 0 {
+					t.Errorf("producer wait %+v", info)
+				}
+				events = append(events, "waited")
+				blocked = append(blocked, info.Duration)
+				waitErrs = append(waitErrs, info.Err)
+			},
+		})
 		ctx := context.Background()
 		for i := range 7 { // [0 1] in flight, [2 3] and [4 5] waiting, [6] open: 3 queued behind the oldest waiting
 			if err := b.Add(ctx, i); err != nil {
@@ -126,8 +113,8 @@ func TestBackpressureAdd(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := [][]int{{0, 1}, {2, 3}, {4, 5}, {6, 7}}
-		if !slices.EqualFunc(fired, want, slices.Equal) {
-			t.Fatalf("fired %v, want %v (99 must not be taken)", fired, want)
+		if got := fired(); !slices.EqualFunc(got, want, slices.Equal) {
+			t.Fatalf("fired %v, want %v (99 must not be taken)", got, want)
 		}
 		// Waited is the one report of backpressure, for an item refused
 		// (with why, before Refused) as for one taken.

@@ -42,10 +42,11 @@
 // That capacity is shared by the keys of a [Keyed]: by default a key adding
 // far faster than the others can fill it, and the others' Adds then meet
 // the Overflow policy too. Keyed.MaxPendingPerKey makes it fair: a key with
-// a batch waiting holds at most that many items that have not fired (its
-// further Adds meet the Overflow policy while other keys' items are still
-// taken), and free slots go round-robin to the keys with batches waiting
-// instead of oldest first. Keyed.KeyStats and Keyed.TopKeys (and, for an
+// a batch waiting takes no more items once it holds that many that have not
+// fired (its further Adds meet the Overflow policy while other keys' items
+// are still taken; a key thus holds at most the larger of MaxPendingPerKey
+// and MaxBatchSize), and free slots go round-robin to the keys with batches
+// waiting instead of oldest first. Keyed.KeyStats and Keyed.TopKeys (and, for an
 // observer, ClientInfo.TopKeys) show which key holds the most.
 //
 // # What happens to items

@@ -69,9 +69,10 @@ var (
 	// taken.
 	ErrInvalidKey = errors.New("muster: key not equal to itself")
 
-	// ErrNilContext is returned by Add, AddResult, Flush and Shutdown when
-	// their context is nil (pass context.Background() or a request's
-	// context). The item was not taken; nothing was flushed or stopped.
+	// ErrNilContext is returned by Add, AddResult, Flush, Shutdown and
+	// Result.Wait when their context is nil (pass context.Background() or
+	// a request's context). The item was not taken; nothing was flushed,
+	// stopped or waited for.
 	ErrNilContext = errors.New("muster: nil context")
 
 	// ErrWaitCanceled is matched by the error Result.Wait returns when its

@@ -39,11 +39,7 @@ func (e *engine[K, T]) launch(l *launches[K, T]) {
 // batch that may now take a slot is added to l. It refills the spare from
 // the free list. It needs both locks.
 func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T]) {
-	e.unlinkOpenLocked(b)
-	b.ks.cur = nil
-	b.trigger = t
-	e.nextID++
-	b.id = e.nextID
+	e.endOpenLocked(b, t)
 	if e.hooks != nil {
 		b.closed = time.Now()
 	}
@@ -61,6 +57,17 @@ func (e *engine[K, T]) closeLocked(b *batch[K, T], t Trigger, l *launches[K, T])
 	}
 	e.admitLocked(l)
 	e.readyChangedLocked()
+}
+
+// endOpenLocked ends an open batch's time open, for trigger t: it leaves
+// the open FIFO and its key, and gets its id, the order batches closed in.
+// It needs both locks.
+func (e *engine[K, T]) endOpenLocked(b *batch[K, T], t Trigger) {
+	e.unlinkOpenLocked(b)
+	b.ks.cur = nil
+	b.trigger = t
+	e.nextID++
+	b.id = e.nextID
 }
 
 // admitLocked gives waiting batches free slots: oldest first or, with
@@ -329,8 +336,8 @@ func (e *engine[K, T]) spareLocked(b *batch[K, T]) {
 	e.spare.CompareAndSwap(nil, b)
 }
 
-// reusable reports whether b is worth reusing: not a Batch of the user's
-// that the client does not keep, nor an items array grown too large.
+// reusable reports whether b is worth reusing: its items array has not
+// grown past maxKeepCap.
 func (e *engine[K, T]) reusable(b *batch[K, T]) bool {
 	return cap(b.items) <= maxKeepCap
 }

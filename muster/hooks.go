@@ -105,14 +105,15 @@ type ClientInfo struct {
 	BatchTimeout         time.Duration // 0: no time trigger
 	MaxConcurrentBatches int           // 0: no limit
 	PendingWorkCapacity  int
-	MaxKeys              int          // the live-key bound of a Keyed; 0 for a Client or Batcher
-	MaxPendingPerKey     int          // a Keyed's; 0: none
+	MaxKeys              int          // the live-key bound of a Keyed with a Key; 0 for a Client or a Batcher (Key nil)
+	MaxPendingPerKey     int          // a Keyed's with a Key; 0: none
 	Stats                func() Stats // reads the client's counters; safe from any goroutine
 	// TopKeys, for a Keyed, returns the n keys holding the most, most first
 	// (see Keyed.TopKeys; a key is FireInfo.Key's value): for an observer
 	// that reports the top few keys at scrape time, never a label per key.
-	// Nil for a Client or Batcher. Safe from any goroutine, not from a hook
-	// that runs under the client's lock (Added).
+	// Nil for a Client or a Batcher (a Keyed whose Key is nil). Safe from
+	// any goroutine, not from a hook that runs under the client's lock
+	// (Added).
 	TopKeys func(n int) []KeyStats[any]
 }
 
@@ -132,7 +133,7 @@ type AddInfo struct {
 // FireInfo describes a batch as it fires.
 type FireInfo struct {
 	BatchID uint64  // 1, 2, 3... per client, in the order batches closed
-	Key     any     // the batch's key, for a Keyed; nil otherwise
+	Key     any     // the batch's key, for a Keyed with a Key; nil for a Client or a Batcher (Key nil)
 	Size    int     // items in the batch
 	Trigger Trigger // why it closed
 	// Age is how long the batch's first item had waited when it fired.

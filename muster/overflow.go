@@ -86,9 +86,10 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		}
 		if overflow == OverflowDropOldest {
 			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
+				e.refused++
 				e.fmu.Unlock()
 				e.mu.Unlock()
-				s.done, s.err = true, e.refuse(ctx, ErrTooManyKeys, time.Time{})
+				s.done, s.err = true, e.reportRefusal(ctx, ErrTooManyKeys, time.Time{})
 				return s
 			}
 			if s.drop = e.dropOldestLocked(over); s.drop != nil {
@@ -98,19 +99,21 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		}
 		switch overflow {
 		case OverflowFail:
+			e.refused++
 			e.fmu.Unlock()
 			e.mu.Unlock()
 			err := ErrFull
 			if over != nil {
 				err = errKeyFull
 			}
-			s.done, s.err = true, e.refuse(ctx, err, time.Time{})
+			s.done, s.err = true, e.reportRefusal(ctx, err, time.Time{})
 			return s
 		case OverflowDropNewest, OverflowDropOldest:
+			e.refused++
 			e.fmu.Unlock()
 			e.mu.Unlock()
 			e.deadLetterItem(ctx, item, ErrDropped)
-			e.refuse(ctx, ErrDropped, time.Time{})
+			e.reportRefusal(ctx, ErrDropped, time.Time{})
 			if s.done = true; wantResult {
 				s.r = Result{o: droppedOutcome}
 			}
@@ -135,8 +138,9 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		e.mu.Lock()
 	}
 	if e.phase != running {
+		e.refused++
 		e.mu.Unlock()
-		s.done, s.err = true, e.refuse(ctx, stopped, s.since)
+		s.done, s.err = true, e.reportRefusal(ctx, stopped, s.since)
 	}
 	return s
 }

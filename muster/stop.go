@@ -18,14 +18,14 @@ func (e *engine[K, T]) closeAllLocked(t Trigger, l *launches[K, T]) {
 }
 
 // beginStop refuses new items from now on, wakes the producers waiting for
-// room (they get ErrStopped) and closes the open batches. It reports whether this call began it.
-// It takes both locks.
-func (e *engine[K, T]) beginStop() bool {
+// room (they get ErrStopped) and closes the open batches; once begun, it
+// does nothing. It takes both locks.
+func (e *engine[K, T]) beginStop() {
 	var l launches[K, T]
 	e.mu.Lock()
 	if e.phase != running {
 		e.mu.Unlock()
-		return false
+		return
 	}
 	e.fmu.Lock()
 	e.phase = stopping
@@ -38,7 +38,6 @@ func (e *engine[K, T]) beginStop() bool {
 	if drained {
 		e.stopped()
 	}
-	return true
 }
 
 // drainableLocked reports whether the client stopped taking items and
@@ -115,11 +114,7 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 				e.discardLocked(b)
 				continue
 			}
-			e.unlinkOpenLocked(b)
-			b.ks.cur = nil
-			b.trigger = TriggerShutdown
-			e.nextID++
-			b.id = e.nextID
+			e.endOpenLocked(b, TriggerShutdown)
 			abandoned = append(abandoned, b)
 		}
 		for _, b := range e.ready {
