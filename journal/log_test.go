@@ -608,3 +608,23 @@ func TestStatsOldest(t *testing.T) {
 		t.Errorf("Oldest with nothing unfinished = %v, want zero", got)
 	}
 }
+
+// TestAppendKeepsNoReferenceToData: the caller may reuse Append's data once
+// it returned (the layer pools its encoding buffers on that promise).
+func TestAppendKeepsNoReferenceToData(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, LogOptions{Durability: Process})
+	buf := []byte("first")
+	if _, err := l.Append(context.Background(), buf, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "xxxxx")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, LogOptions{})
+	defer l.Close()
+	if got := datas(recoverAll(t, l)); !slices.Equal(got, []string{"first"}) {
+		t.Fatalf("recovered %q, want [first]", got)
+	}
+}
