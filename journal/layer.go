@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -229,12 +230,18 @@ func (j *Batcher[T]) add(ctx context.Context, v T, wantResult bool) (muster.Resu
 	case j.stopping.Load():
 		return muster.Result{}, muster.ErrStopped
 	}
-	data, err := j.c.Codec.Encode(nil, v)
+	buf := encodings.Get().(*[]byte)
+	data, err := j.c.Codec.Encode((*buf)[:0], v)
 	if err != nil {
+		encodings.Put(buf)
 		return muster.Result{}, fmt.Errorf("journal: encoding the item: %w", err)
 	}
 	now := time.Now()
 	id, err := j.c.Store.Append(ctx, data, now, j.overflow == muster.OverflowBlock)
+	if cap(data) <= maxPooledEncoding {
+		*buf = data[:0] // the Store kept no reference to data
+	}
+	encodings.Put(buf)
 	if h := j.c.Hooks; h != nil && h.Appended != nil {
 		safely(func() { h.Appended(time.Since(now), err) })
 	}
@@ -255,6 +262,15 @@ func (j *Batcher[T]) add(ctx context.Context, v T, wantResult bool) (muster.Resu
 	}
 	return r, nil
 }
+
+// encodings pools the buffers Add encodes items into (a *[]byte each): a
+// Store keeps no reference to Append's data once Append returns.
+var encodings = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledEncoding is the capacity above which an encoding buffer is left
+// to the garbage collector rather than pooled, so that one large item does
+// not keep its buffer alive.
+const maxPooledEncoding = 64 << 10
 
 // appendFailed applies the Overflow policy to an item the Store had no
 // room for, and returns Add's error.

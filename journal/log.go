@@ -215,7 +215,6 @@ type Log struct {
 	spare       []byte
 	segs        []*segment // oldest first; the last is the active one
 	used        int64
-	items       int
 	room        chan struct{} // closed (and replaced) when room was freed
 	recoverEnd  uint64        // items before it are of earlier runs
 	recoverNext uint64        // Recover handed out (or skipped) the items before it
@@ -438,7 +437,6 @@ func (l *Log) recoverFiles(run uint64) error {
 		if out.seg != nil {
 			l.segs = append(l.segs, out.seg)
 			l.used += out.seg.size
-			l.items += out.seg.live
 			prev = segHeader{prevFirst: out.seg.first, prevEnd: out.seg.first + out.seg.n}
 		}
 		next = max(next, out.next)
@@ -583,7 +581,6 @@ func (l *Log) Finish(ids ...ID) error {
 		if s == nil || !s.finish(seq) {
 			continue
 		}
-		l.items--
 		l.stats.Finished++
 		if !slices.Contains(b.targets, s.first) {
 			b.targets = append(b.targets, s.first)
@@ -733,7 +730,6 @@ func (l *Log) commit(b *logBatch) {
 	} else {
 		act.size += int64(len(b.buf))
 		act.add(b.items, b.oldest, false)
-		l.items += int(b.items)
 		for _, t := range b.targets {
 			act.addTarget(t)
 		}
@@ -975,13 +971,12 @@ func (l *Log) Stats() StoreStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.stats
-	st.Items = l.items
 	st.Bytes = l.used
 	for _, s := range l.segs {
-		if s.live > 0 {
+		if s.live > 0 && st.Items == 0 {
 			st.Oldest = oldestTime(s.oldest)
-			break
 		}
+		st.Items += s.live
 	}
 	return st
 }

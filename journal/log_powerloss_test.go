@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -108,37 +109,45 @@ func TestPowerLossSynced(t *testing.T) {
 }
 
 // TestPowerLossInterval: a machine crash loses the items appended since the
-// last interval fdatasync, and none before it.
+// last interval fdatasync, and none before it. It runs in a synctest bubble:
+// the interval passes without a wait.
 func TestPowerLossInterval(t *testing.T) {
-	mfs := newMemFS()
-	l := mustOpen(t, "/j", LogOptions{fs: mfs, Durability: Interval, SyncInterval: 5 * time.Millisecond})
-	for i := range 20 {
-		mustAppend(t, l, fmt.Sprint("synced-", i))
-	}
-	waitFor(t, mfs.allSynced) // an interval passed: the fdatasync came
-	l.Close()
+	synctest.Test(t, func(t *testing.T) {
+		mfs := newMemFS()
+		l := mustOpen(t, "/j", LogOptions{fs: mfs, Durability: Interval, SyncInterval: 5 * time.Millisecond})
+		for i := range 20 {
+			mustAppend(t, l, fmt.Sprint("synced-", i))
+		}
+		time.Sleep(5 * time.Millisecond) // an interval passes...
+		synctest.Wait()                  // ...and its fdatasync is done
+		synced := mfs.allSynced()
+		l.Close()
+		if !synced {
+			t.Fatal("no fdatasync after an interval")
+		}
 
-	// A long interval: Appends return at once, a crash before the interval
-	// loses them.
-	l = mustOpen(t, "/j", LogOptions{fs: mfs, Durability: Interval, SyncInterval: time.Hour})
-	defer l.Close()
-	for i := range 20 {
-		mustAppend(t, l, fmt.Sprint("window-", i))
-	}
-	after := mfs.crash(false)
-	l2 := mustOpen(t, "/j", LogOptions{fs: after})
-	defer l2.Close()
-	got := datas(recoverAll(t, l2))
-	if len(got) != 20 || got[0] != "synced-0" || got[19] != "synced-19" {
-		t.Errorf("after a crash: recovered %v, want the 20 synced items and none of the window", got)
-	}
-	// Close fdatasyncs at Interval.
-	l.Close()
-	l3 := mustOpen(t, "/j", LogOptions{fs: mfs.crash(false)})
-	defer l3.Close()
-	if got := recoverAll(t, l3); len(got) != 40 {
-		t.Errorf("after Close and a crash: recovered %d items, want 40", len(got))
-	}
+		// A long interval: Appends return at once, a crash before the interval
+		// loses them.
+		l = mustOpen(t, "/j", LogOptions{fs: mfs, Durability: Interval, SyncInterval: time.Hour})
+		defer l.Close()
+		for i := range 20 {
+			mustAppend(t, l, fmt.Sprint("window-", i))
+		}
+		after := mfs.crash(false)
+		l2 := mustOpen(t, "/j", LogOptions{fs: after})
+		defer l2.Close()
+		got := datas(recoverAll(t, l2))
+		if len(got) != 20 || got[0] != "synced-0" || got[19] != "synced-19" {
+			t.Errorf("after a crash: recovered %v, want the 20 synced items and none of the window", got)
+		}
+		// Close fdatasyncs at Interval.
+		l.Close()
+		l3 := mustOpen(t, "/j", LogOptions{fs: mfs.crash(false)})
+		defer l3.Close()
+		if got := recoverAll(t, l3); len(got) != 40 {
+			t.Errorf("after Close and a crash: recovered %d items, want 40", len(got))
+		}
+	})
 }
 
 // TestPowerLossProcess: at Process the log never fsyncs, so a machine crash

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -223,58 +224,63 @@ func TestFinishRecordsKeepTheirSegment(t *testing.T) {
 	}
 }
 
+// TestByteBound runs in a synctest bubble: the waits at the bound are
+// checked without sleeping.
 func TestByteBound(t *testing.T) {
-	dir := t.TempDir()
-	l := mustOpen(t, dir, LogOptions{MaxBytes: 16 << 10})
-	defer l.Close()
-	if st := l.Stats(); st.MaxBytes != 16<<10 {
-		t.Fatalf("MaxBytes = %d", st.MaxBytes)
-	}
-	data := []byte(strings.Repeat("b", 200))
-	var ids []ID
-	for {
-		id, err := l.Append(context.Background(), data, time.Now(), false)
-		if errors.Is(err, ErrFull) {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		l := mustOpen(t, dir, LogOptions{MaxBytes: 16 << 10})
+		defer l.Close()
+		if st := l.Stats(); st.MaxBytes != 16<<10 {
+			t.Fatalf("MaxBytes = %d", st.MaxBytes)
 		}
-		if err != nil {
+		data := []byte(strings.Repeat("b", 200))
+		var ids []ID
+		for {
+			id, err := l.Append(context.Background(), data, time.Now(), false)
+			if errors.Is(err, ErrFull) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+			if len(ids) > 1000 {
+				t.Fatal("the bound never applied")
+			}
+		}
+		if st := l.Stats(); st.Bytes > st.MaxBytes {
+			t.Fatalf("Bytes %d over MaxBytes %d", st.Bytes, st.MaxBytes)
+		}
+		// wait=true blocks until ctx ends...
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := l.Append(ctx, data, time.Now(), true)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Append at the bound with wait and a deadline = %v", err)
+		}
+		// ...or until Finish frees room.
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.Append(context.Background(), data, time.Now(), true)
+			done <- err
+		}()
+		synctest.Wait() // the Append is blocked, waiting for room
+		select {
+		case err := <-done:
+			t.Fatalf("Append at the bound with wait returned %v before any room", err)
+		default:
+		}
+		if err := l.Finish(ids...); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, id)
-		if len(ids) > 1000 {
-			t.Fatal("the bound never applied")
+		if err := <-done; err != nil {
+			t.Fatalf("Append after room was freed: %v", err)
 		}
-	}
-	if st := l.Stats(); st.Bytes > st.MaxBytes {
-		t.Fatalf("Bytes %d over MaxBytes %d", st.Bytes, st.MaxBytes)
-	}
-	// wait=true blocks until ctx ends...
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	_, err := l.Append(ctx, data, time.Now(), true)
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Append at the bound with wait and a deadline = %v", err)
-	}
-	// ...or until Finish frees room.
-	done := make(chan error, 1)
-	go func() {
-		_, err := l.Append(context.Background(), data, time.Now(), true)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("Append at the bound with wait returned %v before any room", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	if err := l.Finish(ids...); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Append after room was freed: %v", err)
-	}
-	if _, err := l.Append(context.Background(), data, time.Now(), false); err != nil {
-		t.Fatalf("Append after room was freed, without wait: %v", err)
-	}
+		if _, err := l.Append(context.Background(), data, time.Now(), false); err != nil {
+			t.Fatalf("Append after room was freed, without wait: %v", err)
+		}
+	})
 }
 
 func TestItemTooLarge(t *testing.T) {
@@ -600,5 +606,25 @@ func TestStatsOldest(t *testing.T) {
 	}
 	if got := l.Stats().Oldest; !got.IsZero() {
 		t.Errorf("Oldest with nothing unfinished = %v, want zero", got)
+	}
+}
+
+// TestAppendKeepsNoReferenceToData: the caller may reuse Append's data once
+// it returned (the layer pools its encoding buffers on that promise).
+func TestAppendKeepsNoReferenceToData(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, LogOptions{Durability: Process})
+	buf := []byte("first")
+	if _, err := l.Append(context.Background(), buf, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "xxxxx")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, LogOptions{})
+	defer l.Close()
+	if got := datas(recoverAll(t, l)); !slices.Equal(got, []string{"first"}) {
+		t.Fatalf("recovered %q, want [first]", got)
 	}
 }

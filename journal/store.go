@@ -26,7 +26,8 @@ type Store interface {
 	// Append keeps data at the store's durability level and returns the
 	// item's ID: when Append returns nil, the item survives what the level
 	// promises (for the Log: a machine crash at Synced, a process crash at
-	// Process). Concurrent Appends share one write (group commit).
+	// Process). Concurrent Appends share one write (group commit). Append
+	// keeps no reference to data once it returns: the caller may reuse it.
 	//
 	// When the store is at its byte bound, Append waits for room until ctx
 	// ends if wait is true, and returns an error matching ErrFull at once
