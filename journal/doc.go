@@ -59,9 +59,10 @@
 //     was full under OverflowFail, the batcher is stopped, ctx ended while
 //     waiting for room): the item was not accepted, and is not in the
 //     Store (or is finished there at once).
-//   - Dropped: under a drop policy, an item the batcher drops, or the
-//     incoming item when the Store is full, goes to Config.DeadLetter with
-//     muster.ErrDropped and is finished.
+//   - Dropped: under a drop policy, an item the batcher drops goes to
+//     Config.DeadLetter with muster.ErrDropped and is finished; the incoming
+//     item when the Store is full goes to Config.DeadLetter with
+//     muster.ErrDropped too, never having been journaled.
 //   - Delivered: Fire (with its middleware) returned nil for it, or nil
 //     at its index of an *muster.ItemErrors: it is finished.
 //   - Failed for good: Fire returned an error after every middleware (the
