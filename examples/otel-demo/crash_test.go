@@ -4,15 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/musterhq/muster/internal/redistest"
 )
 
 // The test binary runs the demo itself (main) when this variable is set: the
@@ -49,7 +49,7 @@ func TestRedisJournalSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for about 16 s")
 	}
-	addr := startRedis(t)
+	addr := redistest.Start(t, redistest.Options{}).Addr()
 	crashRounds(t, 12*time.Second, "-journal", "redis", "-redis-addr", addr)
 }
 
@@ -173,41 +173,4 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// startRedis starts a redis-server on a free loopback port for the test, and
-// returns its address. Without the binary the test is skipped loudly, or
-// fails when MUSTER_REQUIRE_REDIS=1.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "!!! redis-server NOT FOUND: " + t.Name() + " is NOT TESTED (apt-get install -y redis-server)"
-		if os.Getenv("MUSTER_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, 10*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
 }
