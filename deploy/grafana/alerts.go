@@ -286,8 +286,8 @@ func (c RuleConfig) alertRules() []alertRule {
 		alertRule{
 			comment: fmt.Sprintf("Work is pending (items accepted, batches in flight or items queued) and no batch finished over %s: a hung Fire, a Notifier never called, or a downstream that never answers.", dur(c.StallWindow)),
 			name:    "MusterNoItemsProcessed",
-			expr: fmt.Sprintf("(\n  sum by (%[1]s) (rate(%[2]s%[3]s[%[4]s])) > 0\n  or\n  sum by (%[1]s) (%[5]s) > 0\n  or\n  sum by (%[1]s) (%[6]s) > 0\n)\nunless on (%[1]s)\nsum by (%[1]s) (rate(%[7]s[%[4]s])) > 0",
-				inst, itemAdded, "", dur(c.StallWindow), batchInflight, queueSize, itemProcessed),
+			expr: fmt.Sprintf("(\n  sum by (%[1]s) (rate(%[2]s[%[3]s])) > 0\n  or\n  sum by (%[1]s) (%[4]s) > 0\n  or\n  sum by (%[1]s) (%[5]s) > 0\n)\nunless on (%[1]s)\nsum by (%[1]s) (rate(%[6]s[%[3]s])) > 0",
+				inst, itemAdded, dur(c.StallWindow), batchInflight, queueSize, itemProcessed),
 			forDur: c.StallFor, keepFiring: c.KeepFiringFor,
 			labels:      [][2]string{{"severity", "critical"}},
 			summary:     "{{ $labels.muster_batcher_name }}: no items processed while work is pending",

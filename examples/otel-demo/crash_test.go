@@ -4,15 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/musterhq/muster/internal/redistest"
 )
 
 // The test binary runs the demo itself (main) when this variable is set: the
@@ -38,7 +38,7 @@ func TestJournalSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for about 10 s")
 	}
-	crashRounds(t, 3*time.Second, "-journal", filepath.Join(t.TempDir(), "journal"))
+	crashRounds(t, 3*time.Second, "-journal", filepath.Join(t.TempDir(), "journal")).wantNoneLost(t)
 }
 
 // TestRedisJournalSurvivesSIGKILL is the same with the journal in Redis
@@ -49,13 +49,47 @@ func TestRedisJournalSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for about 16 s")
 	}
-	addr := startRedis(t)
-	crashRounds(t, 12*time.Second, "-journal", "redis", "-redis-addr", addr)
+	addr := redistest.Start(t, redistest.Options{}).Addr()
+	crashRounds(t, 12*time.Second, "-journal", "redis", "-redis-addr", addr).wantNoneLost(t)
+}
+
+// TestNoJournalLosesOnSIGKILL is the control: the same rounds without
+// -journal lose the orders queued and in flight at each kill, so the
+// ledger check above can see a loss.
+func TestNoJournalLosesOnSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo for about 7 s")
+	}
+	l := crashRounds(t, 3*time.Second)
+	if len(l.missing) == 0 {
+		t.Errorf("without -journal, %d orders accepted and none lost by 3 kills: the ledger check cannot tell a loss", l.accepted)
+	}
+}
+
+// crashLoss is what crashRounds found in the ledger: the orders accepted,
+// and the IDs of those never written.
+type crashLoss struct {
+	accepted int
+	missing  []string
+}
+
+// wantNoneLost fails the test for each accepted order never written.
+func (l crashLoss) wantNoneLost(t *testing.T) {
+	t.Helper()
+	for i, id := range l.missing {
+		if i == 5 {
+			break
+		}
+		t.Errorf("order %s accepted, never written", id)
+	}
+	if len(l.missing) > 0 {
+		t.Errorf("%d of %d accepted orders never written", len(l.missing), l.accepted)
+	}
 }
 
 // crashRounds runs the demo with journal (its flags) and a ledger, kills it
-// in three rounds, runs it once more for last, and checks the ledger.
-func crashRounds(t *testing.T, last time.Duration, journal ...string) {
+// in three rounds, runs it once more for last, and reads the ledger.
+func crashRounds(t *testing.T, last time.Duration, journal ...string) crashLoss {
 	ledgerPath := filepath.Join(t.TempDir(), "ledger")
 	args := append(journal, "-ledger", ledgerPath,
 		"-metrics-addr", "", "-traces", "", "-progress", "0", "-cycle", "0",
@@ -124,13 +158,11 @@ func crashRounds(t *testing.T, last time.Duration, journal ...string) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	missing, dupes, unrecorded := 0, 0, 0
+	var missing []string
+	dupes, unrecorded := 0, 0
 	for id := range accepted {
 		if written[id] == 0 {
-			missing++
-			if missing <= 5 {
-				t.Errorf("order %s accepted, never written", id)
-			}
+			missing = append(missing, id)
 		}
 	}
 	for id, n := range written {
@@ -141,13 +173,11 @@ func crashRounds(t *testing.T, last time.Duration, journal ...string) {
 		}
 		dupes += n - 1
 	}
-	if missing > 0 {
-		t.Errorf("%d of %d accepted orders never written", missing, len(accepted))
-	}
 	if len(accepted) <= killedWith {
 		t.Errorf("the last run accepted nothing: %d orders before it, %d after", killedWith, len(accepted))
 	}
-	t.Logf("%d rounds: %d orders accepted, %d never written; %d written twice (at least once); %d written whose accepted line a kill cut off", rounds, len(accepted), missing, dupes, unrecorded)
+	t.Logf("%d rounds: %d orders accepted, %d never written; %d written twice (at least once); %d written whose accepted line a kill cut off", rounds, len(accepted), len(missing), dupes, unrecorded)
+	return crashLoss{accepted: len(accepted), missing: missing}
 }
 
 // countLines counts the lines of the ledger that begin with what.
@@ -173,41 +203,4 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// startRedis starts a redis-server on a free loopback port for the test, and
-// returns its address. Without the binary the test is skipped loudly, or
-// fails when MUSTER_REQUIRE_REDIS=1.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "!!! redis-server NOT FOUND: " + t.Name() + " is NOT TESTED (apt-get install -y redis-server)"
-		if os.Getenv("MUSTER_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, 10*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
 }

@@ -148,7 +148,7 @@ const brownoutSlowdown = 8
 // brownoutFailures multiplies -failure-rate in a brownout: twice the
 // failures, most of them 429s that lower the adaptive limit. Three attempts
 // then lose a failure rate cubed: 0.1% of items at the default 5%, within
-// the objective for the brownout's quarter of an hour (a brownout ten times
+// the objective for the brownout's nine minutes (a brownout ten times
 // worse would lose 12.5% of its items, a page).
 const brownoutFailures = 2
 
