@@ -16,9 +16,10 @@ import (
 // appendfsync always ("aof-always"): "group" is Store.Append (group commit:
 // one MULTI/EXEC pipeline per group), "xadd" the same XADDs made one round
 // trip per item, for the paired ratio. It reports items/s and items per
-// round trip.
+// round trip. A round is one run (-count would run each sub-benchmark's
+// rounds back to back, pairing nothing):
 //
-//	cd journal/redisjournal && go test -run '^$' -bench Append -benchtime 2s
+//	cd journal/redisjournal && for r in 1 2 3; do go test -run '^$' -bench Append -benchtime 2s; done
 func BenchmarkAppend(b *testing.B) {
 	b.Run("none", func(b *testing.B) { benchAppend(b, false) })
 	b.Run("aof-always", func(b *testing.B) { benchAppend(b, true) })

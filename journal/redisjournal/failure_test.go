@@ -3,7 +3,9 @@ package redisjournal_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,6 +89,71 @@ func TestRedisRestartWithAOF(t *testing.T) {
 			t.Fatalf("finished %s delivered after the restart", id)
 		}
 	}
+}
+
+// A Redis with appendfsync always, SIGKILLed while 16 goroutines append,
+// keeps every item whose Append returned nil: after its restart, another
+// replica's takeover delivers each of them, exactly once.
+func TestRedisKilledWhileAppendingWithAOF(t *testing.T) {
+	srv := startRedis(t, true)
+	rdb := srv.Client(t)
+	a := open(t, rdb, "aofkill")
+	var (
+		mu     sync.Mutex
+		acked  []journal.ID
+		failed int
+		wg     sync.WaitGroup
+	)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id, err := a.Append(context.Background(), []byte(fmt.Sprintf("g%d-%d", g, i)), time.Now(), false)
+				mu.Lock()
+				if err != nil {
+					failed++
+					mu.Unlock()
+					return // Redis was killed: this goroutine stops at its first failure
+				}
+				acked = append(acked, id)
+				mu.Unlock()
+			}
+		})
+	}
+	waitFor(t, 20*time.Second, "1000 acknowledged Appends", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 1000
+	})
+	srv.Stop() // SIGKILL, with Appends in flight
+	wg.Wait()
+	if failed != 16 {
+		t.Fatalf("%d of 16 appenders saw Redis die", failed)
+	}
+	srv.Restart()
+	a.Abandon()
+
+	b := open(t, rdb, "aofkill")
+	rec := newRecorder()
+	recoverUntilCleanup(t, b, rec.fn)
+	delivered := func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, id := range acked {
+			if rec.count[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, 10*time.Second, "every acknowledged item after the restart", delivered)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, id := range acked {
+		if n := rec.count[id]; n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	t.Logf("%d acknowledged before the SIGKILL of Redis, all delivered after its restart (%d delivered in all)", len(acked), len(rec.count))
 }
 
 // A store whose Redis is gone at Open fails clearly.

@@ -101,8 +101,12 @@ func TestRedisDownAtStart(t *testing.T) {
 	// its pipeline pool and its main pool).
 	first := len(logs.lines())
 	from := dials.Load()
+	deadline := time.Now().Add(10 * time.Second) // 20 probes at 20 ms take 0.4 s
 	for dials.Load() < from+20 {
-		time.Sleep(5 * time.Millisecond) // polling a counter the probes drive, bounded by the test timeout
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dials in 10 s while Redis was down: the limiter stopped probing", dials.Load()-from)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter the probes drive, with a deadline
 	}
 	if got := logs.lines(); len(got) > first || first > 2 {
 		t.Errorf("go-redis logged %d lines, %d of them during %d probes while Redis was down, want none then:\n%s",
