@@ -9,7 +9,7 @@ replace (
 )
 
 require (
-	github.com/musterhq/muster v0.0.0-20261206204624-f71d683619aa
+	github.com/musterhq/muster v0.0.0-20261206221626-985d895148a3
 	github.com/musterhq/muster/journal/redisjournal v0.0.0-00010101000000-000000000000
 	github.com/musterhq/muster/ratelimit/redisrate v0.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.23.0
