@@ -187,8 +187,10 @@ func RunFairnessScenario(cfg FairnessConfig, scenario string) (FairnessSample, e
 			case <-stopSampling:
 				return
 			case <-t.C:
-				if ks, ok := k.KeyStats(0); ok {
-					s.MaxLoudPending = max(s.MaxLoudPending, ks.Pending)
+				for _, ks := range k.TopKeys(16) { // every key holding something
+					if ks.Key == 0 {
+						s.MaxLoudPending = max(s.MaxLoudPending, ks.Pending)
+					}
 				}
 				s.MaxQueued = max(s.MaxQueued, k.Stats().Queued)
 			}

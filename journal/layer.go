@@ -46,9 +46,9 @@ type Config[T any] struct {
 	// (muster.ErrDropped), records the Codec cannot decode (an error naming
 	// the record). The items are finished (deleted from the journal) only
 	// after it returns. It runs on the goroutine named by
-	// muster.DeadLetterFunc; a panic in it is recovered and ignored.
+	// muster.Keyed.DeadLetter; a panic in it is recovered and ignored.
 	// Optional: without it those items are counted and finished.
-	DeadLetter muster.DeadLetterFunc[Item[T]]
+	DeadLetter func(ctx context.Context, items []Item[T], err error)
 
 	// MaxItemAge bounds how stale a delivered item may be: an item accepted
 	// longer ago than this when its batch fires is not delivered but

@@ -360,7 +360,7 @@ func TestLayerDroppedByBatcher(t *testing.T) {
 // incoming item, Block waits for room.
 func TestLayerStoreFull(t *testing.T) {
 	for _, policy := range []muster.Overflow{muster.OverflowFail, muster.OverflowDropNewest, muster.OverflowBlock} {
-		t.Run(policy.String(), func(t *testing.T) {
+		t.Run(fmt.Sprint("policy", policy), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				store := newLog(t, journal.LogOptions{MaxBytes: 16 << 10, Durability: journal.Process})
 				defer func() { _ = store.Close() }()

@@ -8,46 +8,18 @@ import (
 )
 
 // FireFunc processes one batch of items and reports its outcome. It runs on
-// the batch's own goroutine. ctx is the batch's context: it carries what the
-// Fired hooks put there (the batch span, with tracing) and is canceled when
-// a Shutdown deadline passes.
-//
-// items is only valid until FireFunc returns: the batcher reuses its
-// backing array for a later batch. Copy it to keep it (as with io.Writer's
-// p).
+// the batch's own goroutine. ctx carries what the Fired hooks put there (the
+// batch span) and is canceled when a Shutdown deadline passes. items is valid
+// only until FireFunc returns: the batcher reuses its array (copy it to keep
+// it, as with io.Writer's p).
 type FireFunc[T any] func(ctx context.Context, items []T) error
 
-// DeadLetterFunc receives items whose outcome is not delivery, and why, so
-// that none vanishes: spill them, send them to a dead-letter queue, retry
-// them later. It is called
-//   - for a batch whose Fire returned an error (after every middleware, so
-//     after a retry middleware's last attempt): with all its items and that
-//     error, or, when the error is an [*ItemErrors] aligned with the batch,
-//     with only the failed items and an *ItemErrors aligned with them. It
-//     runs on the batch's goroutine with the batch's context, after Fire
-//     returned and before the Done hook runs and the items' Results are
-//     done. A batch in flight at a Shutdown deadline that then fails is one
-//     of these: context.Cause(ctx) is ErrIncomplete;
-//   - for an item dropped by an Overflow policy, with ErrDropped, on the
-//     goroutine of the Add that dropped it, with that Add's context for the
-//     incoming item, and for the oldest one the context the Added hook kept
-//     for it (else context.Background());
-//   - for a batch abandoned unfired at a Shutdown deadline, with
-//     ErrIncomplete, on Shutdown's goroutine, with the batches' base context
-//     (canceled by then), before the batch's Done hook.
-//
-// items is only valid until it returns (as FireFunc's). It must not block
-// for long: it holds the batch's in-flight slot, the producer, or Shutdown.
-// A panic in it is recovered and ignored.
-type DeadLetterFunc[T any] func(ctx context.Context, items []T, err error)
-
 // Middleware wraps a FireFunc with behaviour: retries, rate limits,
-// timeouts. It is endpoint.Middleware from go-kit with FireFunc for
-// Endpoint. The same Middleware serves a Batcher, a Keyed and a Client.
+// timeouts (go-kit's endpoint.Middleware). The same Middleware serves a
+// Batcher, a Keyed and a Client.
 type Middleware[T any] func(next FireFunc[T]) FireFunc[T]
 
-// Chain composes middlewares into one. Batches traverse them in the order
-// they are declared: the first middleware is the outermost.
+// Chain composes middlewares into one; the first is the outermost.
 func Chain[T any](outer Middleware[T], others ...Middleware[T]) Middleware[T] {
 	return func(next FireFunc[T]) FireFunc[T] {
 		for i := len(others) - 1; i >= 0; i-- {
@@ -57,70 +29,41 @@ func Chain[T any](outer Middleware[T], others ...Middleware[T]) Middleware[T] {
 	}
 }
 
-// Batcher batches typed items for a FireFunc. It behaves as Client does,
-// with the same fields and triggers, but Add takes a T and costs a lock and
-// an append (no channel hand-off, no allocation per item), and a batch is a
-// slice handed to Fire: no Batch type to write.
-//
-// A Batcher is a Keyed with one key: a Keyed[struct{}, T] whose Key is nil,
-// so that every item has the key struct{}{}. Its fields and methods are
-// Keyed's; the per-key ones (Key, MaxPendingPerKey, MaxKeys,
-// KeyIdleTimeout, KeyStats, TopKeys) do nothing while Key is nil.
+// Batcher batches typed items for a FireFunc: Add costs a lock and an append
+// (no channel hand-off, no allocation per item), and a batch is a slice, with
+// no Batch type to write. It is a Keyed with one key: its Key is nil, and the
+// per-key fields and TopKeys do nothing.
 //
 //	b := &muster.Batcher[Row]{MaxBatchSize: 100, BatchTimeout: time.Second, Fire: insertRows}
-//
-// Configure the fields, call Start, then Add from any number of goroutines,
-// and Stop or Shutdown at the end. Fields must not change after Start. A
-// Batcher must not be copied after Start.
 type Batcher[T any] = Keyed[struct{}, T]
 
-// DefaultMaxKeys is the live-key bound of a Keyed whose MaxKeys is zero.
-const DefaultMaxKeys = 1024
+// defaultMaxKeys bounds the live keys of a Keyed whose MaxKeys is zero.
+const defaultMaxKeys = 1024
 
-// Keyed batches typed items per key: a Key function routes each item to the
-// batch of its key (tenant, destination, credentials), so that a batch
-// never mixes keys. Each key has its own open batch, with its own size,
-// bytes and time triggers; closed batches of all keys queue, oldest first,
-// for one set of MaxConcurrentBatches in-flight slots, and
-// PendingWorkCapacity bounds the items queued across all keys (backpressure
-// is shared: what telemetry reports as capacity is what producers meet).
-//
-// By default one key can therefore use all of it: a tenant adding 100 times
-// faster than the others fills PendingWorkCapacity and the others' Adds
-// block (or fail) with it. MaxPendingPerKey makes the client fair to keys:
-// it holds a key that has a batch waiting to that many items, so that the
-// rest of the capacity stays with the other keys, and gives free slots to
-// the keys with batches waiting in turn, so that at most one batch of each
-// other key gets a slot before a quiet key's. KeyStats and TopKeys find the
-// key that holds the most.
-//
-// Fire is a FireFunc, so any Middleware applies unchanged; a batch's key is
+// Keyed batches typed items per key (tenant, destination, credentials): a
+// batch never mixes keys. Each key has its own open batch and triggers;
+// closed batches of all keys share the MaxConcurrentBatches slots and the
+// PendingWorkCapacity (see the package doc, "One engine"). A batch's key is
 // Key(items[0]), and FireInfo.Key for hooks.
 //
-// A nil Key is allowed only when K is struct{} (a [Batcher]): every item
-// then has the one key, and the client keeps no per-key state. For any
-// other K, Start refuses a nil Key.
+// A key is created by the first Add that names it. A key holding nothing is
+// evicted after KeyIdleTimeout, or at once, least recently used first, when
+// a new key needs room under MaxKeys; when every live key holds something,
+// the new key's Add returns ErrTooManyKeys. A live key costs about 100 bytes
+// plus its open batch.
 //
-// Keys are created by the first Add that names them. A key holding nothing
-// (no open batch, no batch waiting or in flight) is evicted after
-// KeyIdleTimeout, or at once, least recently used first, when a new key
-// needs room under MaxKeys; when every live key holds something, the new
-// key's Add returns [ErrTooManyKeys]. A live key costs about 100 bytes plus
-// its open batch.
-//
-// Configure the fields, call Start, then Add from any number of goroutines,
-// and Stop or Shutdown at the end. Fields must not change after Start. A
-// Keyed must not be copied after Start.
+// Configure the fields, call Start, Add from any number of goroutines, and
+// Stop or Shutdown at the end. Fields must not change after Start; a started
+// Keyed must not be copied.
 type Keyed[K comparable, T any] struct {
-	// Key returns an item's key. It is called once per item, on the
-	// producer's goroutine: it must be cheap and free of side effects. A
-	// key not equal to itself (a NaN) is refused with ErrInvalidKey.
-	// Required unless K is struct{}: nil then means one key (a Batcher).
+	// Key returns an item's key, on the producer's goroutine: it must be
+	// cheap and free of side effects. A key not equal to itself (a NaN) is
+	// refused with ErrInvalidKey. Required unless K is struct{} (a Batcher).
 	Key func(item T) K
 
 	// MaxBatchSize fires a key's batch when it holds this many items. Zero:
-	// no size trigger. It is an error for this, BatchTimeout and
-	// MaxBatchBytes all to be zero.
+	// no size trigger. At least one of MaxBatchSize, BatchTimeout and
+	// MaxBatchBytes must be set.
 	MaxBatchSize uint
 
 	// BatchTimeout fires a key's batch this long after its first item
@@ -128,103 +71,99 @@ type Keyed[K comparable, T any] struct {
 	BatchTimeout time.Duration
 
 	// MaxBatchBytes fires a key's batch before the next item would take it
-	// past this many bytes (or when it reaches them), as measured by Sizer.
-	// An item larger than this on its own is refused with ErrTooLarge. Zero:
-	// no bytes trigger. It requires Sizer, and Sizer requires it.
+	// past this many bytes (or when it reaches them), as Sizer measures
+	// them. An item larger on its own is refused with ErrTooLarge. Zero: no
+	// bytes trigger. It and Sizer go together.
 	MaxBatchBytes uint
 
-	// Sizer returns an item's size for MaxBatchBytes. It is called once per
-	// item, on the producer's goroutine, outside the client's lock. A
-	// negative size or a panic refuses the item (ErrTooLarge, *PanicError).
+	// Sizer returns an item's size for MaxBatchBytes, on the producer's
+	// goroutine, outside the client's lock. A negative size or a panic
+	// refuses the item (ErrTooLarge, *PanicError).
 	Sizer func(item T) int
 
-	// MaxConcurrentBatches caps the batches in flight (fired, Fire not yet
-	// returned) across all keys: never more than this many between Fired
-	// and Done. A batch closed at the cap waits for a slot, with no
-	// goroutine. Zero: no cap.
+	// MaxConcurrentBatches caps the batches in flight (between Fired and
+	// Done) across all keys. A batch closed at the cap waits for a slot,
+	// with no goroutine. Zero: no cap.
 	MaxConcurrentBatches uint
 
 	// PendingWorkCapacity is how many items Add accepts, across all keys,
-	// behind the oldest batch waiting for an in-flight slot before the
-	// Overflow policy applies (by default Add blocks). Zero: as soon as a
-	// batch waits.
+	// behind the oldest batch waiting for a slot, before the Overflow
+	// policy applies. Zero: none.
 	PendingWorkCapacity uint
 
-	// MaxPendingPerKey bounds one key's share. While a batch of a key waits
-	// for a slot, the key may hold at most this many items that have not
-	// fired (in its open batch and its waiting batches: KeyStats.Pending);
-	// at that many, an Add of that key meets the Overflow policy as at full
-	// capacity (OverflowFail's error matches ErrFull; OverflowDropOldest
-	// drops that key's oldest queued item, never another key's), while the
-	// other keys' items are still taken, up to PendingWorkCapacity. A key
-	// thus never holds more than max(MaxPendingPerKey, MaxBatchSize) such
-	// items (MaxBatchSize > 0), and a loud key leaves the other keys at
-	// least PendingWorkCapacity - MaxPendingPerKey. It must be below
-	// PendingWorkCapacity (Start fails otherwise: one key could still fill
-	// it); make it at least MaxBatchSize, so that a held key still fills
-	// batches.
-	//
-	// It also makes admission fair: a free slot goes to the oldest waiting
-	// batch of the key served longest ago, round-robin over the keys with
-	// batches waiting, instead of to the oldest batch of all; so at most
-	// one batch of each other key gets a slot before a quiet key's, however
-	// long a loud key's backlog.
-	//
-	// Zero: no per-key bound, and batches get slots oldest first.
+	// MaxPendingPerKey bounds one key's share, so that a loud key leaves
+	// the others at least PendingWorkCapacity - MaxPendingPerKey: while a
+	// batch of a key waits for a slot, the key may hold at most this many
+	// items that have not fired (KeyStats.Pending); its further Adds meet
+	// the Overflow policy (OverflowFail's error matches ErrFull;
+	// OverflowDropOldest drops that key's oldest item, never another
+	// key's). It also makes admission fair: a free slot goes round-robin to
+	// the keys with batches waiting, the key served longest ago first, so
+	// that at most one batch of each other key goes before a quiet key's.
+	// It must be below PendingWorkCapacity, and should be at least
+	// MaxBatchSize. Zero: no bound, and batches get slots oldest first.
 	MaxPendingPerKey uint
 
 	// Overflow says what Add does when the pending capacity, or a key's
-	// MaxPendingPerKey, is used up: block (the default), fail fast, or drop
-	// the newest or oldest item.
+	// MaxPendingPerKey, is used up. Zero: OverflowBlock.
 	Overflow Overflow
 
-	// MaxKeys bounds the live keys. Zero: DefaultMaxKeys.
+	// MaxKeys bounds the live keys. Zero: 1,024.
 	MaxKeys int
 
 	// KeyIdleTimeout is how long a key holding nothing stays live. Zero:
 	// 10×BatchTimeout, and at least a minute.
 	KeyIdleTimeout time.Duration
 
-	// Fire processes each batch of one key. Required. Wrap it with Chain to
-	// add middleware.
+	// Fire processes each batch. Required. Wrap it with Chain to add
+	// middleware.
 	Fire FireFunc[T]
 
 	// Name identifies the client to hooks and telemetry (the
-	// muster.batcher.name attribute). Keep it low-cardinality: the key goes
-	// to FireInfo.Key, not here. Optional.
+	// muster.batcher.name attribute). Keep it low-cardinality. Optional.
 	Name string
 
 	// Hooks observe the client: a *Hooks, or an Observer that gives each
 	// client hooks of its own. Optional; nil costs nothing.
 	Hooks Observer
 
-	// BaseContext returns the context batches fire with. If nil,
-	// context.Background() is used. It is called once, by Start.
+	// BaseContext returns the context batches fire with; nil:
+	// context.Background(). Start calls it once.
 	BaseContext func() context.Context
 
-	// DeadLetter receives the items whose outcome is not delivery, with
-	// why: those of a batch whose Fire (after every middleware: after the
-	// retries) returned an error, those dropped by Overflow (ErrDropped),
-	// and those of batches abandoned at a Shutdown deadline (ErrIncomplete).
-	// See DeadLetterFunc. Optional; nil costs nothing.
-	DeadLetter DeadLetterFunc[T]
+	// DeadLetter receives, with why, the items whose outcome is not
+	// delivery (see the package doc, "What happens to items"):
+	//   - a batch whose Fire, after every middleware, failed: all its items
+	//     with the error, or, for an [*ItemErrors] aligned with the batch,
+	//     the failed items with an *ItemErrors aligned with them; on the
+	//     batch's goroutine with its context, before the Done hook and the
+	//     Results;
+	//   - an item dropped by Overflow, with ErrDropped, on the goroutine of
+	//     the Add that dropped it, with that Add's context (for the oldest
+	//     item, the context the Added hook kept for it, or Background);
+	//   - a batch abandoned unfired at a Shutdown deadline, with
+	//     ErrIncomplete, on Shutdown's goroutine, before its Done hook.
+	// items is valid only until it returns. It must not block for long (it
+	// holds a slot, a producer, or Shutdown); a panic in it is recovered.
+	// Optional; nil costs nothing.
+	DeadLetter func(ctx context.Context, items []T, err error)
 
 	e *engine[K, T]
 }
 
 // Start checks the configuration and makes the client ready for Add. It
-// starts no goroutine: batches get theirs as they fire. A second Start
-// returns ErrAlreadyStarted.
+// starts no goroutine: batches get theirs as they fire. A second Start is
+// refused (ErrInvalidConfig).
 func (k *Keyed[K, T]) Start() error { return k.start(nil) }
 
 // start checks the configuration and makes the engine; client, for a
 // Client, supplies the engine's fire function and join instead of Fire.
 func (k *Keyed[K, T]) start(client func(*config[K, T])) error {
 	if k.e != nil {
-		return ErrAlreadyStarted // before anything else: Adds may be running
+		return errAlreadyStarted // before anything else: Adds may be running
 	}
 	if k.MaxBatchSize == 0 && k.BatchTimeout == 0 && k.MaxBatchBytes == 0 {
-		return ErrZeroBoth
+		return errZeroBoth
 	}
 	_, oneKey := any(*new(K)).(struct{})
 	switch {
@@ -235,7 +174,7 @@ func (k *Keyed[K, T]) start(client func(*config[K, T])) error {
 	case (k.MaxBatchBytes > 0) != (k.Sizer != nil):
 		return fmt.Errorf("%w: MaxBatchBytes and Sizer go together", ErrInvalidConfig)
 	case k.Overflow > OverflowDropOldest:
-		return fmt.Errorf("%w: unknown Overflow %v", ErrInvalidConfig, k.Overflow)
+		return fmt.Errorf("%w: unknown Overflow %d", ErrInvalidConfig, k.Overflow)
 	case k.BatchTimeout < 0 || k.MaxKeys < 0 || k.KeyIdleTimeout < 0:
 		return fmt.Errorf("%w: negative BatchTimeout, MaxKeys or KeyIdleTimeout", ErrInvalidConfig)
 	case k.MaxPendingPerKey > 0 && k.MaxPendingPerKey >= k.PendingWorkCapacity:
@@ -256,7 +195,7 @@ func (k *Keyed[K, T]) start(client func(*config[K, T])) error {
 	if k.Key != nil {
 		c.keyFn = k.Key
 		if c.maxKeys == 0 {
-			c.maxKeys = DefaultMaxKeys
+			c.maxKeys = defaultMaxKeys
 		}
 		if c.idle == 0 {
 			c.idle = max(10*k.BatchTimeout, time.Minute)
@@ -271,98 +210,65 @@ func (k *Keyed[K, T]) start(client func(*config[K, T])) error {
 func clamp(u uint) int { return int(min(u, math.MaxInt)) }
 
 // Add adds an item to its key's open batch; the call that fills the batch
-// fires it. Under backpressure (MaxConcurrentBatches in flight and
-// PendingWorkCapacity items queued, or the key at MaxPendingPerKey) it
-// blocks until there is room or ctx ends, then returns ctx's error and the
-// item is not taken; Overflow can make it fail or drop instead. Once Stop
-// or Shutdown has begun it returns ErrStopped. A new key beyond MaxKeys,
-// when no key can be evicted, gets ErrTooManyKeys. ctx reaches hooks
-// (tracing links the batch to it); it is not the context the batch fires
-// with, and is not checked when there is room. A nil ctx gets
-// ErrNilContext.
+// fires it. When the pending capacity is used up it applies the Overflow
+// policy: by default it blocks until there is room or ctx ends (then it
+// returns ctx's error and the item is not taken). The package doc lists its
+// errors. ctx reaches hooks (tracing links the batch to it); it is not the
+// context the batch fires with, and is not checked when there is room.
 func (k *Keyed[K, T]) Add(ctx context.Context, item T) error {
-	if k.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
+	if err := k.e.usable(ctx); err != nil {
+		return err
 	}
 	_, err := k.e.add(ctx, item, false, false)
 	return err
 }
 
-// AddResult adds an item as Add does and returns its Result, which is done
-// when the item's batch is done (after the retries of a retry middleware):
-// for a producer that must know its item was written, to acknowledge a
-// message or answer a request. A refused item gets an error and no Result.
-// The Results of a batch share one allocation.
+// AddResult adds an item as Add does and returns its Result, done when the
+// item's batch is done (after a retry middleware's retries): for a producer
+// that must know its item was written. A refused item gets an error and no
+// Result. The Results of a batch share one allocation.
 func (k *Keyed[K, T]) AddResult(ctx context.Context, item T) (Result, error) {
-	if k.e == nil {
-		return Result{}, ErrNotStarted
-	}
-	if ctx == nil {
-		return Result{}, ErrNilContext
+	if err := k.e.usable(ctx); err != nil {
+		return Result{}, err
 	}
 	return k.e.add(ctx, item, true, false)
 }
 
-// Flush fires every key's open batch now and waits until every batch
-// closed before the call is done, or ctx ends. It returns ErrStopped once
+// Flush fires every open batch now and waits until every batch closed
+// before the call is done, or ctx ends. It returns ErrStopped once
 // stopping, and ErrIncomplete if a Shutdown deadline abandoned one of those
 // batches. Batch errors are not returned: hooks and Results see them.
 func (k *Keyed[K, T]) Flush(ctx context.Context) error {
-	if k.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
+	if err := k.e.usable(ctx); err != nil {
+		return err
 	}
 	return k.e.flush(ctx)
 }
 
-// Stop fires every key's partial batch and returns when every batch is
-// done. Add returns ErrStopped from the moment Stop begins. Calling it
-// again waits the same way and returns nil.
+// Stop fires every partial batch and returns when every batch is done. Add
+// returns ErrStopped from the moment Stop begins. Calling it again waits the
+// same way and returns nil.
 func (k *Keyed[K, T]) Stop() error { return k.Shutdown(context.Background()) }
 
 // Shutdown stops as Stop does but gives up when ctx ends; see
 // Client.Shutdown.
 func (k *Keyed[K, T]) Shutdown(ctx context.Context) error {
-	if k.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
+	if err := k.e.usable(ctx); err != nil {
+		return err
 	}
 	k.e.beginStop()
 	return k.e.wait(ctx)
 }
 
 // Stats returns the client's counters. It is zero before Start.
-func (k *Keyed[K, T]) Stats() Stats {
-	if k.e == nil {
-		return Stats{}
-	}
-	return k.e.snapshot()
-}
-
-// KeyStats returns one key's share of the client: its items not yet fired,
-// its batches waiting and in flight. It reports false for a key that is not
-// live (never added, or evicted), before Start, and when Key is nil. It takes the client's
-// locks for a map lookup.
-func (k *Keyed[K, T]) KeyStats(key K) (KeyStats[K], bool) {
-	if k.e == nil {
-		return KeyStats[K]{}, false
-	}
-	return k.e.keyStats(key)
-}
+func (k *Keyed[K, T]) Stats() Stats { return k.e.snapshot() }
 
 // TopKeys returns the n keys holding the most, most first: by
-// KeyStats.Pending, then Waiting, then InFlight. Keys holding nothing are
-// left out, so it may return fewer. It is for finding the loud tenant
-// without a metric label per key (a dashboard's top-k): it reads every live
-// key (at most MaxKeys) while holding the client's locks, so call it at
-// scrape intervals, not per item (BenchmarkKeyedTopKeys measures it).
+// KeyStats.Pending, then Waiting, then InFlight; keys holding nothing are
+// left out. It finds the loud tenant without a metric label per key, but
+// reads every live key under the client's locks: call it at scrape
+// intervals, not per item (13 µs for 1,024 keys: BenchmarkKeyedTopKeys).
+// It returns nil before Start and when Key is nil.
 func (k *Keyed[K, T]) TopKeys(n int) []KeyStats[K] {
 	if k.e == nil {
 		return nil

@@ -10,28 +10,18 @@ import (
 )
 
 // Notifier is passed to a Batch's Fire; call Done when the batch is
-// finished. The batch holds an in-flight slot until then. The Notifier a
-// Client passes also implements ErrorNotifier; calls after the first are
-// ignored.
+// finished. The batch holds an in-flight slot until then. Calls after the
+// first are ignored.
 type Notifier interface {
 	// Done marks the batch finished.
 	Done()
 }
 
-// ErrorNotifier is implemented by the Notifier a Client passes to Fire. A
-// batch that failed calls DoneError(err) instead of Done, so that hooks,
-// metrics, tracing, Results and middleware see the outcome; [DoneWith] does
-// the type assertion.
-type ErrorNotifier interface {
-	Notifier
-	// DoneError marks the batch finished with err (nil: success).
-	DoneError(err error)
-}
-
-// DoneWith finishes a batch: n.DoneError(err) when n implements
-// ErrorNotifier, n.Done() otherwise.
+// DoneWith finishes a batch with err (nil: success), so that hooks,
+// Results and middleware see the outcome: the Notifier a Client passes has
+// a DoneError(error) method; any other gets Done.
 func DoneWith(n Notifier, err error) {
-	if en, ok := n.(ErrorNotifier); ok {
+	if en, ok := n.(interface{ DoneError(error) }); ok {
 		en.DoneError(err)
 		return
 	}
@@ -158,9 +148,9 @@ type Client struct {
 func (c *Client) Start() error {
 	switch {
 	case c.e != nil:
-		return ErrAlreadyStarted
+		return errAlreadyStarted
 	case c.MaxBatchSize == 0 && c.BatchTimeout == 0:
-		return ErrZeroBoth
+		return errZeroBoth
 	case c.BatchMaker == nil:
 		return fmt.Errorf("%w: BatchMaker is nil", ErrInvalidConfig)
 	case c.Overflow == OverflowDropOldest:
@@ -339,12 +329,6 @@ func (c *Client) abandoned() bool {
 // it); it is not the context the batch fires with. A nil ctx gets
 // ErrNilContext.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
-	if c.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
-	}
 	_, err := c.AddResult(ctx, item)
 	return err
 }
@@ -352,11 +336,8 @@ func (c *Client) Add(ctx context.Context, item interface{}) error {
 // AddResult adds an item as Add does and returns its Result, done when the
 // item's batch is. A refused item gets an error and no Result.
 func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error) {
-	if c.e == nil {
-		return Result{}, ErrNotStarted
-	}
-	if ctx == nil {
-		return Result{}, ErrNilContext
+	if err := c.e.usable(ctx); err != nil {
+		return Result{}, err
 	}
 	if c.stopping.Load() { // the worker may still be adding what Work held
 		return Result{}, c.e.refuse(ctx, ErrStopped, time.Time{})
@@ -369,11 +350,8 @@ func (c *Client) AddResult(ctx context.Context, item interface{}) (Result, error
 // covered. It returns ErrStopped once stopping, and ErrIncomplete if a
 // Shutdown deadline abandoned one of those batches.
 func (c *Client) Flush(ctx context.Context) error {
-	if c.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
+	if err := c.e.usable(ctx); err != nil {
+		return err
 	}
 	if c.stopping.Load() {
 		return ErrStopped
@@ -398,11 +376,8 @@ func (c *Client) Stop() error {
 // after a deadline, once the abandoned batches are reported. Calling it
 // again, or Stop, waits for what is still in flight.
 func (c *Client) Shutdown(ctx context.Context) error {
-	if c.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
+	if err := c.e.usable(ctx); err != nil {
+		return err
 	}
 	c.stopOnce.Do(func() {
 		c.stopping.Store(true)
@@ -437,12 +412,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 }
 
 // Stats returns the client's counters. It is zero before Start.
-func (c *Client) Stats() Stats {
-	if c.e == nil {
-		return Stats{}
-	}
-	return c.e.snapshot()
-}
+func (c *Client) Stats() Stats { return c.e.snapshot() }
 
 func safeAdd(b Batch, item any) (err error) {
 	defer func() {

@@ -152,7 +152,7 @@ func TestDeadLetterDropped(t *testing.T) {
 		{muster.OverflowDropNewest, "[6]: " + muster.ErrDropped.Error(), "add 6"},
 		{muster.OverflowDropOldest, "[4]: " + muster.ErrDropped.Error(), "add 4"},
 	} {
-		t.Run(tc.policy.String(), func(t *testing.T) {
+		t.Run(fmt.Sprint("policy", tc.policy), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var l letters
 				hooks := &muster.Hooks{Added: func(ctx context.Context, _ muster.AddInfo) context.Context { return ctx }}

@@ -283,3 +283,15 @@ func (e *engine[K, T]) observe() {
 		}
 	}
 }
+
+// usable checks what every client method checks first: the client started
+// (e is nil before Start) and ctx is not nil.
+func (e *engine[K, T]) usable(ctx context.Context) error {
+	if e == nil {
+		return ErrNotStarted
+	}
+	if ctx == nil {
+		return ErrNilContext
+	}
+	return nil
+}

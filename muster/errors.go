@@ -6,80 +6,64 @@ import (
 	"runtime/debug"
 )
 
-// Errors returned by the package. Compare with errors.Is.
+// Errors returned by the package. Compare with errors.Is. The package doc
+// ("What happens to items") says when each is returned and what became of
+// the item.
 var (
-	// ErrZeroBoth is returned by Start when no trigger is set: MaxBatchSize
-	// and BatchTimeout are both zero (and, for a Batcher or Keyed,
-	// MaxBatchBytes too). No batch would ever fire. The message is the
-	// seed's.
-	ErrZeroBoth = errors.New("muster: MaxBatchSize and BatchTimeout can't both be zero")
-
-	// ErrInvalidConfig wraps every other configuration error Start returns:
-	// a nil BatchMaker or Fire, a nil Key (of a Keyed whose K is not
+	// ErrInvalidConfig is matched by every error Start returns: no trigger
+	// set, a nil BatchMaker, Fire or Key (of a Keyed whose K is not
 	// struct{}), a negative BatchTimeout, MaxKeys or KeyIdleTimeout,
-	// MaxBatchBytes without a Sizer or a Sizer without MaxBatchBytes, an
-	// unknown Overflow (or OverflowDropOldest for a Client), a
-	// MaxPendingPerKey not below PendingWorkCapacity.
+	// MaxBatchBytes without a Sizer or the reverse, an unknown Overflow (or
+	// OverflowDropOldest for a Client), MaxPendingPerKey not below
+	// PendingWorkCapacity, or a second Start.
 	ErrInvalidConfig = errors.New("muster: invalid configuration")
 
-	// ErrNotStarted is returned by Add, Flush, Stop and Shutdown on a client
-	// whose Start has not succeeded.
+	// ErrNotStarted: Add, Flush, Stop or Shutdown before a successful Start.
 	ErrNotStarted = errors.New("muster: client not started")
 
-	// ErrAlreadyStarted is returned by a second Start.
-	ErrAlreadyStarted = errors.New("muster: client already started")
-
-	// ErrStopped is returned by Add and Flush once Stop or Shutdown has
-	// begun. The item was not taken.
+	// ErrStopped: Add or Flush once Stop or Shutdown has begun.
 	ErrStopped = errors.New("muster: client stopped")
 
 	// ErrIncomplete is matched by the *ShutdownError Shutdown returns when
-	// its context ends before every batch is done. It is also the error of
-	// a batch abandoned at that deadline without firing (its Done hook and
-	// its items' Results see it), of an item a Client's Work held then, and
-	// the cause of the batch contexts' cancellation.
+	// its context ends first. It is the outcome of a batch abandoned unfired
+	// at that deadline and of an item a Client's Work held then, and the
+	// cause of the batch contexts' cancellation.
 	ErrIncomplete = errors.New("muster: shutdown deadline passed before all batches were done")
 
-	// ErrPanic is matched by every *PanicError.
-	ErrPanic = errors.New("muster: panic")
-
-	// ErrFull is returned by Add under OverflowFail when the pending
-	// capacity is used up. The item was not taken.
+	// ErrFull: Add under OverflowFail with the pending capacity used up.
 	ErrFull = errors.New("muster: pending work capacity full")
 
-	// ErrDropped is the outcome of an item dropped to make room: the
-	// incoming one under OverflowDropNewest (Add returns nil; the Refused
-	// hook and its Result see ErrDropped), or the oldest queued one under
-	// OverflowDropOldest.
+	// ErrDropped is the outcome of an item dropped to make room under
+	// OverflowDropNewest (the incoming one; Add returns nil) or
+	// OverflowDropOldest (the oldest queued one).
 	ErrDropped = errors.New("muster: item dropped to make room")
 
-	// ErrTooLarge is returned by Add when an item's size alone passes
-	// MaxBatchBytes, or its Sizer returned a negative size. The item was
-	// not taken.
+	// ErrTooLarge: Add of an item whose size alone passes MaxBatchBytes, or
+	// whose Sizer returned a negative size.
 	ErrTooLarge = errors.New("muster: item larger than MaxBatchBytes")
 
-	// ErrTooManyKeys is returned by a Keyed's Add when the item's key is
-	// new, MaxKeys keys are live and every one of them holds items or
-	// batches. The item was not taken.
+	// ErrTooManyKeys: a Keyed's Add of a new key while MaxKeys keys are
+	// live and every one holds items or batches.
 	ErrTooManyKeys = errors.New("muster: too many live keys")
 
-	// ErrInvalidKey is returned by a Keyed's Add when the item's key cannot
-	// be a map key: it is not equal to itself (a NaN, or a struct holding
-	// one) or holds an uncomparable value in an interface. The item was not
-	// taken.
+	// ErrInvalidKey: a Keyed's Add of an item whose key cannot be a map
+	// key: not equal to itself (a NaN) or an uncomparable value in an
+	// interface.
 	ErrInvalidKey = errors.New("muster: key not equal to itself")
 
-	// ErrNilContext is returned by Add, AddResult, Flush, Shutdown and
-	// Result.Wait when their context is nil (pass context.Background() or
-	// a request's context). The item was not taken; nothing was flushed,
-	// stopped or waited for.
+	// ErrNilContext: Add, AddResult, Flush, Shutdown or Result.Wait with a
+	// nil context; nothing was done.
 	ErrNilContext = errors.New("muster: nil context")
 
-	// ErrWaitCanceled is matched by the error Result.Wait returns when its
-	// context ends before the item's batch is done: the wait ended, not the
-	// item, which is still in its batch and may yet be written. The error
-	// matches the context's error too. It is never an item's outcome.
+	// ErrWaitCanceled is matched, with the context's error, by what
+	// Result.Wait returns when its context ends first: the wait ended, not
+	// the item, which is still in its batch and may yet be written. It is
+	// never an item's outcome.
 	ErrWaitCanceled = errors.New("muster: wait for the result ended before the item's batch was done (the item is still in its batch)")
+
+	// errZeroBoth says no trigger is set, in the seed's words.
+	errZeroBoth       = fmt.Errorf("%w: MaxBatchSize and BatchTimeout can't both be zero", ErrInvalidConfig)
+	errAlreadyStarted = fmt.Errorf("%w: already started", ErrInvalidConfig)
 )
 
 // plural returns "1 item" or "n items": n and the noun's form for it.
@@ -91,9 +75,9 @@ func plural(n int, one, many string) string {
 }
 
 // PanicError is the error of a batch whose Fire panicked, or of an item
-// whose Batch.Add, BatchMaker, Key or Sizer panicked. The panic is
-// recovered; a batch is done with this error and its slot released; an item
-// is refused with it.
+// whose Batch.Add, BatchMaker, Key or Sizer panicked: the panic is
+// recovered, the batch is done with it (its slot released), the item
+// refused with it. Match it with errors.As.
 type PanicError struct {
 	Value any    // what was passed to panic
 	Stack []byte // the panicking goroutine's stack
@@ -104,9 +88,6 @@ func newPanicError(r any) *PanicError { return &PanicError{Value: r, Stack: debu
 // Error returns "muster: panic: " and the panic value.
 func (p *PanicError) Error() string { return fmt.Sprintf("muster: panic: %v", p.Value) }
 
-// Is reports whether target is ErrPanic.
-func (p *PanicError) Is(target error) bool { return target == ErrPanic }
-
 // Unwrap returns the panic value when it is an error.
 func (p *PanicError) Unwrap() error {
 	if err, ok := p.Value.(error); ok {
@@ -115,8 +96,8 @@ func (p *PanicError) Unwrap() error {
 	return nil
 }
 
-// ShutdownError is returned by Shutdown when its context ends first. It
-// matches ErrIncomplete and the context's error with errors.Is.
+// ShutdownError is returned by Shutdown when its context ends first; it
+// matches ErrIncomplete and the context's error.
 type ShutdownError struct {
 	Batches int   // batches not done: in flight when the deadline passed, or abandoned before they fired
 	Items   int   // items in those batches, plus the items a Client's Work still held
@@ -138,14 +119,13 @@ func (e *ShutdownError) Error() string {
 // Unwrap returns ErrIncomplete and the cause.
 func (e *ShutdownError) Unwrap() []error { return []error{ErrIncomplete, e.Cause} }
 
-// ItemErrors reports that only some items of a batch failed, for a bulk API
-// that rejects 3 items of 100: a FireFunc returns it (a Batch passes it to
-// DoneWith) with Errs index-aligned with the batch's items, nil where the
-// item succeeded. Results see each item's own error; the retry middleware
-// resends only the failed items. The batch counts as failed. An ItemErrors
-// whose length is not the batch's is a bug in the FireFunc: the whole batch
-// fails, with an error that says so (it matches the item errors with
-// errors.Is, and is not an *ItemErrors).
+// ItemErrors reports that only some items of a batch failed (a bulk API
+// that rejects 3 items of 100): a FireFunc returns it, or a Batch passes it
+// to DoneWith, with Errs index-aligned with the batch's items, nil where
+// the item succeeded. Results see each item's own error, the retry
+// middleware resends only the failed items, and the batch counts as failed.
+// An ItemErrors not as long as the batch fails the whole batch, with an
+// error that says so.
 type ItemErrors struct {
 	Errs []error
 }
@@ -159,7 +139,7 @@ func (e *ItemErrors) Error() string {
 			break
 		}
 	}
-	return fmt.Sprintf("muster: %d of %s failed: %v", e.Failed(), plural(len(e.Errs), "item", "items"), first)
+	return fmt.Sprintf("muster: %d of %s failed: %v", len(e.Unwrap()), plural(len(e.Errs), "item", "items"), first)
 }
 
 // misalignedItemErrors is a batch's error when its FireFunc returned an
@@ -208,15 +188,4 @@ func (e *ItemErrors) Unwrap() []error {
 		}
 	}
 	return out
-}
-
-// Failed counts the items that failed.
-func (e *ItemErrors) Failed() int {
-	n := 0
-	for _, err := range e.Errs {
-		if err != nil {
-			n++
-		}
-	}
-	return n
 }

@@ -74,7 +74,7 @@ func TestFairLoudKeyDoesNotStarveQuiet(t *testing.T) {
 						if err := k.Add(ctx, kitem{"loud", i}); err != nil {
 							t.Errorf("loud add: %v", err)
 						}
-						s, _ := k.KeyStats("loud")
+						s, _ := keyStats(k, "loud")
 						mu.Lock()
 						maxLoudPending = max(maxLoudPending, s.Pending)
 						if d := time.Since(start); d > 0 {
@@ -217,7 +217,7 @@ func TestMaxPendingPerKeyPolicies(t *testing.T) {
 		{muster.OverflowDropOldest, nil, [][]int{{0, 1}, {2, 3}, {5}, {6}}, muster.KeyStats[string]{Key: "a", Pending: 4, Waiting: 2, InFlight: 1}},
 		{muster.OverflowBlock, context.DeadlineExceeded, [][]int{{0, 1}, {2, 3}, {4, 5}}, muster.KeyStats[string]{Key: "a", Pending: 4, Waiting: 2, InFlight: 1}},
 	} {
-		t.Run(tc.policy.String(), func(t *testing.T) {
+		t.Run(fmt.Sprint("policy", tc.policy), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				release := make(chan struct{})
 				var mu sync.Mutex
@@ -236,7 +236,7 @@ func TestMaxPendingPerKeyPolicies(t *testing.T) {
 						fired[items[0].key] = append(fired[items[0].key], vs)
 						return nil
 					}}
-				if s, ok := k.KeyStats("a"); ok || s != (muster.KeyStats[string]{}) || k.TopKeys(3) != nil {
+				if s, ok := keyStats(k, "a"); ok || s != (muster.KeyStats[string]{}) || k.TopKeys(3) != nil {
 					t.Fatal("KeyStats or TopKeys before Start")
 				}
 				startKeyed(t, k)
@@ -273,13 +273,13 @@ func TestMaxPendingPerKeyPolicies(t *testing.T) {
 				if err := add("c", 0); err != nil || time.Since(start) != 0 {
 					t.Fatalf("add c0: %v after %v", err, time.Since(start))
 				}
-				if s, ok := k.KeyStats("a"); !ok || s != tc.a {
+				if s, ok := keyStats(k, "a"); !ok || s != tc.a {
 					t.Fatalf("KeyStats(a) = %+v, %v; want %+v", s, ok, tc.a)
 				}
-				if s, ok := k.KeyStats("b"); !ok || s != (muster.KeyStats[string]{Key: "b", Pending: 4, Waiting: 2}) {
+				if s, ok := keyStats(k, "b"); !ok || s != (muster.KeyStats[string]{Key: "b", Pending: 4, Waiting: 2}) {
 					t.Fatalf("KeyStats(b) = %+v, %v", s, ok)
 				}
-				if _, ok := k.KeyStats("z"); ok {
+				if _, ok := keyStats(k, "z"); ok {
 					t.Fatal("KeyStats of a key never added")
 				}
 				if got := k.TopKeys(2); len(got) != 2 || got[0] != tc.a || got[1].Key != "b" || k.TopKeys(0) != nil {
@@ -319,7 +319,7 @@ func TestMaxPendingPerKeyManyProducers(t *testing.T) {
 		maxPending := 0
 		var k *muster.Keyed[string, kitem]
 		sample := func() {
-			s, _ := k.KeyStats("loud")
+			s, _ := keyStats(k, "loud")
 			mu.Lock()
 			maxPending = max(maxPending, s.Pending)
 			mu.Unlock()
@@ -372,7 +372,7 @@ func TestMaxPendingPerKeyManyProducers(t *testing.T) {
 	})
 }
 
-// BenchmarkKeyedTopKeys measures TopKeys(10) over DefaultMaxKeys live keys,
+// BenchmarkKeyedTopKeys measures TopKeys(10) over the default 1,024 live keys,
 // each holding an item: the cost of a top-k scrape, during which producers
 // wait for the client's locks.
 func BenchmarkKeyedTopKeys(b *testing.B) {
@@ -382,7 +382,7 @@ func BenchmarkKeyedTopKeys(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer k.Stop()
-	for i := range muster.DefaultMaxKeys {
+	for i := range 1024 {
 		if err := k.Add(context.Background(), i); err != nil {
 			b.Fatal(err)
 		}

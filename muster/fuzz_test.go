@@ -156,7 +156,7 @@ func (r invariantRun) check(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ta := &tally{seen: map[int]int{}, maxBytes: int(r.maxBytes), keyed: r.path == 3}
 		var stats func() muster.Stats
-		var keyStats func(key int) (muster.KeyStats[int], bool) // a Keyed's
+		var keyed *muster.Keyed[int, int] // a Keyed
 		// fire is a Batcher's or Keyed's FireFunc.
 		fire := func(ctx context.Context, items []int) error {
 			ta.fire(items, r.limit, r.max)
@@ -200,7 +200,7 @@ func (r invariantRun) check(t *testing.T) {
 			if r.maxBytes > 0 {
 				k.Sizer = weight
 			}
-			stats, keyStats = k.Stats, k.KeyStats
+			stats, keyed = k.Stats, k
 			if err := k.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -229,7 +229,7 @@ func (r invariantRun) check(t *testing.T) {
 					// A key never holds more than its bound of items that have
 					// not fired, or one batch when that is larger.
 					if r.perKey > 0 && r.max > 0 {
-						if s, _ := keyStats(keyOf(i)); s.Pending > int(max(r.perKey, r.max)) {
+						if s, _ := keyStats(keyed, keyOf(i)); s.Pending > int(max(r.perKey, r.max)) {
 							t.Errorf("after add %d: key %d holds %d items, above MaxPendingPerKey %d and MaxBatchSize %d", i, keyOf(i), s.Pending, r.perKey, r.max)
 						}
 					}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,4 +309,32 @@ func (l *batchLog[T]) check(t *testing.T, want [][]T, triggers []muster.Trigger)
 	if !slices.Equal(l.triggers, triggers) {
 		t.Fatalf("triggers %v, want %v", l.triggers, triggers)
 	}
+}
+
+// isZeroBoth reports whether err is Start's error for a client without a
+// trigger: it matches ErrInvalidConfig and says so in the seed's words.
+func isZeroBoth(err error) bool {
+	return errors.Is(err, muster.ErrInvalidConfig) && strings.Contains(err.Error(), "MaxBatchSize and BatchTimeout can't both be zero")
+}
+
+// isAlreadyStarted reports whether err is a second Start's error.
+func isAlreadyStarted(err error) bool {
+	return errors.Is(err, muster.ErrInvalidConfig) && strings.Contains(err.Error(), "already started")
+}
+
+// isPanic reports whether err is (or wraps) a *muster.PanicError.
+func isPanic(err error) bool {
+	_, ok := errors.AsType[*muster.PanicError](err)
+	return ok
+}
+
+// keyStats returns key's share of k from TopKeys, and whether it holds
+// anything (TopKeys leaves out keys holding nothing).
+func keyStats[K comparable, T any](k *muster.Keyed[K, T], key K) (muster.KeyStats[K], bool) {
+	for _, s := range k.TopKeys(1 << 20) {
+		if s.Key == key {
+			return s, true
+		}
+	}
+	return muster.KeyStats[K]{}, false
 }

@@ -6,85 +6,68 @@ import (
 )
 
 // Observer watches clients. A client's Start calls Observe once, before it
-// takes any item, and the Hooks it returns observe that client alone, until
-// its Stopped hook: an observer keeps whatever it needs per client (its
-// name's attributes, its gauges) in the closures of the Hooks it returns, as
-// gRPC's stats.Handler does with TagConn. Observe returns nil to watch
-// nothing. One Observer may watch many clients, from many goroutines.
-//
-// A *Hooks is an Observer that returns itself for every client.
+// takes any item; the Hooks it returns (nil: none) observe that client
+// alone, until its Stopped hook, so an observer keeps per-client state in
+// their closures (as gRPC's stats.Handler does with TagConn). One Observer
+// may watch many clients, from many goroutines. A *Hooks is an Observer
+// that returns itself for every client.
 type Observer interface {
 	Observe(c ClientInfo) *Hooks
 }
 
 // Hooks is a set of functions a client calls at stages of an item's and a
 // batch's life, in the manner of net/http/httptrace.ClientTrace. Any field
-// may be nil: a client pays for the hooks it has and nothing for the others.
+// may be nil, at no cost.
 //
-// Every hook takes a context first: the item's (Added, Refused, a producer's
-// Waited), the batch's (Fired, Done, a batch's Waited, Retried) or the
-// client's base context (Stopped). For one client they run in this order: an
-// item's Added before its batch's Fired; a batch's Fired, then any Waited and
+// Every hook takes a context first: the item's (Added, Refused, a
+// producer's Waited), the batch's (Fired, Done, a batch's Waited, Retried)
+// or the client's base context (Stopped). For one client: an item's Added
+// runs before its batch's Fired; a batch's Fired, then any Waited and
 // Retried, then its Done; Stopped after the hooks of every item taken and
-// of every batch. An item offered once Stop or Shutdown has begun is
-// refused with ErrStopped whenever it comes, so its Refused may run after
-// Stopped. Hooks run synchronously on the goroutine named in each field's
-// doc and must not block or call back into the client. A hook that panics is recovered and
-// ignored: observing never changes what happens to an item.
-//
-// The info values, and the slices inside them, are valid only during the
-// call.
+// every batch (an item offered after Stop began is refused whenever it
+// comes, so its Refused may follow Stopped). Hooks run synchronously and
+// must not block or call back into the client; a panic in one is recovered
+// and ignored. The info values, and the slices in them, are valid only
+// during the call.
 type Hooks struct {
-	// Added is called for each item the client takes, with the client's add
-	// lock held (so that it runs before the item's batch can fire): keep it
-	// short. ctx is the one passed to Add (for items sent on Work, the
-	// Client worker's context: no values, canceled at a Shutdown deadline
-	// or when the worker ends). The context it returns is kept with the item and handed back
-	// in FireInfo.Contexts; nil keeps none, which costs nothing. A tracing
-	// layer keeps the contexts of sampled requests, to link them.
+	// Added is called for each item taken, on the producer's goroutine (a
+	// Client's worker for Work, whose context has no values and ends at a
+	// Shutdown deadline), under the client's add lock: keep it short. The
+	// context it returns is kept with the item and handed back in
+	// FireInfo.Contexts; nil keeps none, at no cost.
 	Added func(ctx context.Context, info AddInfo) context.Context
 
-	// Refused is called on the producer's goroutine (a Client's worker for
-	// an item sent on Work) for each item not taken (info.Err says why:
-	// ErrStopped, the context's error, ErrFull, ErrDropped, ErrTooLarge,
-	// ErrTooManyKeys, ErrInvalidKey, a *PanicError from Batch.Add, or, for
-	// an item Work still held at a Shutdown deadline, ErrIncomplete), and,
-	// after the lock is released, for each item taken and then dropped under
-	// OverflowDropOldest (on the goroutine of the Add that dropped it;
-	// info.Err is ErrDropped; ctx is the context Added kept for it, or
-	// context.Background). A producer that backpressure held first gets
-	// Waited, then Refused.
+	// Refused is called for each item not taken, on the producer's
+	// goroutine (the worker for Work), and for each item dropped under
+	// OverflowDropOldest, on the goroutine of the Add that dropped it with
+	// the context Added kept for it (or Background). info.Err says why (see
+	// the package doc, "What happens to items").
 	Refused func(ctx context.Context, info AddInfo)
 
-	// Waited is called when something waited: a producer held by
-	// backpressure (WaitBackpressure, on its goroutine, ctx the item's, once
-	// the wait ends: after Added when the item was then taken, before
-	// Refused, with info.Err why the wait was cut short, when it was not),
-	// or a batch waiting for a rate limiter, reported by a layer around Fire
-	// with [ReportWait] (on that layer's goroutine, ctx the batch's). It is
-	// the one report of backpressure.
+	// Waited is the one report of a wait: a producer held by backpressure
+	// (WaitBackpressure, once the wait ends, on its goroutine: after Added
+	// when the item was then taken, else before Refused with info.Err), or
+	// a batch waiting for a rate limiter, reported by a layer around Fire
+	// with [ReportWait].
 	Waited func(ctx context.Context, info WaitInfo)
 
 	// Fired is called on the batch's goroutine once the batch holds an
-	// in-flight slot, just before its Fire. The context it returns (derived
-	// from ctx) is the one Fire receives (through a FireFunc or
-	// FireContexter) and the one Done gets; nil keeps ctx.
+	// in-flight slot, just before Fire. The context it returns (derived
+	// from ctx; nil keeps ctx) is the one Fire and Done receive.
 	Fired func(ctx context.Context, info FireInfo) context.Context
 
 	// Retried is called when a layer around Fire reports, with
 	// [ReportRetry], that an attempt failed and will be retried.
 	Retried func(ctx context.Context, info RetryInfo)
 
-	// Done is called once per batch that Fired: on the batch's goroutine
-	// when its Fire has finished, while it still holds its slot; and once
-	// per batch abandoned at a Shutdown deadline without firing, on
-	// Shutdown's goroutine, with info.Abandoned set, info.Err ErrIncomplete
-	// and ctx the client's base context.
+	// Done is called once per batch that fired, on its goroutine when Fire
+	// has finished, while it still holds its slot; and once per batch
+	// abandoned unfired at a Shutdown deadline, on Shutdown's goroutine,
+	// with info.Abandoned set and ctx the base context.
 	Done func(ctx context.Context, info DoneInfo)
 
-	// Stopped is called once, last, when the client has stopped: every
-	// batch is done or abandoned. It runs on the goroutine that saw the last
-	// batch done (or on Stop's or Shutdown's).
+	// Stopped is called once, last, when every batch is done or abandoned,
+	// on the goroutine that saw the last one end (or Stop's, Shutdown's).
 	Stopped func(ctx context.Context, info ClientInfo)
 }
 
@@ -108,25 +91,20 @@ type ClientInfo struct {
 	MaxKeys              int          // the live-key bound of a Keyed with a Key; 0 for a Client or a Batcher (Key nil)
 	MaxPendingPerKey     int          // a Keyed's with a Key; 0: none
 	Stats                func() Stats // reads the client's counters; safe from any goroutine
-	// TopKeys, for a Keyed, returns the n keys holding the most, most first
-	// (see Keyed.TopKeys; a key is FireInfo.Key's value): for an observer
-	// that reports the top few keys at scrape time, never a label per key.
-	// Nil for a Client or a Batcher (a Keyed whose Key is nil). Safe from
-	// any goroutine, not from a hook that runs under the client's lock
-	// (Added).
+	// TopKeys is Keyed.TopKeys, for an observer that reports the top few
+	// keys at scrape time; nil without a Key. Not to be called from Added,
+	// which runs under the client's lock.
 	TopKeys func(n int) []KeyStats[any]
 }
 
-// AddInfo describes one item offered to a client. How long backpressure
-// held its producer is reported by the Waited hook.
+// AddInfo describes one item offered to a client (Refused only: zero for
+// Added).
 type AddInfo struct {
-	// Err says why the item was not taken, or that it was dropped (Refused
-	// only; nil for Added).
+	// Err says why the item was not taken, or ErrDropped.
 	Err error
-	// Taken is true (Refused only) for an item that had been taken, and
-	// counted in Stats.Added, and was then dropped under OverflowDropOldest
-	// (Stats.Dropped counts these); false for an item that was never taken
-	// (Stats.Refused). Both have Err ErrDropped under a drop policy.
+	// Taken is true for an item taken (counted in Stats.Added) and then
+	// dropped under OverflowDropOldest (Stats.Dropped); false for an item
+	// never taken (Stats.Refused).
 	Taken bool
 }
 
@@ -172,15 +150,7 @@ const (
 )
 
 // String returns "backpressure" or "ratelimit", the value telemetry uses.
-func (r WaitReason) String() string {
-	switch r {
-	case WaitBackpressure:
-		return "backpressure"
-	case WaitRateLimit:
-		return "ratelimit"
-	}
-	return "unknown"
-}
+func (r WaitReason) String() string { return name(r, "backpressure", "ratelimit") }
 
 // WaitInfo describes a wait.
 type WaitInfo struct {
@@ -219,20 +189,15 @@ const (
 
 // String returns the trigger's lowercase name ("size", "timeout", "flush",
 // "shutdown", "bytes"), the muster.batch.trigger attribute's value.
-func (t Trigger) String() string {
-	switch t {
-	case TriggerSize:
-		return "size"
-	case TriggerTimeout:
-		return "timeout"
-	case TriggerFlush:
-		return "flush"
-	case TriggerShutdown:
-		return "shutdown"
-	case TriggerBytes:
-		return "bytes"
+func (t Trigger) String() string { return name(t, "size", "timeout", "flush", "shutdown", "bytes") }
+
+// name returns the name of the n-th value of an enumeration numbered from
+// 1, or "unknown".
+func name[E ~uint8](n E, names ...string) string {
+	if n == 0 || int(n) > len(names) {
+		return "unknown"
 	}
-	return "unknown"
+	return names[n-1]
 }
 
 // Compose returns an Observer that asks each of obs (nil entries skipped)
@@ -333,9 +298,9 @@ type reporter struct {
 }
 
 // ReportWait tells the hooks of the client whose batch ctx belongs to that
-// the batch waited (for a rate limiter, say); BatchID is filled in. It does
-// nothing when ctx is not a batch's context or no hook listens. Layers
-// around Fire call it; users rarely need to.
+// the batch waited (for a rate limiter, say), filling in BatchID; it does
+// nothing when ctx is not a batch's or no hook listens. For layers around
+// Fire.
 func ReportWait(ctx context.Context, info WaitInfo) {
 	if r, ok := ctx.Value(reporterKey{}).(*reporter); ok && r.hooks.Waited != nil {
 		info.BatchID = r.id
@@ -344,8 +309,7 @@ func ReportWait(ctx context.Context, info WaitInfo) {
 }
 
 // ReportRetry tells the hooks of the client whose batch ctx belongs to that
-// an attempt failed and will be retried; BatchID is filled in. It does
-// nothing when ctx is not a batch's context or no hook listens.
+// an attempt failed and will be retried, as ReportWait does.
 func ReportRetry(ctx context.Context, info RetryInfo) {
 	if r, ok := ctx.Value(reporterKey{}).(*reporter); ok && r.hooks.Retried != nil {
 		info.BatchID = r.id

@@ -89,9 +89,8 @@ func (e *engine[K, T]) onJanitor() {
 	}
 }
 
-// KeyStats is one key's share of a Keyed client, from Keyed.KeyStats and
-// Keyed.TopKeys: what an operator looks at to find the key (the tenant)
-// that holds the capacity.
+// KeyStats is one key's share of a Keyed client, from TopKeys: what an
+// operator looks at to find the key (the tenant) that holds the capacity.
 type KeyStats[K comparable] struct {
 	Key K
 	// Pending counts the key's items taken and not yet fired: in its open
@@ -99,19 +98,6 @@ type KeyStats[K comparable] struct {
 	Pending  int
 	Waiting  int // the key's batches waiting for an in-flight slot
 	InFlight int // the key's batches between Fired and Done
-}
-
-// keyStats reads one key's share. It takes both locks.
-func (e *engine[K, T]) keyStats(key K) (KeyStats[K], bool) {
-	e.mu.Lock()
-	e.fmu.Lock()
-	defer e.mu.Unlock()
-	defer e.fmu.Unlock()
-	ks := e.keys[key]
-	if ks == nil {
-		return KeyStats[K]{}, false
-	}
-	return ks.statsLocked(), true
 }
 
 func (ks *keyState[K, T]) statsLocked() KeyStats[K] {

@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// Overflow says what Add does when the pending capacity is used up: a batch
-// waits for an in-flight slot and PendingWorkCapacity items are queued
-// behind it. It does not apply to the Work channel, which keeps the seed's
-// blocking semantics.
+// Overflow says what Add does when the pending capacity is used up (a
+// batch waits for an in-flight slot and PendingWorkCapacity items are
+// queued behind it). Sending on a Client's Work always blocks, as in the
+// seed.
 type Overflow uint8
 
 // The overflow policies.
@@ -18,42 +18,18 @@ const (
 	// OverflowBlock (the default) blocks Add until there is room or its
 	// context ends.
 	OverflowBlock Overflow = iota
-	// OverflowFail makes Add return ErrFull at once; the item is not taken.
+	// OverflowFail makes Add return ErrFull at once.
 	OverflowFail
-	// OverflowDropNewest drops the incoming item: Add returns nil, the item
-	// counts in Stats.Refused, the Refused hook and its Result see
-	// ErrDropped.
+	// OverflowDropNewest drops the incoming item (counted in
+	// Stats.Refused): Add returns nil.
 	OverflowDropNewest
 	// OverflowDropOldest takes the incoming item and drops the oldest queued
-	// one: the first item of the second batch waiting for a slot, or else
-	// of the oldest open batch. It counts in Stats.Dropped; the Refused hook
-	// and its Result (done when the batch it left is done) see ErrDropped.
-	// With PendingWorkCapacity 0 no new item is queued while a batch waits:
-	// the incoming item is dropped, unless one is queued already (Stats.Queued
-	// counts it: of a Keyed, an item in a key's open batch when another key's
-	// batch began to wait; with MaxBatchBytes, the item that closed the
-	// waiting batch), which is dropped instead. A batch keeps its age when its first item is
-	// dropped: its BatchTimeout still counts from that item's arrival (a
-	// batch emptied by drops is discarded when its deadline passes, or at
-	// once without a BatchTimeout). Not available to a Client, whose Batch
-	// already holds its items.
+	// one (counted in Stats.Dropped): the first item of the second batch
+	// waiting for a slot, or else of the oldest open batch; with none
+	// queued, the incoming item. A batch keeps its age when its first item
+	// is dropped. Not available to a Client, whose Batch holds its items.
 	OverflowDropOldest
 )
-
-// String returns the policy's name: block, fail, drop-newest, drop-oldest.
-func (o Overflow) String() string {
-	switch o {
-	case OverflowBlock:
-		return "block"
-	case OverflowFail:
-		return "fail"
-	case OverflowDropNewest:
-		return "drop-newest"
-	case OverflowDropOldest:
-		return "drop-oldest"
-	}
-	return fmt.Sprintf("Overflow(%d)", uint8(o))
-}
 
 // slowAdd is what makeRoomLocked learned: the item's outcome when it
 // settled it (done), or else how long the producer was held and what was

@@ -34,7 +34,7 @@ func TestOverflowPolicies(t *testing.T) {
 		{muster.OverflowDropNewest, nil, [][]int{{0, 1}, {2, 3}, {4, 5}}, 1, 0},
 		{muster.OverflowDropOldest, nil, [][]int{{0, 1}, {2, 3}, {5}, {6}}, 0, 1},
 	} {
-		t.Run(tc.policy.String(), func(t *testing.T) {
+		t.Run(fmt.Sprint("policy", tc.policy), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var mu sync.Mutex
 				var reported []string
@@ -280,8 +280,8 @@ func TestSizerPanicUnderDropOldest(t *testing.T) {
 			}
 		}
 		for range 3 {
-			if err := b.Add(ctx, 13); !errors.Is(err, muster.ErrPanic) {
-				t.Fatalf("a panicking Sizer: %v, want ErrPanic", err)
+			if err := b.Add(ctx, 13); !isPanic(err) {
+				t.Fatalf("a panicking Sizer: %v, want a *PanicError", err)
 			}
 		}
 		done := make(chan error)

@@ -44,7 +44,7 @@ func TestFirePanicIsRecovered(t *testing.T) {
 		}
 		for _, err := range errs {
 			var pe *muster.PanicError
-			if !errors.Is(err, muster.ErrPanic) || !errors.As(err, &pe) || len(pe.Stack) == 0 {
+			if !isPanic(err) || !errors.As(err, &pe) || len(pe.Stack) == 0 {
 				t.Fatalf("done err %v: want a *PanicError with a stack", err)
 			}
 		}
@@ -62,7 +62,7 @@ func TestBatchAddPanicRefusesItem(t *testing.T) {
 	}
 	ctx := context.Background()
 	_ = c.Add(ctx, 1)
-	if err := c.Add(ctx, 13); !errors.Is(err, muster.ErrPanic) {
+	if err := c.Add(ctx, 13); !isPanic(err) {
 		t.Fatalf("Add of a panicking item: %v", err)
 	}
 	_ = c.Add(ctx, 2)
@@ -91,7 +91,7 @@ func TestBatchAddPanicOnWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		equalBatches(t, sorted(r.snapshot()), items(1, 2), items(3, 4))
-		if len(refused) != 1 || !errors.Is(refused[0], muster.ErrPanic) {
+		if len(refused) != 1 || !isPanic(refused[0]) {
 			t.Fatalf("refusals reported: %v", refused)
 		}
 		if s := c.Stats(); s.Refused != 1 || s.Added != 4 {
@@ -159,8 +159,8 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 				c.Work <- "x"
 				c.Work <- "y"
 			} else {
-				if err := c.Add(ctx, "x"); !errors.Is(err, muster.ErrPanic) {
-					t.Fatalf("Add with a panicking BatchMaker: %v, want ErrPanic", err)
+				if err := c.Add(ctx, "x"); !isPanic(err) {
+					t.Fatalf("Add with a panicking BatchMaker: %v, want a *PanicError", err)
 				}
 				if err := c.Add(ctx, "y"); err != nil { // the lock was released
 					t.Fatalf("next Add: %v", err)
@@ -172,7 +172,7 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 			if s := c.Stats(); s.Refused != 1 || s.Added != 1 || s.Fired != 1 {
 				t.Fatalf("viaWork=%v: stats %+v", viaWork, s)
 			}
-			if len(refused) != 1 || !errors.Is(refused[0], muster.ErrPanic) {
+			if len(refused) != 1 || !isPanic(refused[0]) {
 				t.Fatalf("viaWork=%v: refusals %v", viaWork, refused)
 			}
 		})

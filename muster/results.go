@@ -6,12 +6,10 @@ import (
 	"fmt"
 )
 
-// Result is the outcome of one item added with AddResult. It is done when
-// the item's batch is done (after retries, when a retry middleware wraps
-// Fire), or when the batch it was dropped from is; an item dropped as the
-// newest is done at once. Results of one batch share one allocation, made
-// when its first such item joins. A Result is a small value: copy it freely.
-// The zero Result is done, with no error.
+// Result is the outcome of one item added with AddResult: done when the
+// item's batch is done (after a retry middleware's retries), or the batch it
+// was dropped from is; at once for an item dropped as the newest. It is a
+// small value: copy it freely. The zero Result is done, with no error.
 type Result struct {
 	o *outcome
 	i int32 // the item's slot in its batch's outcome
@@ -38,9 +36,9 @@ func (r Result) Done() <-chan struct{} {
 	return r.o.done
 }
 
-// Err returns the item's outcome once Done is closed: nil when its batch
-// succeeded, the batch's error, the item's own error from an *ItemErrors,
-// ErrDropped, or ErrIncomplete. Before that it returns nil.
+// Err returns the item's outcome once Done is closed (before, nil): nil
+// when its batch succeeded, the batch's error, the item's own from an
+// *ItemErrors, ErrDropped, or ErrIncomplete.
 func (r Result) Err() error {
 	if r.o == nil {
 		return nil
@@ -57,9 +55,8 @@ func (r Result) Err() error {
 }
 
 // Wait blocks until the outcome is known and returns it. If ctx ends first
-// it returns an error matching both ErrWaitCanceled and ctx's error: the
-// wait ended, not the item, which stays in its batch (its outcome may still
-// be success). A nil ctx gets ErrNilContext.
+// it returns an error matching ErrWaitCanceled and ctx's error: the item
+// stays in its batch. A nil ctx gets ErrNilContext.
 func (r Result) Wait(ctx context.Context) error {
 	if ctx == nil {
 		return ErrNilContext

@@ -70,8 +70,8 @@ func TestAddResultOutcomes(t *testing.T) {
 			t.Fatalf("AddResult after Stop: %v", err)
 		}
 		var ie *muster.ItemErrors = &muster.ItemErrors{Errs: []error{nil, errBad, nil, errBad}}
-		if ie.Failed() != 2 || !errors.Is(ie, errBad) || ie.Error() != "muster: 2 of 4 items failed: row rejected" {
-			t.Fatalf("ItemErrors: %d %v", ie.Failed(), ie)
+		if len(ie.Unwrap()) != 2 || !errors.Is(ie, errBad) || ie.Error() != "muster: 2 of 4 items failed: row rejected" {
+			t.Fatalf("ItemErrors: %d %v", len(ie.Unwrap()), ie)
 		}
 	})
 }

@@ -167,8 +167,12 @@ func (e *engine[K, T]) abort(ctx context.Context) error {
 	return se
 }
 
-// snapshot reads the counters. It takes both locks.
+// snapshot reads the counters (zero before Start: e is nil). It takes both
+// locks.
 func (e *engine[K, T]) snapshot() Stats {
+	if e == nil {
+		return Stats{}
+	}
 	e.mu.Lock()
 	e.fmu.Lock()
 	s := Stats{Added: e.added, Refused: e.refused, Dropped: e.dropped,

@@ -1028,7 +1028,7 @@ func TestRetryPanicAfterPartial(t *testing.T) {
 		if err := r0.Err(); err != nil {
 			t.Errorf("item 0 was delivered by the first attempt; its Result says %v", err)
 		}
-		if err := r1.Err(); !errors.Is(err, muster.ErrPanic) {
+		if err := r1.Err(); !func() bool { _, ok := errors.AsType[*muster.PanicError](err); return ok }() {
 			t.Errorf("item 1: %v, want a panic", err)
 		}
 	})

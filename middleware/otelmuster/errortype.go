@@ -12,7 +12,7 @@ import (
 
 // Values [ErrorType] gives muster's and the context package's errors.
 const (
-	// ErrorTypePanic: Fire (or a Batch's Add) panicked; see muster.ErrPanic.
+	// ErrorTypePanic: Fire (or a Batch's Add) panicked; a *muster.PanicError.
 	ErrorTypePanic = "panic"
 	// ErrorTypeShutdownIncomplete: a Shutdown deadline passed first; see
 	// muster.ErrIncomplete. Items with this error.type were lost.
@@ -58,7 +58,7 @@ const (
 // matches decides:
 //
 //  1. A *muster.ItemErrors (only some items failed): "partial".
-//  2. errors.Is(err, muster.ErrPanic): "panic"; muster.ErrIncomplete:
+//  2. a *muster.PanicError: "panic"; muster.ErrIncomplete:
 //     "shutdown_incomplete". These say what happened to the batch, whatever
 //     the panic value or the in-flight error was.
 //  3. err, or an error in its chain, has a method ErrorType() string that
@@ -83,7 +83,7 @@ func ErrorType(err error) string {
 		return ""
 	case isItemErrors(err):
 		return ErrorTypePartial
-	case errors.Is(err, muster.ErrPanic):
+	case isPanic(err):
 		return ErrorTypePanic
 	case errors.Is(err, muster.ErrIncomplete):
 		return ErrorTypeShutdownIncomplete
@@ -169,3 +169,8 @@ func unwrapFmt(err error) error {
 }
 
 func isItemErrors(err error) bool { return itemErrors(err) != nil }
+
+func isPanic(err error) bool {
+	_, ok := errors.AsType[*muster.PanicError](err)
+	return ok
+}

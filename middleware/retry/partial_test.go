@@ -185,7 +185,7 @@ func TestPartialRetry(t *testing.T) {
 				t.Errorf("retry %d: %+v", i+1, info)
 			}
 		}
-		if ie := retried[0].Err.(*muster.ItemErrors); ie.Failed() != 2 || ie.Errs[1] == nil || ie.Errs[3] == nil {
+		if ie := retried[0].Err.(*muster.ItemErrors); len(ie.Unwrap()) != 2 || ie.Errs[1] == nil || ie.Errs[3] == nil {
 			t.Errorf("retry 1: %v, want items 1 and 3 failed", ie.Errs)
 		}
 		if ie := retried[1].Err.(*muster.ItemErrors); ie.Errs[0] != nil || !errors.Is(ie.Errs[1], errDown) {
@@ -279,7 +279,7 @@ func TestPartialPermanentItem(t *testing.T) {
 			}
 		}
 		var ie *muster.ItemErrors
-		if !errors.As(doneErr, &ie) || len(ie.Errs) != 5 || ie.Failed() != 2 {
+		if !errors.As(doneErr, &ie) || len(ie.Errs) != 5 || len(ie.Unwrap()) != 2 {
 			t.Errorf("Done saw %v, want an *ItemErrors with 2 of 5 failed", doneErr)
 		}
 	})
@@ -497,7 +497,7 @@ func TestPartialRetryAfterHint(t *testing.T) {
 			t.Errorf("waits %v, want %v", g, want)
 		}
 		var ie *muster.ItemErrors
-		if !errors.As(err, &ie) || ie.Failed() != 1 || !retry.IsPermanent(ie.Errs[2]) {
+		if !errors.As(err, &ie) || len(ie.Unwrap()) != 1 || !retry.IsPermanent(ie.Errs[2]) {
 			t.Errorf("err = %v, want item 2's permanent error only", err)
 		}
 	})
@@ -569,7 +569,7 @@ func TestPartialShutdownDuringBackoff(t *testing.T) {
 			}
 		}
 		var ie *muster.ItemErrors
-		if !errors.As(doneErr, &ie) || ie.Failed() != 1 {
+		if !errors.As(doneErr, &ie) || len(ie.Unwrap()) != 1 {
 			t.Errorf("Done saw %v, want an *ItemErrors with 1 failed", doneErr)
 		}
 		if at := doneAt.Sub(start); at != 2*time.Second {
