@@ -46,25 +46,14 @@ type FireContexter interface {
 	FireContext(ctx context.Context, notifier Notifier)
 }
 
-// Client batches items for a Batch, as facebookgo/muster's Client does: a
-// program written for it works unchanged. Configure the exported fields,
-// call Start, send items on Work (or call Add), and call Stop when done.
-//
-// A batch fires when it holds MaxBatchSize items or BatchTimeout after its
-// first item arrived, whichever comes first. Its Fire runs on a goroutine of
-// its own; at most MaxConcurrentBatches are in flight (fired, Done not yet
-// called) at once.
-//
-// Fields must not change after Start. A Client is safe for concurrent use
-// once started. Most callers should hide it behind a typed client of their
-// own (see the package example), or use Batcher, which is typed.
-//
-// A Client has no DeadLetter function (Batcher and Keyed do): its batches
-// are the user's Batch values, which hold the items, so the Batch itself
-// sees a failure, and a dropped or abandoned item is reported to the
-// Refused and Done hooks without the item. For the same reason no journal
-// can keep a Client's items: they are accepted on Work before any code of
-// the library sees them.
+// Client batches items for a Batch, as facebookgo/muster's Client does.
+// Configure the exported fields, call Start, send items on Work (or call
+// Add), and call Stop when done. A batch fires when it holds MaxBatchSize
+// items or BatchTimeout after its first item, on a goroutine of its own,
+// with at most MaxConcurrentBatches in flight (Done not yet called). Fields
+// must not change after Start; a started Client is safe for concurrent use.
+// Hide it behind a typed client of your own (see the package example), or
+// use Batcher, which is typed.
 type Client struct {
 	// Maximum number of items in a batch. If this is zero batches will only
 	// be dispatched upon hitting the BatchTimeout. It is an error for both
@@ -97,32 +86,25 @@ type Client struct {
 	// any closed channel: use Add where producers may outlive the Client.
 	Work chan interface{}
 
-	// Name identifies the client to hooks and telemetry (the
-	// muster.batcher.name attribute). Keep it low-cardinality. Optional.
-	Name string
-
-	// Hooks observe the client: a *Hooks, or an Observer that gives each
-	// client hooks of its own. Optional; nil costs nothing.
+	// Name and Hooks are as a Keyed's. Optional.
+	Name  string
 	Hooks Observer
 
-	// Middleware wraps each batch's Fire with behaviour (retries, rate
-	// limits), as it wraps a Batcher's FireFunc: it sees the batch's items
-	// as a slice (a copy it may change), and each call it makes to the
-	// FireFunc it wraps fires a Batch and waits for its Done. A first call
-	// with the batch's items unchanged fires the Batch that received them;
-	// any other call (a retry, a subset, changed items) fires a fresh Batch
-	// from BatchMaker holding the items it is given. The Client then keeps
-	// each batch's items too. Optional.
+	// Middleware wraps each batch's Fire (retries, rate limits) as it wraps
+	// a Batcher's FireFunc, over a copy of the batch's items; each call it
+	// makes to the FireFunc it wraps fires a Batch and waits for its Done:
+	// the Batch that received the items for a first call with them
+	// unchanged, else a fresh one from BatchMaker holding the items given
+	// (a retry, a subset). The Client then keeps each batch's items too.
+	// Optional.
 	Middleware Middleware[any]
 
 	// Overflow says what Add does when the pending capacity is used up
-	// (default OverflowBlock; OverflowDropOldest is not available to a
-	// Client). Sending on Work always blocks, as in the seed.
+	// (not OverflowDropOldest). Sending on Work always blocks.
 	Overflow Overflow
 
-	// BaseContext returns the context batches fire with (through
-	// FireContexter and hooks). If nil, context.Background() is used. It is
-	// called once, by Start.
+	// BaseContext returns the context batches fire with (FireContexter,
+	// hooks); nil: context.Background(). Start calls it once.
 	BaseContext func() context.Context
 
 	// The engine, as a one-key Keyed over the items, and the Work worker's
@@ -321,13 +303,9 @@ func (c *Client) abandoned() bool {
 	}
 }
 
-// Add adds an item as sending it on Work would, but without a channel
-// hand-off, and with an error instead of a panic once the client stops.
-// Under backpressure it blocks until there is room or ctx ends; then it
-// returns ctx's error and the item is not taken. After Stop or Shutdown has
-// begun it returns ErrStopped. ctx reaches hooks (tracing links the batch to
-// it); it is not the context the batch fires with. A nil ctx gets
-// ErrNilContext.
+// Add adds an item as sending it on Work would, without a channel hand-off,
+// and with Keyed.Add's errors (ErrStopped instead of a panic once the client
+// stops) and its Overflow policy.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
 	_, err := c.AddResult(ctx, item)
 	return err
@@ -368,13 +346,13 @@ func (c *Client) Stop() error {
 }
 
 // Shutdown stops the client as Stop does, but gives up when ctx ends:
-// batches that have not fired are abandoned (never fired; Done hooks and
-// Results see ErrIncomplete), items still in Work are refused with
-// ErrIncomplete, in-flight batches see their context canceled (with cause
-// ErrIncomplete) and are left to finish, and the returned *ShutdownError
-// counts what was not done. It returns once the Stopped hook has run, or,
-// after a deadline, once the abandoned batches are reported. Calling it
-// again, or Stop, waits for what is still in flight.
+// batches not fired are abandoned (Done hooks and Results see
+// ErrIncomplete), items still in Work are refused with ErrIncomplete,
+// in-flight batches have their context canceled (cause ErrIncomplete) and
+// are left to finish, and a *ShutdownError counts what was not done. It
+// returns once the Stopped hook has run or, after the deadline, once the
+// abandoned batches are reported. Calling it again, or Stop, waits for what
+// is still in flight.
 func (c *Client) Shutdown(ctx context.Context) error {
 	if err := c.e.usable(ctx); err != nil {
 		return err
