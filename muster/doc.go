@@ -38,14 +38,14 @@
 //
 //   - Start with an invalid configuration returns an error matching
 //     [ErrInvalidConfig]; nothing runs.
-//   - Add refuses an item (it is not taken; the Refused hook sees why) with
-//     [ErrNotStarted] before Start; [ErrStopped] once Stop or Shutdown has
+//   - Add returns [ErrNotStarted] before Start and [ErrNilContext] for a
+//     nil context, doing nothing. Otherwise it refuses an item (not taken;
+//     the Refused hook sees why) with [ErrStopped] once Stop or Shutdown has
 //     begun; the context's error when its context ends while it waits for
 //     room; [ErrFull] at full capacity under OverflowFail; [ErrTooLarge] for
 //     an item past MaxBatchBytes; [ErrInvalidKey] for a key not equal to
-//     itself; [ErrTooManyKeys] for a new key when MaxKeys keys hold work;
-//     [ErrNilContext] for a nil context. Sending on Client.Work after Stop
-//     panics, as sending on any closed channel does.
+//     itself; [ErrTooManyKeys] for a new key when MaxKeys keys hold work.
+//     Sending on Client.Work after Stop panics, as on any closed channel.
 //   - Under OverflowDropNewest or OverflowDropOldest an item is dropped: Add
 //     returns nil; the Refused hook, the item's [Result] and the DeadLetter
 //     function see [ErrDropped].
