@@ -32,8 +32,9 @@ func baselineImpls() []Impl {
 		{
 			// The floor of muster's Batcher contract: a mutex and an append
 			// per item, each batch fired on a goroutine other than the
-			// producer's, the goroutines reused (parked between batches),
-			// the in-flight count kept, the items arrays recycled. What a
+			// producer's, the goroutines reused (up to 64 parked between
+			// batches, as a Batcher without MaxConcurrentBatches keeps), the
+			// in-flight count kept, the items arrays recycled. What a
 			// Batcher does beyond this (its hooks, triggers, stages) is
 			// muster's own cost.
 			ID:   MutexPool,
@@ -163,18 +164,29 @@ func (p *poolBatcher) launch(items []int, to chan []int) {
 	go p.run(items)
 }
 
-// run fires batches until stop: between them it parks.
+// maxPoolParked bounds a poolBatcher's idle goroutines, as muster bounds a
+// Batcher's without MaxConcurrentBatches.
+const maxPoolParked = 64
+
+// run fires batches until stop: between them it parks, unless
+// maxPoolParked goroutines are parked already.
 func (p *poolBatcher) run(items []int) {
 	next := make(chan []int, 1)
 	for items != nil {
 		p.fire(items)
 		p.fmu.Lock()
 		p.free = append(p.free, items[:0])
-		p.parked = append(p.parked, next)
+		park := len(p.parked) < maxPoolParked
+		if park {
+			p.parked = append(p.parked, next)
+		}
 		if p.inflight--; p.inflight == 0 {
 			p.idle.Broadcast()
 		}
 		p.fmu.Unlock()
+		if !park {
+			return
+		}
 		items = <-next
 	}
 }
