@@ -113,10 +113,14 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)
 const maxRun = 256
 
 // measure calls the Key and Sizer functions, outside the locks, with one
-// deferred recover for both (a panic is the item's error).
+// deferred recover for both (a panic is the item's error) and for the key's
+// comparison with itself.
 func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
+	comparing := false
 	defer func() {
-		if r := recover(); r != nil {
+		if r := recover(); r != nil && comparing {
+			err = ErrInvalidKey
+		} else if r != nil {
 			err = newPanicError(r) // the Key or Sizer function panicked
 		}
 	}()
@@ -124,9 +128,11 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 		key = e.keyFn(item)
 		// A NaN is never found again in a map; an uncomparable value held
 		// in an interface panics when compared: neither equals itself.
-		if !selfEqual(key) {
+		comparing = true
+		if key != key {
 			return key, 0, ErrInvalidKey
 		}
+		comparing = false
 	}
 	if e.sizer != nil {
 		if size = e.sizer(item); size < 0 || size > e.maxBytes {
@@ -159,17 +165,6 @@ func (e *engine[K, T]) reportRefusal(ctx context.Context, err error, since time.
 		}
 	}
 	return err
-}
-
-// selfEqual reports whether k == k; comparing an uncomparable value held in
-// an interface panics, and such a key is not equal to itself either.
-func selfEqual[K comparable](k K) (eq bool) {
-	defer func() {
-		if recover() != nil {
-			eq = false
-		}
-	}()
-	return k == k
 }
 
 // appendLocked puts an item into its key's open batch, closing the batches
