@@ -79,8 +79,50 @@ func (r *Report) FloorRows() []FloorRow {
 // diff is what p's implementation costs above its reference, in f.
 func diff(p pair, f func(Sample) float64) float64 { return f(p.impl) - f(p.ref) }
 
-// floorMarkdown writes the FloorRows as a table, if there are any.
+// CoreFloor is muster's Batcher against the floor of its contract
+// (MutexPool) at one producer count: the median over rounds of the ratio
+// of the two CPU ratios to the inline mutex, each taken against the mutex
+// run of its own block (extremes over rounds beside it).
+type CoreFloor struct {
+	Producers, Rounds            int
+	BatcherVsMutex, FloorVsMutex float64 // medians over rounds
+	Ratio, RatioMin, RatioMax    float64
+}
+
+// CoreFloors returns a CoreFloor for every producer count at which the
+// report ran both the Batcher and the floor.
+func (r *Report) CoreFloors() []CoreFloor {
+	var out []CoreFloor
+	for _, p := range r.Config.Producers {
+		bp, fp := r.pairs[cellKey(MusterBatcher, p)], r.pairs[cellKey(MutexPool, p)]
+		n := min(len(bp), len(fp))
+		if n == 0 {
+			continue
+		}
+		var bv, fv, rv []float64
+		for i := range n {
+			bv = append(bv, ratio(bp[i].impl, bp[i].ref, Sample.CPUNsPerItem))
+			fv = append(fv, ratio(fp[i].impl, fp[i].ref, Sample.CPUNsPerItem))
+			rv = append(rv, bv[i]/fv[i])
+		}
+		out = append(out, CoreFloor{Producers: p, Rounds: n, BatcherVsMutex: medianOf(bv), FloorVsMutex: medianOf(fv),
+			Ratio: medianOf(rv), RatioMin: slices.Min(rv), RatioMax: slices.Max(rv)})
+	}
+	return out
+}
+
+// floorMarkdown writes the CoreFloors and the FloorRows as tables, if there
+// are any.
 func (r *Report) floorMarkdown(w io.Writer) {
+	if cfs := r.CoreFloors(); len(cfs) > 0 {
+		fmt.Fprintf(w, "\nAgainst the floor of the Batcher contract (%s): the CPU ratios to the inline mutex run in the same block, medians over rounds; "+
+			"\"÷ floor\" is the median over rounds of the Batcher's ratio over the floor's (lowest-highest in brackets).\n\n", MutexPool)
+		fmt.Fprintln(w, "| producers | Batcher × mutex (CPU) | floor × mutex (CPU) | Batcher ÷ floor (CPU) | rounds |")
+		fmt.Fprintln(w, "|--:|--:|--:|--:|--:|")
+		for _, c := range cfs {
+			fmt.Fprintf(w, "| %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %d |\n", c.Producers, c.BatcherVsMutex, c.FloorVsMutex, c.Ratio, c.RatioMin, c.RatioMax, c.Rounds)
+		}
+	}
 	rows := r.FloorRows()
 	if len(rows) == 0 {
 		return

@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"bytes"
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -143,6 +144,32 @@ func TestFloorRows(t *testing.T) {
 	var buf bytes.Buffer
 	r.floorMarkdown(&buf)
 	if !strings.Contains(buf.String(), "| tracing + metrics (muster-otel-nospan vs floor-tracing) | 1 | 1.60 | 1.50 | 60.0 | 50.0 | 1.20 (1.00-1.20) | 1.20 | 1.20 | 3 |") {
+		t.Errorf("table:\n%s", buf.String())
+	}
+}
+
+// TestCoreFloors checks the Batcher's ratio to its contract's floor on
+// samples made up: each against the mutex run of its own block.
+func TestCoreFloors(t *testing.T) {
+	cpu := func(ns int) Sample { return Sample{Items: 1, CPU: time.Duration(ns), Wall: time.Duration(ns)} }
+	r := &Report{Config: Config{Producers: []int{1, 8}}, pairs: map[string][]pair{
+		cellKey(MusterBatcher, 1): {{cpu(200), cpu(100)}, {cpu(240), cpu(100)}, {cpu(180), cpu(90)}},
+		cellKey(MutexPool, 1):     {{cpu(150), cpu(100)}, {cpu(160), cpu(100)}, {cpu(200), cpu(100)}},
+		cellKey(MusterBatcher, 8): {{cpu(200), cpu(100)}},
+	}}
+	cfs := r.CoreFloors()
+	if len(cfs) != 1 {
+		t.Fatalf("%d rows, want 1 (no floor ran at 8 producers)", len(cfs))
+	}
+	// Batcher × mutex 2, 2.4, 2 (median 2); floor 1.5, 1.6, 2 (median
+	// 1.6); per round 1.333, 1.5, 1.
+	c := cfs[0]
+	if c.BatcherVsMutex != 2 || c.FloorVsMutex != 1.6 || c.RatioMin != 1 || math.Abs(c.RatioMax-1.5) > 1e-9 || c.Rounds != 3 || c.Ratio < 1.33 || c.Ratio > 1.34 {
+		t.Errorf("got %+v, want 2 / 1.6, 1.33 (1-1.5) over 3 rounds", c)
+	}
+	var buf bytes.Buffer
+	r.floorMarkdown(&buf)
+	if !strings.Contains(buf.String(), "| 1 | 2.00 | 1.60 | 1.33 (1.00-1.50) | 3 |") {
 		t.Errorf("table:\n%s", buf.String())
 	}
 }

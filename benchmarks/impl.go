@@ -83,6 +83,7 @@ func (c *Counter) error() error {
 const (
 	MutexInline   = "mutex"          // the inline mutex baseline, the reference of references
 	MusterBatcher = "muster-Batcher" // muster's Batcher.Add, for its variants
+	MutexPool     = "mutex-pool"     // the floor of the Batcher contract (baselines.go)
 )
 
 // Impls returns every implementation, references before the

@@ -9,11 +9,11 @@ import (
 // Client.Add or a Client's worker. The worker differs from a producer in
 // two ways: it always blocks for room (a send on Work does), and it is cut
 // short only by a Shutdown deadline, so its item is then refused with
-// ErrIncomplete. What most items never meet (a key
-// or size to compute, a full client, a refusal) is in functions of their
-// own, so that the common path is a lock, an append and an unlock; the
-// flight lock is taken only when the item closes its batch or a batch
-// waits for a slot.
+// ErrIncomplete. Its common case, an item that joins the open batch of the
+// key the last item went to without closing it, on a running client with
+// no batch waiting for a slot and without Result, Batch, Sizer or hooks, is
+// a lock, an append and an unlock, with no call; every other item goes on
+// through addLocked.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool) (Result, error) {
 	var key K
 	size := 0
@@ -23,20 +23,36 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool)
 			return Result{}, e.refuse(ctx, err, time.Time{})
 		}
 	}
+	e.mu.Lock()
+	if ks := e.lastKey; ks != nil && ks.cur != nil && ks.cur.n < e.fill && ks.key == key && !wantResult &&
+		e.phase == running && e.readyN.Load() == 0 && e.join == nil && e.sizer == nil && e.hooks == nil {
+		b := ks.cur
+		b.items = append(b.items, item)
+		b.n++
+		e.openItems++
+		e.added++
+		e.mu.Unlock()
+		return Result{}, nil
+	}
+	return e.addLocked(ctx, key, item, size, wantResult, worker)
+}
+
+// addLocked is add for the items its common case leaves: what most never
+// meet (a full client, a refusal) is in functions of their own, and the
+// flight lock is taken only when the item closes its batch or a batch
+// waits for a slot. It needs mu, and releases it.
+func (e *engine[K, T]) addLocked(ctx context.Context, key K, item T, size int, wantResult, worker bool) (Result, error) {
 	var l launches[K, T]
 	var r Result
 	var slow *slowAdd[T]
-	ks, err := &e.single, error(nil)
-	e.mu.Lock()
+	var ks *keyState[K, T]
+	err := error(nil)
 	if e.phase != running || e.readyN.Load() != 0 && e.fullLocked(key) {
 		if slow = e.makeRoomLocked(ctx, key, item, wantResult, worker); slow.done {
 			return slow.r, slow.err // unlocked
 		}
 	}
-	if e.keyFn != nil {
-		ks, err = e.keyLocked(key)
-	}
-	if err == nil {
+	if ks, err = e.keyLocked(key); err == nil {
 		var want *Result
 		if wantResult {
 			want = &r
@@ -97,10 +113,14 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)
 const maxRun = 256
 
 // measure calls the Key and Sizer functions, outside the locks, with one
-// deferred recover for both (a panic is the item's error).
+// deferred recover for both (a panic is the item's error) and for the key's
+// comparison with itself.
 func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
+	comparing := false
 	defer func() {
-		if r := recover(); r != nil {
+		if r := recover(); r != nil && comparing {
+			err = ErrInvalidKey
+		} else if r != nil {
 			err = newPanicError(r) // the Key or Sizer function panicked
 		}
 	}()
@@ -108,9 +128,11 @@ func (e *engine[K, T]) measure(item T) (key K, size int, err error) {
 		key = e.keyFn(item)
 		// A NaN is never found again in a map; an uncomparable value held
 		// in an interface panics when compared: neither equals itself.
-		if !selfEqual(key) {
+		comparing = true
+		if key != key {
 			return key, 0, ErrInvalidKey
 		}
+		comparing = false
 	}
 	if e.sizer != nil {
 		if size = e.sizer(item); size < 0 || size > e.maxBytes {
@@ -145,43 +167,15 @@ func (e *engine[K, T]) reportRefusal(ctx context.Context, err error, since time.
 	return err
 }
 
-// selfEqual reports whether k == k; comparing an uncomparable value held in
-// an interface panics, and such a key is not equal to itself either.
-func selfEqual[K comparable](k K) (eq bool) {
-	defer func() {
-		if recover() != nil {
-			eq = false
-		}
-	}()
-	return k == k
-}
-
 // appendLocked puts an item into its key's open batch, closing the batches
 // its arrival completes: the one way an item joins a batch. An error (a
 // BatchMaker or Batch.Add that panicked) means the item was not taken. r,
 // when not nil, receives the item's Result, taken before its batch may
-// close: a closed batch may be done, and reused, before mu is released. It
-// needs mu (not fmu: closing a batch takes it).
-//
-// Its common case, an item that neither opens nor closes its batch on a
-// client without Batch, Sizer, MaxBatchBytes or hooks, makes no call; every
-// other item goes through joinLocked. (A plain client's open batch is in the
-// open FIFO already: the joinLocked call that made it added its first item.)
+// close: a closed batch may be done, and reused, before mu is released.
+// What most items never need (a new batch, a Batch's Add, sizes) is in
+// prepareLocked, and what happens once per batch or with hooks in
+// joinedLocked. It needs mu (not fmu: closing a batch takes it).
 func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
-	if b := ks.cur; b != nil && b.n < e.fill && r == nil && e.join == nil && e.sizer == nil && e.hooks == nil {
-		b.items = append(b.items, item)
-		b.n++
-		e.openItems++
-		e.added++
-		return nil
-	}
-	return e.joinLocked(ctx, ks, item, size, r, l)
-}
-
-// joinLocked is appendLocked for every item: what most items never need (a
-// new batch, a Batch's Add, sizes) is in prepareLocked, and what happens
-// once per batch or with hooks in joinedLocked. It needs mu.
-func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
 	b := ks.cur
 	if b == nil || e.join != nil || e.sizer != nil {
 		var err error

@@ -180,7 +180,7 @@ type engine[K comparable, T any] struct {
 	refused    uint64
 	dropped    uint64
 	keys       map[K]*keyState[K, T]
-	lastKey    *keyState[K, T] // the key keyLocked found last, if still live: most items repeat it
+	lastKey    *keyState[K, T] // the key keyLocked found last, if still live (single without Key): most items repeat it
 	idleKeys   list[keyState[K, T], *keyState[K, T]]
 	janitor    *time.Timer
 	janitorSet bool
@@ -243,8 +243,9 @@ func newEngine[K comparable, T any](c config[K, T]) *engine[K, T] {
 		}
 	}
 	e.base, e.cancel = context.WithCancelCause(base)
+	e.lastKey = &e.single // a Keyed's: none yet
 	if c.keyFn != nil {
-		e.keys = make(map[K]*keyState[K, T])
+		e.keys, e.lastKey = make(map[K]*keyState[K, T]), nil
 	}
 	if c.timeout > 0 {
 		e.timer = time.AfterFunc(time.Hour, e.onTimer)
