@@ -53,6 +53,21 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		overflow, stopped = OverflowBlock, ErrIncomplete
 	}
 	s := &slowAdd[T]{}
+	refuse := func(err error) *slowAdd[T] { // with both locks held
+		e.refused++
+		e.fmu.Unlock()
+		e.mu.Unlock()
+		if s.done = true; err != ErrDropped {
+			s.err = e.reportRefusal(ctx, err, time.Time{})
+			return s
+		}
+		e.deadLetterItem(ctx, item, err) // Add returns nil for an item dropped
+		e.reportRefusal(ctx, err, time.Time{})
+		if wantResult {
+			s.r = Result{o: droppedOutcome}
+		}
+		return s
+	}
 	for e.phase == running {
 		e.fmu.Lock()
 		over := e.keyOverLocked(key) // the key's own bound first: it is the key's own items that go
@@ -62,38 +77,20 @@ func (e *engine[K, T]) makeRoomLocked(ctx context.Context, key K, item T, wantRe
 		}
 		if overflow == OverflowDropOldest {
 			if !e.keyFitsLocked(key) { // drop nothing for an item refused anyway
-				e.refused++
-				e.fmu.Unlock()
-				e.mu.Unlock()
-				s.done, s.err = true, e.reportRefusal(ctx, ErrTooManyKeys, time.Time{})
-				return s
+				return refuse(ErrTooManyKeys)
 			}
 			if s.drop = e.dropOldestLocked(over); s.drop != nil {
 				e.fmu.Unlock()
 				return s
 			}
 		}
-		switch overflow {
-		case OverflowFail:
-			e.refused++
-			e.fmu.Unlock()
-			e.mu.Unlock()
-			err := ErrFull
-			if over != nil {
-				err = errKeyFull
-			}
-			s.done, s.err = true, e.reportRefusal(ctx, err, time.Time{})
-			return s
-		case OverflowDropNewest, OverflowDropOldest:
-			e.refused++
-			e.fmu.Unlock()
-			e.mu.Unlock()
-			e.deadLetterItem(ctx, item, ErrDropped)
-			e.reportRefusal(ctx, ErrDropped, time.Time{})
-			if s.done = true; wantResult {
-				s.r = Result{o: droppedOutcome}
-			}
-			return s
+		switch {
+		case overflow == OverflowFail && over != nil:
+			return refuse(errKeyFull)
+		case overflow == OverflowFail:
+			return refuse(ErrFull)
+		case overflow != OverflowBlock:
+			return refuse(ErrDropped)
 		}
 		if s.since.IsZero() {
 			s.since = time.Now()
