@@ -23,12 +23,12 @@ type Observer interface {
 // producer's Waited), the batch's (Fired, Done, a batch's Waited, Retried)
 // or the client's base context (Stopped). For one client: an item's Added
 // runs before its batch's Fired; a batch's Fired, then any Waited and
-// Retried, then its Done; Stopped after the hooks of every item taken and
-// every batch (an item offered after Stop began is refused whenever it
-// comes, so its Refused may follow Stopped). Hooks run synchronously and
-// must not block or call back into the client; a panic in one is recovered
-// and ignored. The info values, and the slices in them, are valid only
-// during the call.
+// Retried, then its Done; Stopped after every Added and every batch's
+// hooks. Refused and a producer's Waited run once the client's lock is
+// released, so they may follow Stopped (even for an item taken, then
+// dropped). Hooks run synchronously and must not block or call back into
+// the client; a panic in one is recovered and ignored. The info values,
+// and the slices in them, are valid only during the call.
 type Hooks struct {
 	// Added is called for each item taken, on the producer's goroutine (a
 	// Client's worker for Work, whose context has no values and ends at a
@@ -66,8 +66,8 @@ type Hooks struct {
 	// with info.Abandoned set and ctx the base context.
 	Done func(ctx context.Context, info DoneInfo)
 
-	// Stopped is called once, last, when every batch is done or abandoned,
-	// on the goroutine that saw the last one end (or Stop's, Shutdown's).
+	// Stopped is called once, when every batch is done or abandoned, on
+	// the goroutine that saw the last one end (or Stop's, Shutdown's).
 	Stopped func(ctx context.Context, info ClientInfo)
 }
 
