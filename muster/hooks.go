@@ -142,8 +142,8 @@ type WaitReason uint8
 
 // The reasons for a wait.
 const (
-	// WaitBackpressure: a producer was held in Add (or a send on Work) while
-	// the pending capacity was used up.
+	// WaitBackpressure: a producer was held in Add while the pending
+	// capacity was used up (a send blocked on Work is not reported).
 	WaitBackpressure WaitReason = iota + 1
 	// WaitRateLimit: a batch waited for a rate limiter's tokens.
 	WaitRateLimit
