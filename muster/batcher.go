@@ -142,7 +142,8 @@ type Keyed[K comparable, T any] struct {
 	//     the Add that dropped it, with that Add's context (for the oldest
 	//     item, the context the Added hook kept for it, or Background);
 	//   - a batch abandoned unfired at a Shutdown deadline, with
-	//     ErrIncomplete, on Shutdown's goroutine, before its Done hook.
+	//     ErrIncomplete, on Shutdown's goroutine with the base context
+	//     (canceled by then), before its Done hook.
 	// items is valid only until it returns. It must not block for long (it
 	// holds a slot, a producer, or Shutdown); a panic in it is recovered.
 	// Optional; nil costs nothing.

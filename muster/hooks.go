@@ -21,14 +21,14 @@ type Observer interface {
 //
 // Every hook takes a context first: the item's (Added, Refused, a
 // producer's Waited), the batch's (Fired, Done, a batch's Waited, Retried)
-// or the client's base context (Stopped). For one client: an item's Added
-// runs before its batch's Fired; a batch's Fired, then any Waited and
-// Retried, then its Done; Stopped after every Added and every batch's
-// hooks. Refused and a producer's Waited run once the client's lock is
-// released, so they may follow Stopped (even for an item taken, then
+// or the client's base context, canceled by then (Stopped). For one client:
+// an item's Added runs before its batch's Fired; a batch's Fired, then any
+// Waited and Retried, then its Done; Stopped after every Added and every
+// batch's hooks. Refused and a producer's Waited run once the client's lock
+// is released, so they may follow Stopped (even for an item taken, then
 // dropped). Hooks run synchronously and must not block or call back into
-// the client; a panic in one is recovered and ignored. The info values,
-// and the slices in them, are valid only during the call.
+// the client; a panic in one is recovered and ignored. The info values, and
+// the slices in them, are valid only during the call.
 type Hooks struct {
 	// Added is called for each item taken, on the producer's goroutine (a
 	// Client's worker for Work, whose context has no values and ends at a
@@ -63,7 +63,7 @@ type Hooks struct {
 	// Done is called once per batch that fired, on its goroutine when Fire
 	// has finished, while it still holds its slot; and once per batch
 	// abandoned unfired at a Shutdown deadline, on Shutdown's goroutine,
-	// with info.Abandoned set and ctx the base context.
+	// with info.Abandoned set and ctx the base context, canceled by then.
 	Done func(ctx context.Context, info DoneInfo)
 
 	// Stopped is called once, when every batch is done or abandoned, on
