@@ -91,17 +91,17 @@ type Keyed[K comparable, T any] struct {
 	// policy applies. Zero: none.
 	PendingWorkCapacity uint
 
-	// MaxPendingPerKey bounds one key's share, so that a loud key leaves
-	// the others at least PendingWorkCapacity - MaxPendingPerKey: while a
-	// batch of a key waits for a slot, the key may hold at most this many
-	// items that have not fired (KeyStats.Pending); its further Adds meet
-	// the Overflow policy (OverflowFail's error matches ErrFull;
-	// OverflowDropOldest drops that key's oldest item, never another
-	// key's). It also makes admission fair: a free slot goes round-robin to
-	// the keys with batches waiting, the key served longest ago first, so
-	// that at most one batch of each other key goes before a quiet key's.
-	// It must be below PendingWorkCapacity, and should be at least
-	// MaxBatchSize. Zero: no bound, and batches get slots oldest first.
+	// MaxPendingPerKey bounds one key's share: while a batch of a key waits
+	// for a slot, the key's Adds meet the Overflow policy once it holds this
+	// many items that have not fired (KeyStats.Pending: at most this many, or
+	// one full batch if that is more), and other keys' are still taken
+	// (OverflowFail's error matches ErrFull; OverflowDropOldest drops that
+	// key's oldest item, never another key's). It also makes admission fair:
+	// a free slot goes round-robin to the keys with batches waiting, the key
+	// served longest ago first, so that at most one batch of each other key
+	// goes before a quiet key's. It must be below PendingWorkCapacity, and
+	// should be at least MaxBatchSize. Zero: no bound, and batches get slots
+	// oldest first.
 	MaxPendingPerKey uint
 
 	// Overflow says what Add does when the pending capacity, or a key's
