@@ -26,8 +26,7 @@
 // MaxConcurrentBatches in-flight slots shared by all keys; it fires (Fired
 // hook, then Fire) only once it holds a slot, and no goroutine exists for it
 // before that. When PendingWorkCapacity items are queued behind the oldest
-// waiting batch, Add applies the [Overflow] policy. Sending on a Client's
-// Work always blocks, as in the seed.
+// waiting batch, Add applies the [Overflow] policy.
 //
 // The capacity is shared by the keys of a Keyed, so by default one loud key
 // can fill it; Keyed.MaxPendingPerKey bounds each key's share and gives
