@@ -110,5 +110,5 @@
 // the program; a second Stop no longer panics; a Done called twice no longer
 // corrupts the in-flight count; a negative BatchTimeout is refused by Start
 // (the seed fired every item at once); Start's error for no trigger matches
-// ErrInvalidConfig (the seed's was unexported, with the same words).
+// ErrInvalidConfig, its message that error's followed by the seed's words.
 package muster
