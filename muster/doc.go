@@ -44,7 +44,8 @@
 //     room; [ErrFull] at full capacity under OverflowFail; [ErrTooLarge] for
 //     an item past MaxBatchBytes; [ErrInvalidKey] for a key not equal to
 //     itself; [ErrTooManyKeys] for a new key when MaxKeys keys hold work.
-//     Sending on Client.Work after Stop panics, as on any closed channel.
+//     Sending on Client.Work after Stop panics, as on any closed channel;
+//     an item refused after its send on Work is seen by hooks, not the sender.
 //   - Under OverflowDropNewest or OverflowDropOldest an item is dropped: Add
 //     returns nil; the Refused hook, the item's [Result] and the DeadLetter
 //     function see [ErrDropped].
@@ -55,10 +56,10 @@
 //     [*PanicError], with the stack: a batch is done with it and releases
 //     its slot, an item is refused with it.
 //   - A batch fails when its FireFunc returns an error (or an [*ItemErrors]
-//     to fail only some items), or its Batch calls [DoneWith] with one. The
-//     core does not retry: wrap Fire with a retry [Middleware]. After every
-//     middleware, the failed items reach the DeadLetter function of a
-//     Batcher or Keyed.
+//     to fail only some items), or its Batch calls [DoneWith] with one: its
+//     items' Results and its Done hook see the error. The core does not
+//     retry: wrap Fire with a retry [Middleware]. After every middleware,
+//     the failed items reach the DeadLetter function of a Batcher or Keyed.
 //   - Stop and Shutdown fire the partial batches and wait. When Shutdown's
 //     context ends first, batches that have not fired are abandoned (Done
 //     hooks, Results and the DeadLetter function see [ErrIncomplete];
