@@ -269,7 +269,7 @@ func (k *Keyed[K, T]) Stats() Stats { return k.e.snapshot() }
 // left out. It finds the loud tenant without a metric label per key, but
 // reads every live key under the client's locks: call it at scrape
 // intervals, not per item (13 µs for 1,024 keys: BenchmarkKeyedTopKeys).
-// It returns nil before Start and when Key is nil.
+// It returns nil before Start, and no keys when Key is nil.
 func (k *Keyed[K, T]) TopKeys(n int) []KeyStats[K] {
 	if k.e == nil {
 		return nil
