@@ -7,10 +7,10 @@ import (
 
 // Observer watches clients. A client's Start calls Observe once, before it
 // takes any item; the Hooks it returns (nil: none) observe that client
-// alone, until its Stopped hook, so an observer keeps per-client state in
-// their closures (as gRPC's stats.Handler does with TagConn). One Observer
-// may watch many clients, from many goroutines. A *Hooks is an Observer
-// that returns itself for every client.
+// alone (some may run after its Stopped: see Hooks), so an observer keeps
+// per-client state in their closures (as gRPC's stats.Handler does with
+// TagConn). One Observer may watch many clients, from many goroutines. A
+// *Hooks is an Observer that returns itself for every client.
 type Observer interface {
 	Observe(c ClientInfo) *Hooks
 }
@@ -298,9 +298,9 @@ type reporter struct {
 }
 
 // ReportWait tells the hooks of the client whose batch ctx belongs to that
-// the batch waited (for a rate limiter, say), filling in BatchID; it does
-// nothing when ctx is not a batch's or no hook listens. For layers around
-// Fire.
+// the batch waited (for a rate limiter, say), filling in BatchID, on the
+// caller's goroutine; it does nothing when ctx is not a batch's or no hook
+// listens. For layers around Fire.
 func ReportWait(ctx context.Context, info WaitInfo) {
 	if r, ok := ctx.Value(reporterKey{}).(*reporter); ok && r.hooks.Waited != nil {
 		info.BatchID = r.id
