@@ -57,6 +57,51 @@ func TestBackpressureWork(t *testing.T) {
 	})
 }
 
+// A producer blocked in a send on Work gets no Waited hook: the channel
+// holds it, not the client (WaitBackpressure reports Add's waits only).
+func TestBackpressureWorkSendNotReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var waits []muster.WaitInfo
+		r := &recorder{hold: true}
+		c := &muster.Client{MaxBatchSize: 1, MaxConcurrentBatches: 1, BatchMaker: r.maker,
+			Hooks: &muster.Hooks{Waited: func(_ context.Context, w muster.WaitInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				waits = append(waits, w)
+			}}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c.Work <- 1 // in flight
+		c.Work <- 2 // waits for the slot: the worker takes nothing more
+		synctest.Wait()
+		sent := make(chan struct{})
+		go func() { c.Work <- 3; close(sent) }()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		select {
+		case <-sent:
+			t.Fatal("the send on Work was not held")
+		default:
+		}
+		for len(r.snapshot()) < 3 {
+			r.release()
+			synctest.Wait()
+		}
+		<-sent
+		r.release()
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(waits) != 0 {
+			t.Fatalf("Waited reported %+v for a send on Work", waits)
+		}
+	})
+}
+
 func TestBackpressureAdd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex

@@ -91,17 +91,17 @@ type Keyed[K comparable, T any] struct {
 	// policy applies. Zero: none.
 	PendingWorkCapacity uint
 
-	// MaxPendingPerKey bounds one key's share, so that a loud key leaves
-	// the others at least PendingWorkCapacity - MaxPendingPerKey: while a
-	// batch of a key waits for a slot, the key may hold at most this many
-	// items that have not fired (KeyStats.Pending); its further Adds meet
-	// the Overflow policy (OverflowFail's error matches ErrFull;
-	// OverflowDropOldest drops that key's oldest item, never another
-	// key's). It also makes admission fair: a free slot goes round-robin to
-	// the keys with batches waiting, the key served longest ago first, so
-	// that at most one batch of each other key goes before a quiet key's.
-	// It must be below PendingWorkCapacity, and should be at least
-	// MaxBatchSize. Zero: no bound, and batches get slots oldest first.
+	// MaxPendingPerKey bounds one key's share: while a batch of a key waits
+	// for a slot, the key's Adds meet the Overflow policy once it holds this
+	// many items that have not fired (KeyStats.Pending: at most this many, or
+	// one full batch if that is more), and other keys' are still taken
+	// (OverflowFail's error matches ErrFull; OverflowDropOldest drops that
+	// key's oldest item, never another key's). It also makes admission fair:
+	// a free slot goes round-robin to the keys with batches waiting, the key
+	// served longest ago first, so that at most one batch of each other key
+	// goes before a quiet key's. It must be below PendingWorkCapacity, and
+	// should be at least MaxBatchSize. Zero: no bound, and batches get slots
+	// oldest first.
 	MaxPendingPerKey uint
 
 	// Overflow says what Add does when the pending capacity, or a key's
@@ -142,7 +142,8 @@ type Keyed[K comparable, T any] struct {
 	//     the Add that dropped it, with that Add's context (for the oldest
 	//     item, the context the Added hook kept for it, or Background);
 	//   - a batch abandoned unfired at a Shutdown deadline, with
-	//     ErrIncomplete, on Shutdown's goroutine, before its Done hook.
+	//     ErrIncomplete, on Shutdown's goroutine with the base context
+	//     (canceled by then), before its Done hook.
 	// items is valid only until it returns. It must not block for long (it
 	// holds a slot, a producer, or Shutdown); a panic in it is recovered.
 	// Optional; nil costs nothing.
@@ -268,7 +269,7 @@ func (k *Keyed[K, T]) Stats() Stats { return k.e.snapshot() }
 // left out. It finds the loud tenant without a metric label per key, but
 // reads every live key under the client's locks: call it at scrape
 // intervals, not per item (13 µs for 1,024 keys: BenchmarkKeyedTopKeys).
-// It returns nil before Start and when Key is nil.
+// It returns nil before Start, and no keys when Key is nil.
 func (k *Keyed[K, T]) TopKeys(n int) []KeyStats[K] {
 	if k.e == nil {
 		return nil

@@ -26,8 +26,7 @@
 // MaxConcurrentBatches in-flight slots shared by all keys; it fires (Fired
 // hook, then Fire) only once it holds a slot, and no goroutine exists for it
 // before that. When PendingWorkCapacity items are queued behind the oldest
-// waiting batch, Add applies the [Overflow] policy. Sending on a Client's
-// Work always blocks, as in the seed.
+// waiting batch, Add applies the [Overflow] policy.
 //
 // The capacity is shared by the keys of a Keyed, so by default one loud key
 // can fill it; Keyed.MaxPendingPerKey bounds each key's share and gives
@@ -45,7 +44,8 @@
 //     room; [ErrFull] at full capacity under OverflowFail; [ErrTooLarge] for
 //     an item past MaxBatchBytes; [ErrInvalidKey] for a key not equal to
 //     itself; [ErrTooManyKeys] for a new key when MaxKeys keys hold work.
-//     Sending on Client.Work after Stop panics, as on any closed channel.
+//     Sending on Client.Work after Stop panics, as on any closed channel;
+//     an item refused after its send on Work is seen by hooks, not the sender.
 //   - Under OverflowDropNewest or OverflowDropOldest an item is dropped: Add
 //     returns nil; the Refused hook, the item's [Result] and the DeadLetter
 //     function see [ErrDropped].
@@ -56,10 +56,10 @@
 //     [*PanicError], with the stack: a batch is done with it and releases
 //     its slot, an item is refused with it.
 //   - A batch fails when its FireFunc returns an error (or an [*ItemErrors]
-//     to fail only some items), or its Batch calls [DoneWith] with one. The
-//     core does not retry: wrap Fire with a retry [Middleware]. After every
-//     middleware, the failed items reach the DeadLetter function of a
-//     Batcher or Keyed.
+//     to fail only some items), or its Batch calls [DoneWith] with one: its
+//     items' Results and its Done hook see the error. The core does not
+//     retry: wrap Fire with a retry [Middleware]. After every middleware,
+//     the failed items reach the DeadLetter function of a Batcher or Keyed.
 //   - Stop and Shutdown fire the partial batches and wait. When Shutdown's
 //     context ends first, batches that have not fired are abandoned (Done
 //     hooks, Results and the DeadLetter function see [ErrIncomplete];
@@ -111,5 +111,5 @@
 // the program; a second Stop no longer panics; a Done called twice no longer
 // corrupts the in-flight count; a negative BatchTimeout is refused by Start
 // (the seed fired every item at once); Start's error for no trigger matches
-// ErrInvalidConfig (the seed's was unexported, with the same words).
+// ErrInvalidConfig, its message that error's followed by the seed's words.
 package muster

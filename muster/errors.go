@@ -55,10 +55,9 @@ var (
 	// nil context; nothing was done.
 	ErrNilContext = errors.New("muster: nil context")
 
-	// ErrWaitCanceled is matched, with the context's error, by what
-	// Result.Wait returns when its context ends first: the wait ended, not
-	// the item, which is still in its batch and may yet be written. It is
-	// never an item's outcome.
+	// ErrWaitCanceled is matched by Result.Wait's error when its context
+	// ends first: the wait ended, not the item, which may yet be written.
+	// It is never an item's outcome.
 	ErrWaitCanceled = errors.New("muster: wait for the result ended before the item's batch was done (the item is still in its batch)")
 
 	// errZeroBoth says no trigger is set, in the seed's words.
@@ -74,10 +73,8 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-// PanicError is the error of a batch whose Fire panicked, or of an item
-// whose Batch.Add, BatchMaker, Key or Sizer panicked: the panic is
-// recovered, the batch is done with it (its slot released), the item
-// refused with it. Match it with errors.As.
+// PanicError is the error of a batch or an item whose function panicked
+// (see the package doc, "What happens to items"). Match it with errors.As.
 type PanicError struct {
 	Value any    // what was passed to panic
 	Stack []byte // the panicking goroutine's stack

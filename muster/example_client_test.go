@@ -44,11 +44,15 @@ func ExampleClient_middleware() {
 			return err
 		}
 	}
-	attempts := 0
+	attempts, made := 0, 0
 	c := &muster.Client{
 		MaxBatchSize: 3,
-		BatchMaker:   func() muster.Batch { return &flakyBatch{attempts: &attempts} },
-		Middleware:   retry,
+		BatchMaker: func() muster.Batch {
+			made++
+			fmt.Println("BatchMaker: Batch", made)
+			return &flakyBatch{attempts: &attempts}
+		},
+		Middleware: retry,
 	}
 	if err := c.Start(); err != nil {
 		fmt.Println(err)
@@ -70,8 +74,11 @@ func ExampleClient_middleware() {
 	_ = c.Stop()
 	fmt.Printf("fired %d, failed %d\n", c.Stats().Fired, c.Stats().Failed)
 	// Output:
+	// BatchMaker: Batch 1
 	// attempt 1 of [a b c]: downstream busy
+	// BatchMaker: Batch 2
 	// attempt 2 of [a b c]: downstream busy
+	// BatchMaker: Batch 3
 	// delivered [a b c]
 	// result: <nil>
 	// result: <nil>

@@ -83,7 +83,8 @@ func ExampleOverflow() {
 	// 1
 }
 
-// MaxBatchBytes fires a batch before the next item would pass the limit.
+// MaxBatchBytes fires a batch before the next item would pass the limit, or
+// when it reaches it; an item larger than the limit on its own is refused.
 func ExampleBatcher_maxBatchBytes() {
 	b := &muster.Batcher[string]{
 		MaxBatchBytes:        8,
@@ -99,14 +100,17 @@ func ExampleBatcher_maxBatchBytes() {
 		},
 	}
 	_ = b.Start()
-	for _, s := range []string{"abc", "def", "gh", "ijklmn", "o"} {
+	for _, s := range []string{"abc", "def", "ghij", "kl", "mn", "o"} {
 		_ = b.Add(context.Background(), s)
 	}
-	_ = b.Add(context.Background(), "far too long for one batch")
+	err := b.Add(context.Background(), "far too long for one batch")
 	_ = b.Stop()
+	fmt.Println(err)
 	// Output:
-	// bytes: [abc def gh]
-	// shutdown: [ijklmn o]
+	// bytes: [abc def]
+	// bytes: [ghij kl mn]
+	// shutdown: [o]
+	// muster: item larger than MaxBatchBytes
 }
 
 // A producer bounds its wait for the outcome. When the wait ends first, the

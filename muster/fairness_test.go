@@ -433,3 +433,34 @@ func TestClientInfoTopKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A key's batch that begins to wait already holds all its items: with
+// MaxBatchSize above MaxPendingPerKey the key holds that one full batch, and
+// only its further Adds meet the Overflow policy (as MaxPendingPerKey's doc
+// says: at most that many items, or one full batch if that is more).
+func TestMaxPendingPerKeyBelowBatchSize(t *testing.T) {
+	release := make(chan struct{})
+	k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 5, MaxConcurrentBatches: 1, PendingWorkCapacity: 10,
+		MaxPendingPerKey: 2, Overflow: muster.OverflowFail,
+		Fire: func(context.Context, []kitem) error { <-release; return nil }}
+	startKeyed(t, k)
+	ctx := context.Background()
+	for i := range 10 { // [0..4] in flight, [5..9] waiting for the slot
+		if err := k.Add(ctx, kitem{"a", i}); err != nil {
+			t.Fatalf("add a%d: %v", i, err)
+		}
+	}
+	if err := k.Add(ctx, kitem{"a", 10}); !errors.Is(err, muster.ErrFull) {
+		t.Fatalf("add a10: %v, want ErrFull", err)
+	}
+	if err := k.Add(ctx, kitem{"b", 0}); err != nil {
+		t.Fatalf("add b0: %v", err)
+	}
+	if s, _ := keyStats(k, "a"); s != (muster.KeyStats[string]{Key: "a", Pending: 5, Waiting: 1, InFlight: 1}) {
+		t.Fatalf("KeyStats(a) = %+v, want 5 pending (one full batch, above MaxPendingPerKey 2)", s)
+	}
+	close(release)
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -312,9 +312,12 @@ func (l *batchLog[T]) check(t *testing.T, want [][]T, triggers []muster.Trigger)
 }
 
 // isZeroBoth reports whether err is Start's error for a client without a
-// trigger: it matches ErrInvalidConfig and says so in the seed's words.
+// trigger: it matches ErrInvalidConfig, and its message is that error's
+// followed by the seed's (as the package doc's "Migrating" says).
 func isZeroBoth(err error) bool {
-	return errors.Is(err, muster.ErrInvalidConfig) && strings.Contains(err.Error(), "MaxBatchSize and BatchTimeout can't both be zero")
+	const seeds = "muster: MaxBatchSize and BatchTimeout can't both be zero"
+	return errors.Is(err, muster.ErrInvalidConfig) &&
+		err.Error() == muster.ErrInvalidConfig.Error()+": "+strings.TrimPrefix(seeds, "muster: ")
 }
 
 // isAlreadyStarted reports whether err is a second Start's error.

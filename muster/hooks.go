@@ -7,10 +7,10 @@ import (
 
 // Observer watches clients. A client's Start calls Observe once, before it
 // takes any item; the Hooks it returns (nil: none) observe that client
-// alone, until its Stopped hook, so an observer keeps per-client state in
-// their closures (as gRPC's stats.Handler does with TagConn). One Observer
-// may watch many clients, from many goroutines. A *Hooks is an Observer
-// that returns itself for every client.
+// alone (some may run after its Stopped: see Hooks), so an observer keeps
+// per-client state in their closures (as gRPC's stats.Handler does with
+// TagConn). One Observer may watch many clients, from many goroutines. A
+// *Hooks is an Observer that returns itself for every client.
 type Observer interface {
 	Observe(c ClientInfo) *Hooks
 }
@@ -21,14 +21,14 @@ type Observer interface {
 //
 // Every hook takes a context first: the item's (Added, Refused, a
 // producer's Waited), the batch's (Fired, Done, a batch's Waited, Retried)
-// or the client's base context (Stopped). For one client: an item's Added
-// runs before its batch's Fired; a batch's Fired, then any Waited and
-// Retried, then its Done; Stopped after the hooks of every item taken and
-// every batch (an item offered after Stop began is refused whenever it
-// comes, so its Refused may follow Stopped). Hooks run synchronously and
-// must not block or call back into the client; a panic in one is recovered
-// and ignored. The info values, and the slices in them, are valid only
-// during the call.
+// or the client's base context, canceled by then (Stopped). For one client:
+// an item's Added runs before its batch's Fired; a batch's Fired, then any
+// Waited and Retried, then its Done; Stopped after every Added and every
+// batch's hooks. Refused and a producer's Waited run once the client's lock
+// is released, so they may follow Stopped (even for an item taken, then
+// dropped). Hooks run synchronously and must not block or call back into
+// the client; a panic in one is recovered and ignored. The info values, and
+// the slices in them, are valid only during the call.
 type Hooks struct {
 	// Added is called for each item taken, on the producer's goroutine (a
 	// Client's worker for Work, whose context has no values and ends at a
@@ -63,11 +63,11 @@ type Hooks struct {
 	// Done is called once per batch that fired, on its goroutine when Fire
 	// has finished, while it still holds its slot; and once per batch
 	// abandoned unfired at a Shutdown deadline, on Shutdown's goroutine,
-	// with info.Abandoned set and ctx the base context.
+	// with info.Abandoned set and ctx the base context, canceled by then.
 	Done func(ctx context.Context, info DoneInfo)
 
-	// Stopped is called once, last, when every batch is done or abandoned,
-	// on the goroutine that saw the last one end (or Stop's, Shutdown's).
+	// Stopped is called once, when every batch is done or abandoned, on
+	// the goroutine that saw the last one end (or Stop's, Shutdown's).
 	Stopped func(ctx context.Context, info ClientInfo)
 }
 
@@ -142,8 +142,8 @@ type WaitReason uint8
 
 // The reasons for a wait.
 const (
-	// WaitBackpressure: a producer was held in Add (or a send on Work) while
-	// the pending capacity was used up.
+	// WaitBackpressure: a producer was held in Add while the pending
+	// capacity was used up (a send blocked on Work is not reported).
 	WaitBackpressure WaitReason = iota + 1
 	// WaitRateLimit: a batch waited for a rate limiter's tokens.
 	WaitRateLimit
@@ -298,9 +298,9 @@ type reporter struct {
 }
 
 // ReportWait tells the hooks of the client whose batch ctx belongs to that
-// the batch waited (for a rate limiter, say), filling in BatchID; it does
-// nothing when ctx is not a batch's or no hook listens. For layers around
-// Fire.
+// the batch waited (for a rate limiter, say), filling in BatchID, on the
+// caller's goroutine; it does nothing when ctx is not a batch's or no hook
+// listens. For layers around Fire.
 func ReportWait(ctx context.Context, info WaitInfo) {
 	if r, ok := ctx.Value(reporterKey{}).(*reporter); ok && r.hooks.Waited != nil {
 		info.BatchID = r.id

@@ -480,9 +480,9 @@ func TestComposeIsolatesPanics(t *testing.T) {
 	}
 }
 
-// Stopped runs after the hooks of every item taken and every batch; an item
-// offered after Stop began is refused with ErrStopped whenever it comes, so
-// its Refused may follow Stopped (as the Hooks doc says).
+// Stopped runs after every Added and every batch's hooks; an item offered
+// after Stop began is refused with ErrStopped whenever it comes, so its
+// Refused may follow Stopped (as the Hooks doc says).
 func TestStoppedOrder(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
@@ -513,6 +513,52 @@ func TestStoppedOrder(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(events, want) {
+		t.Fatalf("hooks ran %q, want %q", events, want)
+	}
+}
+
+// The Refused hook of an item taken, then dropped under OverflowDropOldest,
+// runs on the dropping Add's goroutine once the lock is released (after its
+// DeadLetter call): the client may stop meanwhile, so it may follow Stopped,
+// as the Hooks doc says. A slow DeadLetter holds that window open.
+func TestDroppedRefusedMayFollowStopped(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, s)
+	}
+	release, inDeadLetter, outDeadLetter := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 1, Overflow: muster.OverflowDropOldest,
+		Fire:       func(context.Context, []int) error { <-release; return nil },
+		DeadLetter: func(context.Context, []int, error) { close(inDeadLetter); <-outDeadLetter },
+		Hooks: &muster.Hooks{
+			Refused: func(_ context.Context, info muster.AddInfo) { note(fmt.Sprintf("refused taken=%v", info.Taken)) },
+			Stopped: func(context.Context, muster.ClientInfo) { note("stopped") },
+		}}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 { // [0 1] in flight, [2 3] waiting for the slot, [4] queued behind them
+		if err := b.Add(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	added := make(chan error)
+	go func() { added <- b.Add(context.Background(), 5) }() // drops 4, takes 5
+	<-inDeadLetter
+	close(release)
+	if err := b.Stop(); err != nil { // fires [5]; returns once Stopped has run
+		t.Fatal(err)
+	}
+	close(outDeadLetter)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"stopped", "refused taken=true"}; !slices.Equal(events, want) {
 		t.Fatalf("hooks ran %q, want %q", events, want)
 	}
 }

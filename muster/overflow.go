@@ -9,8 +9,7 @@ import (
 
 // Overflow says what Add does when the pending capacity is used up (a
 // batch waits for an in-flight slot and PendingWorkCapacity items are
-// queued behind it). Sending on a Client's Work always blocks, as in the
-// seed.
+// queued behind it). A send on a Client's Work blocks then, as in the seed.
 type Overflow uint8
 
 // The overflow policies.

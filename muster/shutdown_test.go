@@ -427,3 +427,67 @@ func TestShutdownDeadlineFiresNothingNew(t *testing.T) {
 		}
 	})
 }
+
+// What is reported with the client's base context, after a Shutdown
+// deadline, gets it canceled (cause ErrIncomplete): an abandoned batch's
+// DeadLetter call and Done hook, and the Stopped hook. After a Stop that
+// drained, Stopped's context is canceled too. A DeadLetter that must write
+// somewhere cannot use it for that.
+func TestBaseContextCanceledWhenReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		causes := map[string]error{}
+		errNotCanceled := errors.New("not canceled")
+		note := func(what string, ctx context.Context) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Err() == nil {
+				causes[what] = errNotCanceled
+				return
+			}
+			causes[what] = context.Cause(ctx)
+		}
+		release := make(chan struct{})
+		hooks := &muster.Hooks{
+			Done: func(ctx context.Context, info muster.DoneInfo) {
+				if info.Abandoned {
+					note("done", ctx)
+				}
+			},
+			Stopped: func(ctx context.Context, _ muster.ClientInfo) { note("stopped", ctx) },
+		}
+		b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 4, Hooks: hooks,
+			Fire:       func(context.Context, []int) error { <-release; return nil },
+			DeadLetter: func(ctx context.Context, _ []int, _ error) { note("deadletter", ctx) },
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 { // [0 1] in flight, [2] open
+			_ = b.Add(context.Background(), i)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); !errors.Is(err, muster.ErrIncomplete) {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		close(release)
+		_ = b.Stop()
+		for _, what := range []string{"deadletter", "done", "stopped"} {
+			if !errors.Is(causes[what], muster.ErrIncomplete) {
+				t.Errorf("%s's context: %v, want canceled with ErrIncomplete", what, causes[what])
+			}
+		}
+
+		b2 := &muster.Batcher[int]{MaxBatchSize: 2, Hooks: hooks, Fire: func(context.Context, []int) error { return nil }}
+		if err := b2.Start(); err != nil {
+			t.Fatal(err)
+		}
+		_ = b2.Add(context.Background(), 1)
+		causes["stopped"] = nil
+		_ = b2.Stop()
+		if c := causes["stopped"]; c == nil || c == errNotCanceled || errors.Is(c, muster.ErrIncomplete) {
+			t.Errorf("Stopped's context after Stop: %v, want canceled", causes["stopped"])
+		}
+	})
+}

@@ -194,7 +194,7 @@ func (e *engine[K, T]) snapshot() Stats {
 // ClientInfo.Stats.
 type Stats struct {
 	Added     uint64 // items taken
-	Refused   uint64 // items not taken (stopped, context ended, full, dropped as newest, too large, bad key, too many keys, a panic)
+	Refused   uint64 // items not taken (stopped, context ended, full, dropped as newest, too large, bad key, too many keys, a panic, in Work at a Shutdown deadline)
 	Dropped   uint64 // items taken, then dropped under OverflowDropOldest
 	Fired     uint64 // batches that took an in-flight slot and fired
 	Done      uint64 // batches fired and done, failed ones included (abandoned ones are not: see Abandoned)
