@@ -53,42 +53,50 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool)
 	return r, nil
 }
 
-// addRun adds item and then, under the same lock, the items more yields
+// addRun adds item and then, under the same lock, the items work holds
 // (up to maxRun, and while no batch waits for a slot), each as add would: a
 // Client's worker pays for the lock once per run of the items Work holds.
-// An item that meets add's room check (the client is stopping, or a batch
-// waits for a slot, when the full check needs the flight lock) goes
-// through add itself, whose error addRun returns. It is for a client
-// without Key or Sizer.
-func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)) error {
+// Most items neither open nor close their batch: for those it calls the
+// join function (the Batch's Add) itself. An item that meets add's room
+// check (the client is stopping, or a batch waits for a slot) goes through
+// add itself, whose error addRun returns. It is for a client without Key
+// or Sizer.
+func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error {
 	var l launches[K, T]
 	var refused []error
-	held := false
 	e.mu.Lock()
-	for n := 1; ; n++ {
-		if e.phase != running || e.readyN.Load() != 0 {
-			held = true
-			break
+	if e.phase != running || e.readyN.Load() != 0 {
+		e.mu.Unlock()
+		_, err := e.add(ctx, item, false, true)
+		return err
+	}
+	for n, ok := 1, true; ok; n++ {
+		var err error
+		if b := e.single.cur; b != nil && b.n < e.fill && e.hooks == nil && !e.keepItems {
+			if err = e.join(&b.state, item); err == nil {
+				b.n++
+				e.openItems++
+				e.added++
+			}
+		} else {
+			err = e.appendLocked(ctx, &e.single, item, 0, nil, &l)
 		}
-		if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
+		if err != nil {
 			refused = append(refused, err)
 		}
-		var ok bool
 		if n == maxRun || e.readyN.Load() != 0 { // as in the seed: leave Work alone while a batch waits
 			break
 		}
-		if item, ok = more(); !ok {
-			break
+		select { // what work holds now, without waiting
+		case item, ok = <-work:
+		default:
+			ok = false
 		}
 	}
 	e.mu.Unlock()
 	e.launch(&l)
 	for _, err := range refused {
 		e.refuse(ctx, err, time.Time{})
-	}
-	if held {
-		_, err := e.add(ctx, item, false, true)
-		return err
 	}
 	return nil
 }

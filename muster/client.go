@@ -173,7 +173,7 @@ func (c *Client) Start() error {
 	maker := c.BatchMaker
 	err := c.k.start(func(cfg *config[struct{}, any]) {
 		cfg.fire = c.fireFunc(maker)
-		cfg.join = func(state *any, item any) error { return joinBatch(maker, state, item) }
+		cfg.join = joinFunc(maker)
 		cfg.keepItems = c.Middleware != nil
 		cfg.outside = func() int { return len(work) }
 	})
@@ -187,18 +187,26 @@ func (c *Client) Start() error {
 	return nil
 }
 
-// joinBatch hands an item to the batch's Batch, made by maker for its first
-// item: the engine's join function for a Client.
-func joinBatch(maker func() Batch, state *any, item any) error {
-	u, _ := (*state).(Batch)
-	if u == nil {
-		var err error
-		if u, err = safeMake(maker); err != nil {
+// joinFunc returns the engine's join function for a Client: it hands an
+// item to the batch's Batch, made by maker for its first item. A panic in
+// either is the item's error.
+func joinFunc(maker func() Batch) func(state *any, item any) error {
+	return func(state *any, item any) (err error) {
+		if *state == nil {
+			u, err := newBatch(maker, item)
+			if err == nil {
+				*state = u
+			}
 			return err
 		}
-		*state = u
+		defer func() {
+			if r := recover(); r != nil {
+				err = newPanicError(r)
+			}
+		}()
+		(*state).(Batch).Add(item)
+		return nil
 	}
-	return safeAdd(u, item)
 }
 
 // fireFunc returns how the engine fires a Client's batch.
@@ -217,13 +225,8 @@ func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struc
 			u := first
 			if first = nil; u == nil || !sameItems(items, b.items) {
 				var err error
-				if u, err = safeMake(maker); err != nil {
+				if u, err = newBatch(maker, items...); err != nil {
 					return err
-				}
-				for _, it := range items {
-					if err := safeAdd(u, it); err != nil {
-						return err
-					}
 				}
 			}
 			return fireBatch(ctx, u)
@@ -295,14 +298,6 @@ func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()
 	ctx := c.wctx
-	more := func() (any, bool) { // what Work holds now, without waiting
-		select {
-		case item, ok := <-work:
-			return item, ok
-		default:
-			return nil, false
-		}
-	}
 	for {
 		if !c.e.awaitNoneWaiting(c.abandon) {
 			break
@@ -311,7 +306,7 @@ func (c *Client) worker(work chan interface{}) {
 		if !ok {
 			return
 		}
-		if err := c.e.addRun(ctx, item, more); err != nil && c.abandoned() {
+		if err := c.e.addRun(ctx, item, work); err != nil && c.abandoned() {
 			c.late++ // refused as Shutdown gave up: Work held it at the deadline
 		}
 	}
@@ -444,24 +439,19 @@ func (c *Client) Stats() Stats {
 	return c.e.snapshot()
 }
 
-func safeAdd(b Batch, item any) (err error) {
+// newBatch makes a Batch with maker and adds items to it; a panic in
+// either is the error.
+func newBatch(maker func() Batch, items ...any) (u Batch, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = newPanicError(r)
 		}
 	}()
-	b.Add(item)
-	return nil
-}
-
-func safeMake(maker func() Batch) (b Batch, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	if b = maker(); b == nil {
+	if u = maker(); u == nil {
 		panic("BatchMaker returned nil")
 	}
-	return b, nil
+	for _, it := range items {
+		u.Add(it)
+	}
+	return u, nil
 }
