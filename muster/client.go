@@ -138,14 +138,13 @@ type Client struct {
 	// The engine, as a one-key Keyed over the items, and the Work worker's
 	// state: stopping is set when Stop or Shutdown begins (Add is refused
 	// from then on, while the worker drains Work); fed is closed when the
-	// worker has drained it; abandon is closed at a Shutdown deadline, after
+	// worker has drained it; gaveUp ends wctx at a Shutdown deadline, after
 	// which the worker refuses what Work still holds, counting it in late.
 	k        Keyed[struct{}, any]
 	e        *engine[struct{}, any]
 	stopping atomic.Bool
 	stopOnce sync.Once
 	fed      chan struct{}
-	abandon  chan struct{}
 	gaveUp   sync.Once
 	late     int
 	// wctx is the context of the worker's adds (hooks see it for items
@@ -181,7 +180,7 @@ func (c *Client) Start() error {
 		return err
 	}
 	c.Work, c.e = work, c.k.e
-	c.fed, c.abandon = make(chan struct{}), make(chan struct{})
+	c.fed = make(chan struct{})
 	c.wctx, c.wcancel = context.WithCancel(context.Background())
 	go c.worker(work)
 	return nil
@@ -298,31 +297,18 @@ func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()
 	ctx := c.wctx
-	for {
-		if !c.e.awaitNoneWaiting(c.abandon) {
-			break
-		}
+	for c.e.awaitNoneWaiting(ctx.Done()) {
 		item, ok := <-work
 		if !ok {
 			return
 		}
-		if err := c.e.addRun(ctx, item, work); err != nil && c.abandoned() {
+		if err := c.e.addRun(ctx, item, work); err != nil && ctx.Err() != nil {
 			c.late++ // refused as Shutdown gave up: Work held it at the deadline
 		}
 	}
 	for range work {
 		c.late++
 		c.e.refuse(ctx, ErrIncomplete, time.Time{})
-	}
-}
-
-// abandoned reports whether a Shutdown deadline has passed.
-func (c *Client) abandoned() bool {
-	select {
-	case <-c.abandon:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -408,8 +394,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	case <-c.fed:
 	case <-ctx.Done():
 		c.gaveUp.Do(func() {
-			close(c.abandon) // the worker refuses what Work holds,
-			c.wcancel()      // even while backpressure holds it
+			c.wcancel() // the worker refuses what Work holds, even while backpressure holds it
 			gaveUp = true
 		})
 	}
