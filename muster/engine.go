@@ -205,6 +205,7 @@ type engine[K comparable, T any] struct {
 	barriers    []*barrier
 	free        []*batch[K, T]
 	parked      []chan *batch[K, T] // idle batch goroutines, the latest last
+	unstarted   []*batch[K, T]      // admitted, launched, taken by no goroutine yet (see run)
 	maxParked   int
 	nextID      uint64
 	drained     chan struct{}
