@@ -3,7 +3,6 @@ package muster
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 )
 
@@ -158,7 +157,8 @@ func (e *engine[K, T]) run() {
 		e.fmu.Lock()
 		if len(e.unstarted) > 0 {
 			b = e.unstarted[0]
-			e.unstarted = slices.Delete(e.unstarted, 0, 1)
+			e.unstarted[0] = nil
+			e.unstarted = e.unstarted[1:]
 			e.fmu.Unlock()
 			continue
 		}
