@@ -189,8 +189,8 @@ func (c *Client) Start() error {
 // joinFunc returns the engine's join function for a Client: it hands an
 // item to the batch's Batch, made by maker for its first item. A panic in
 // either is the item's error.
-func joinFunc(maker func() Batch) func(state *any, item any) error {
-	return func(state *any, item any) (err error) {
+func joinFunc(maker func() Batch) func(state *Batch, item any) error {
+	return func(state *Batch, item any) (err error) {
 		if *state == nil {
 			u, err := newBatch(maker, item)
 			if err == nil {
@@ -203,7 +203,7 @@ func joinFunc(maker func() Batch) func(state *any, item any) error {
 				err = newPanicError(r)
 			}
 		}()
-		(*state).(Batch).Add(item)
+		(*state).Add(item)
 		return nil
 	}
 }
@@ -212,14 +212,14 @@ func joinFunc(maker func() Batch) func(state *any, item any) error {
 func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struct{}, any]) error {
 	mw := c.Middleware
 	if mw == nil {
-		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.state.(Batch)) }
+		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.state) }
 	}
 	return func(ctx context.Context, b *batch[struct{}, any]) error {
 		// The middleware gets a copy of the items, so that b.items stays
 		// what the first Batch received: a first call with exactly those
 		// items fires that Batch; any other call (a retry, a subset, items
 		// changed in place or replaced) fires a fresh one.
-		first, _ := b.state.(Batch)
+		first := b.state
 		inner := func(ctx context.Context, items []any) error {
 			u := first
 			if first = nil; u == nil || !sameItems(items, b.items) {
