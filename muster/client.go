@@ -320,13 +320,7 @@ func (c *Client) worker(work chan interface{}) {
 // it); it is not the context the batch fires with. A nil ctx gets
 // ErrNilContext.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
-	if c.e == nil {
-		return ErrNotStarted
-	}
-	if ctx == nil {
-		return ErrNilContext
-	}
-	_, err := c.AddResult(ctx, item)
+	_, err := c.AddResult(ctx, item) // which checks c and ctx
 	return err
 }
 

@@ -85,7 +85,7 @@ type batch[K comparable, T any] struct {
 	// At admission, for FireInfo.
 	inflight, queued int
 
-	link[batch[K, T]] // in the open FIFO
+	link[batch[K, T]] // in the open FIFO; admitted, in unstarted
 }
 
 func (b *batch[K, T]) links() *link[batch[K, T]] { return &b.link }
@@ -204,8 +204,8 @@ type engine[K comparable, T any] struct {
 	space       chan struct{}
 	barriers    []*barrier
 	free        []*batch[K, T]
-	parked      []chan *batch[K, T] // idle batch goroutines, the latest last
-	unstarted   []*batch[K, T]      // admitted, launched, taken by no goroutine yet (see run)
+	parked      []chan *batch[K, T]             // idle batch goroutines, the latest last
+	unstarted   list[batch[K, T], *batch[K, T]] // admitted, taken by no goroutine yet (see run)
 	maxParked   int
 	nextID      uint64
 	drained     chan struct{}

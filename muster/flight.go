@@ -17,7 +17,7 @@ func (e *engine[K, T]) readyChangedLocked() {
 // launches are the batches admitted under the locks, to start after them.
 type launches[K comparable, T any] struct {
 	one   *batch[K, T]
-	oneTo chan *batch[K, T] // the parked goroutine that takes one; nil: a new one
+	oneTo chan *batch[K, T] // the parked goroutine that takes one; nil: the caller (finish) or unstarted (launch)
 	more  []*batch[K, T]
 }
 
@@ -27,14 +27,19 @@ type launches[K comparable, T any] struct {
 func (e *engine[K, T]) launch(l *launches[K, T]) {
 	if l.oneTo != nil {
 		l.oneTo <- l.one
-	} else if l.one != nil {
-		l.more = append(l.more, l.one)
+		l.one = nil
 	}
-	if len(l.more) > 0 {
+	if n := len(l.more); l.one != nil || n > 0 {
 		e.fmu.Lock()
-		e.unstarted = append(e.unstarted, l.more...)
+		if l.one != nil {
+			e.unstarted.pushBack(l.one)
+			n++
+		}
+		for _, b := range l.more {
+			e.unstarted.pushBack(b)
+		}
 		e.fmu.Unlock()
-		for range l.more {
+		for range n {
 			go e.run()
 		}
 	}
@@ -155,10 +160,8 @@ func (e *engine[K, T]) run() {
 			}
 		}
 		e.fmu.Lock()
-		if len(e.unstarted) > 0 {
-			b = e.unstarted[0]
-			e.unstarted[0] = nil
-			e.unstarted = e.unstarted[1:]
+		if b = e.unstarted.head; b != nil {
+			e.unstarted.remove(b)
 			e.fmu.Unlock()
 			continue
 		}
