@@ -72,7 +72,7 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error 
 	}
 	for n, ok := 1, true; ok; n++ {
 		var err error
-		if b := e.single.cur; b != nil && b.n < e.fill && e.hooks == nil && !e.keepItems {
+		if b := e.single.cur; b != nil && b.n < e.fill && (e.hooks == nil || e.hooks.Added == nil) && !e.keepItems {
 			if err = e.join(&b.state, item); err == nil {
 				b.n++
 				e.openItems++
@@ -172,11 +172,12 @@ func selfEqual[K comparable](k K) (eq bool) {
 // needs mu (not fmu: closing a batch takes it).
 //
 // Its common case, an item that neither opens nor closes its batch on a
-// client without Batch, Sizer, MaxBatchBytes or hooks, makes no call; every
+// client without Batch, Sizer, MaxBatchBytes or Added hook (the only hook an
+// item that closes nothing calls), makes no call; every
 // other item goes through joinLocked. (A plain client's open batch is in the
 // open FIFO already: the joinLocked call that made it added its first item.)
 func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
-	if b := ks.cur; b != nil && b.n < e.fill && r == nil && e.join == nil && e.sizer == nil && e.hooks == nil {
+	if b := ks.cur; b != nil && b.n < e.fill && r == nil && e.join == nil && e.sizer == nil && (e.hooks == nil || e.hooks.Added == nil) {
 		b.items = append(b.items, item)
 		b.n++
 		e.openItems++
@@ -188,7 +189,7 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 
 // joinLocked is appendLocked for every item: what most items never need (a
 // new batch, a Batch's Add, sizes) is in prepareLocked, and what happens
-// once per batch or with hooks in joinedLocked. It needs mu.
+// once per batch or with an Added hook in joinedLocked. It needs mu.
 func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
 	b := ks.cur
 	if b == nil || e.join != nil || e.sizer != nil {
@@ -206,7 +207,7 @@ func (e *engine[K, T]) joinLocked(ctx context.Context, ks *keyState[K, T], item 
 	if r != nil {
 		*r = b.result()
 	}
-	if b.n == 1 || b.n == e.max || e.hooks != nil || e.maxBytes > 0 {
+	if b.n == 1 || b.n == e.max || e.hooks != nil && e.hooks.Added != nil || e.maxBytes > 0 {
 		e.joinedLocked(ctx, b, l)
 	}
 	return nil
