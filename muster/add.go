@@ -11,7 +11,7 @@ import (
 // short only by a Shutdown deadline, so its item is then refused with
 // ErrIncomplete. Its common case, an item that joins the open batch of the
 // key the last item went to without closing it, on a running client with
-// no batch waiting for a slot and without Result, Batch, Sizer or hooks, is
+// no batch waiting for a slot and without Result, Batch, Sizer or Added hook (the only hook an item that closes nothing calls), is
 // a lock, an append and an unlock, with no call; every other item goes on
 // through addLocked.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool) (Result, error) {
@@ -25,7 +25,7 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool)
 	}
 	e.mu.Lock()
 	if ks := e.lastKey; ks != nil && ks.cur != nil && ks.cur.n < e.fill && ks.key == key && !wantResult &&
-		e.phase == running && e.readyN.Load() == 0 && e.join == nil && e.sizer == nil && e.hooks == nil {
+		e.phase == running && e.readyN.Load() == 0 && e.join == nil && e.sizer == nil && (e.hooks == nil || e.hooks.Added == nil) {
 		b := ks.cur
 		b.items = append(b.items, item)
 		b.n++
@@ -69,42 +69,50 @@ func (e *engine[K, T]) addLocked(ctx context.Context, key K, item T, size int, w
 	return r, nil
 }
 
-// addRun adds item and then, under the same lock, the items more yields
+// addRun adds item and then, under the same lock, the items work holds
 // (up to maxRun, and while no batch waits for a slot), each as add would: a
 // Client's worker pays for the lock once per run of the items Work holds.
-// An item that meets add's room check (the client is stopping, or a batch
-// waits for a slot, when the full check needs the flight lock) goes
-// through add itself, whose error addRun returns. It is for a client
-// without Key or Sizer.
-func (e *engine[K, T]) addRun(ctx context.Context, item T, more func() (T, bool)) error {
+// Most items neither open nor close their batch: for those it calls the
+// join function (the Batch's Add) itself. An item that meets add's room
+// check (the client is stopping, or a batch waits for a slot) goes through
+// add itself, whose error addRun returns. It is for a client without Key
+// or Sizer.
+func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error {
 	var l launches[K, T]
 	var refused []error
-	held := false
 	e.mu.Lock()
-	for n := 1; ; n++ {
-		if e.phase != running || e.readyN.Load() != 0 {
-			held = true
-			break
+	if e.phase != running || e.readyN.Load() != 0 {
+		e.mu.Unlock()
+		_, err := e.add(ctx, item, false, true)
+		return err
+	}
+	for n, ok := 1, true; ok; n++ {
+		var err error
+		if b := e.single.cur; b != nil && b.n < e.fill && (e.hooks == nil || e.hooks.Added == nil) && !e.keepItems {
+			if err = e.join(&b.state, item); err == nil {
+				b.n++
+				e.openItems++
+				e.added++
+			}
+		} else {
+			err = e.appendLocked(ctx, &e.single, item, 0, nil, &l)
 		}
-		if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
+		if err != nil {
 			refused = append(refused, err)
 		}
-		var ok bool
 		if n == maxRun || e.readyN.Load() != 0 { // as in the seed: leave Work alone while a batch waits
 			break
 		}
-		if item, ok = more(); !ok {
-			break
+		select { // what work holds now, without waiting
+		case item, ok = <-work:
+		default:
+			ok = false
 		}
 	}
 	e.mu.Unlock()
 	e.launch(&l)
 	for _, err := range refused {
 		e.refuse(ctx, err, time.Time{})
-	}
-	if held {
-		_, err := e.add(ctx, item, false, true)
-		return err
 	}
 	return nil
 }
@@ -192,7 +200,7 @@ func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], ite
 	if r != nil {
 		*r = b.result()
 	}
-	if b.n == 1 || b.n == e.max || e.hooks != nil || e.maxBytes > 0 {
+	if b.n == 1 || b.n == e.max || e.hooks != nil && e.hooks.Added != nil || e.maxBytes > 0 {
 		e.joinedLocked(ctx, b, l)
 	}
 	return nil

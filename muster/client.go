@@ -110,14 +110,13 @@ type Client struct {
 	// The engine, as a one-key Keyed over the items, and the Work worker's
 	// state: stopping is set when Stop or Shutdown begins (Add is refused
 	// from then on, while the worker drains Work); fed is closed when the
-	// worker has drained it; abandon is closed at a Shutdown deadline, after
+	// worker has drained it; gaveUp ends wctx at a Shutdown deadline, after
 	// which the worker refuses what Work still holds, counting it in late.
 	k        Keyed[struct{}, any]
 	e        *engine[struct{}, any]
 	stopping atomic.Bool
 	stopOnce sync.Once
 	fed      chan struct{}
-	abandon  chan struct{}
 	gaveUp   sync.Once
 	late     int
 	// wctx is the context of the worker's adds (hooks see it for items
@@ -145,7 +144,7 @@ func (c *Client) Start() error {
 	maker := c.BatchMaker
 	err := c.k.start(func(cfg *config[struct{}, any]) {
 		cfg.fire = c.fireFunc(maker)
-		cfg.join = func(state *any, item any) error { return joinBatch(maker, state, item) }
+		cfg.join = joinFunc(maker)
 		cfg.keepItems = c.Middleware != nil
 		cfg.outside = func() int { return len(work) }
 	})
@@ -153,49 +152,52 @@ func (c *Client) Start() error {
 		return err
 	}
 	c.Work, c.e = work, c.k.e
-	c.fed, c.abandon = make(chan struct{}), make(chan struct{})
+	c.fed = make(chan struct{})
 	c.wctx, c.wcancel = context.WithCancel(context.Background())
 	go c.worker(work)
 	return nil
 }
 
-// joinBatch hands an item to the batch's Batch, made by maker for its first
-// item: the engine's join function for a Client.
-func joinBatch(maker func() Batch, state *any, item any) error {
-	u, _ := (*state).(Batch)
-	if u == nil {
-		var err error
-		if u, err = safeMake(maker); err != nil {
+// joinFunc returns the engine's join function for a Client: it hands an
+// item to the batch's Batch, made by maker for its first item. A panic in
+// either is the item's error.
+func joinFunc(maker func() Batch) func(state *Batch, item any) error {
+	return func(state *Batch, item any) (err error) {
+		if *state == nil {
+			u, err := newBatch(maker, item)
+			if err == nil {
+				*state = u
+			}
 			return err
 		}
-		*state = u
+		defer func() {
+			if r := recover(); r != nil {
+				err = newPanicError(r)
+			}
+		}()
+		(*state).Add(item)
+		return nil
 	}
-	return safeAdd(u, item)
 }
 
 // fireFunc returns how the engine fires a Client's batch.
 func (c *Client) fireFunc(maker func() Batch) func(context.Context, *batch[struct{}, any]) error {
 	mw := c.Middleware
 	if mw == nil {
-		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.state.(Batch)) }
+		return func(ctx context.Context, b *batch[struct{}, any]) error { return fireBatch(ctx, b.state) }
 	}
 	return func(ctx context.Context, b *batch[struct{}, any]) error {
 		// The middleware gets a copy of the items, so that b.items stays
 		// what the first Batch received: a first call with exactly those
 		// items fires that Batch; any other call (a retry, a subset, items
 		// changed in place or replaced) fires a fresh one.
-		first, _ := b.state.(Batch)
+		first := b.state
 		inner := func(ctx context.Context, items []any) error {
 			u := first
 			if first = nil; u == nil || !sameItems(items, b.items) {
 				var err error
-				if u, err = safeMake(maker); err != nil {
+				if u, err = newBatch(maker, items...); err != nil {
 					return err
-				}
-				for _, it := range items {
-					if err := safeAdd(u, it); err != nil {
-						return err
-					}
 				}
 			}
 			return fireBatch(ctx, u)
@@ -267,23 +269,12 @@ func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()
 	ctx := c.wctx
-	more := func() (any, bool) { // what Work holds now, without waiting
-		select {
-		case item, ok := <-work:
-			return item, ok
-		default:
-			return nil, false
-		}
-	}
-	for {
-		if !c.e.awaitNoneWaiting(c.abandon) {
-			break
-		}
+	for c.e.awaitNoneWaiting(ctx.Done()) {
 		item, ok := <-work
 		if !ok {
 			return
 		}
-		if err := c.e.addRun(ctx, item, more); err != nil && c.abandoned() {
+		if err := c.e.addRun(ctx, item, work); err != nil && ctx.Err() != nil {
 			c.late++ // refused as Shutdown gave up: Work held it at the deadline
 		}
 	}
@@ -293,21 +284,11 @@ func (c *Client) worker(work chan interface{}) {
 	}
 }
 
-// abandoned reports whether a Shutdown deadline has passed.
-func (c *Client) abandoned() bool {
-	select {
-	case <-c.abandon:
-		return true
-	default:
-		return false
-	}
-}
-
 // Add adds an item as sending it on Work would, without a channel hand-off,
 // and with Keyed.Add's errors (ErrStopped instead of a panic once the client
 // stops) and its Overflow policy.
 func (c *Client) Add(ctx context.Context, item interface{}) error {
-	_, err := c.AddResult(ctx, item)
+	_, err := c.AddResult(ctx, item) // which checks c and ctx
 	return err
 }
 
@@ -366,8 +347,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	case <-c.fed:
 	case <-ctx.Done():
 		c.gaveUp.Do(func() {
-			close(c.abandon) // the worker refuses what Work holds,
-			c.wcancel()      // even while backpressure holds it
+			c.wcancel() // the worker refuses what Work holds, even while backpressure holds it
 			gaveUp = true
 		})
 	}
@@ -392,24 +372,19 @@ func (c *Client) Shutdown(ctx context.Context) error {
 // Stats returns the client's counters. It is zero before Start.
 func (c *Client) Stats() Stats { return c.e.snapshot() }
 
-func safeAdd(b Batch, item any) (err error) {
+// newBatch makes a Batch with maker and adds items to it; a panic in
+// either is the error.
+func newBatch(maker func() Batch, items ...any) (u Batch, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = newPanicError(r)
 		}
 	}()
-	b.Add(item)
-	return nil
-}
-
-func safeMake(maker func() Batch) (b Batch, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	if b = maker(); b == nil {
+	if u = maker(); u == nil {
 		panic("BatchMaker returned nil")
 	}
-	return b, nil
+	for _, it := range items {
+		u.Add(it)
+	}
+	return u, nil
 }

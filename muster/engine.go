@@ -72,7 +72,7 @@ type batch[K comparable, T any] struct {
 	n     int   // items
 	items []T   // a Batcher's or Keyed's items; a Client's with Middleware
 	sizes []int // each item's size, with a Sizer (to drop without calling it again)
-	state any   // what join keeps for the batch: a Client's Batch
+	state Batch // a Client's Batch, made by join for its first item
 	ctxs  []context.Context
 	bytes int
 	res   *outcome // AddResult's outcomes, from the first such item
@@ -85,7 +85,7 @@ type batch[K comparable, T any] struct {
 	// At admission, for FireInfo.
 	inflight, queued int
 
-	link[batch[K, T]] // in the open FIFO
+	link[batch[K, T]] // in the open FIFO; admitted, in unstarted
 }
 
 func (b *batch[K, T]) links() *link[batch[K, T]] { return &b.link }
@@ -139,7 +139,7 @@ type config[K comparable, T any] struct {
 	// join, when set, is called under mu for each item as it joins a
 	// batch, with the batch's state (nil for its first item): a Client's
 	// BatchMaker and Batch.Add. An error refuses the item.
-	join func(state *any, item T) error
+	join func(state *Batch, item T) error
 	// keepItems keeps each batch's items for fire: false only for a
 	// Client without Middleware, whose Batch holds them.
 	keepItems bool
@@ -204,7 +204,8 @@ type engine[K comparable, T any] struct {
 	space       chan struct{}
 	barriers    []*barrier
 	free        []*batch[K, T]
-	parked      []chan *batch[K, T] // idle batch goroutines, the latest last
+	parked      []chan *batch[K, T]             // idle batch goroutines, the latest last
+	unstarted   list[batch[K, T], *batch[K, T]] // admitted, taken by no goroutine yet (see run)
 	maxParked   int
 	nextID      uint64
 	drained     chan struct{}

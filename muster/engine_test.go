@@ -46,6 +46,13 @@ func (e *engine[K, T]) checkLocked() error {
 	if e.inflight < 0 || e.limit > 0 && e.inflight > e.limit || e.flightItems < 0 {
 		return fmt.Errorf("%d batches (%d items) in flight, limit %d", e.inflight, e.flightItems, e.limit)
 	}
+	unstarted := 0
+	for b := e.unstarted.head; b != nil; b = e.unstarted.next(b) {
+		unstarted++
+	}
+	if unstarted > e.inflight {
+		return fmt.Errorf("%d batches launched and not taken, %d in flight", unstarted, e.inflight)
+	}
 	if len(e.parked) > e.maxParked {
 		return fmt.Errorf("%d goroutines parked, at most %d", len(e.parked), e.maxParked)
 	}

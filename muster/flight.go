@@ -17,21 +17,31 @@ func (e *engine[K, T]) readyChangedLocked() {
 // launches are the batches admitted under the locks, to start after them.
 type launches[K comparable, T any] struct {
 	one   *batch[K, T]
-	oneTo chan *batch[K, T] // the parked goroutine that takes one; nil: a new one
+	oneTo chan *batch[K, T] // the parked goroutine that takes one; nil: the caller (finish) or unstarted (launch)
 	more  []*batch[K, T]
 }
 
-// launch hands each admitted batch to its parked goroutine or starts one,
-// after the locks are released.
+// launch hands each admitted batch to its parked goroutine, or else queues
+// it in unstarted and starts a goroutine for it, after the locks are
+// released: the first batch goroutine free takes it (see run).
 func (e *engine[K, T]) launch(l *launches[K, T]) {
-	switch {
-	case l.oneTo != nil:
+	if l.oneTo != nil {
 		l.oneTo <- l.one
-	case l.one != nil:
-		go e.run(l.one)
+		l.one = nil
 	}
-	for _, b := range l.more {
-		go e.run(b)
+	if n := len(l.more); l.one != nil || n > 0 {
+		e.fmu.Lock()
+		if l.one != nil {
+			e.unstarted.pushBack(l.one)
+			n++
+		}
+		for _, b := range l.more {
+			e.unstarted.pushBack(b)
+		}
+		e.fmu.Unlock()
+		for range n {
+			go e.run()
+		}
 	}
 }
 
@@ -130,14 +140,18 @@ func (e *engine[K, T]) nextLocked() int {
 	return best
 }
 
-// run is the goroutine of an admitted batch. When the batch is done it runs
-// the next batch the freed slot admitted; with none, it parks (up to
-// maxParked goroutines do) until a batch is admitted or the client stops.
-// A busy client thus starts no goroutine per batch, and reuses stacks that
-// hooks and middleware have grown. It takes fmu to park.
-func (e *engine[K, T]) run(b *batch[K, T]) {
+// run is a batch goroutine. It takes the oldest batch in unstarted; when a
+// batch is done it runs the next batch the freed slot admitted, or else the
+// oldest in unstarted; with none, it parks (up to maxParked goroutines do)
+// until a batch is admitted or the client stops. A goroutine that never
+// took a batch exits instead: under hooks a new goroutine's stack grows,
+// copied frame by frame, which cost a third of the metrics path's CPU
+// (BENCHMARKS.md). A busy client thus starts few goroutines, and runs its
+// batches on stacks that hooks and middleware have grown. It takes fmu.
+func (e *engine[K, T]) run() {
+	var b *batch[K, T]
 	var next chan *batch[K, T]
-	for {
+	for ran := false; ; ran = true {
 		for b != nil {
 			if e.hooks == nil {
 				b = e.finish(e.base, b, nil, e.fire(e.base, b))
@@ -146,7 +160,12 @@ func (e *engine[K, T]) run(b *batch[K, T]) {
 			}
 		}
 		e.fmu.Lock()
-		if e.phase == stopped || len(e.parked) >= e.maxParked {
+		if b = e.unstarted.head; b != nil {
+			e.unstarted.remove(b)
+			e.fmu.Unlock()
+			continue
+		}
+		if !ran || e.phase == stopped || len(e.parked) >= e.maxParked {
 			e.fmu.Unlock()
 			return
 		}

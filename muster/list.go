@@ -1,8 +1,9 @@
 package muster
 
 // list is an intrusive doubly linked list, oldest first: the engine keeps
-// its open batches in one (in the order of their deadlines) and its idle
-// keys in another (least recently used first). Its nodes embed a link, so
+// its open batches in one (in the order of their deadlines), then the same
+// batches admitted and not yet taken by a goroutine in another, and its idle
+// keys in a third (least recently used first). Its nodes embed a link, so
 // that joining and leaving it allocate nothing.
 type list[E any, P linked[E]] struct {
 	head, tail P
