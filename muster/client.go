@@ -100,7 +100,7 @@ type Client struct {
 	Middleware Middleware[any]
 
 	// Overflow says what Add does when the pending capacity is used up
-	// (not OverflowDropOldest). Sending on Work always blocks.
+	// (not OverflowDropOldest); see Overflow for a send on Work.
 	Overflow Overflow
 
 	// BaseContext returns the context batches fire with (FireContexter,
@@ -135,7 +135,7 @@ func (c *Client) Start() error {
 	case c.BatchMaker == nil:
 		return fmt.Errorf("%w: BatchMaker is nil", ErrInvalidConfig)
 	case c.Overflow == OverflowDropOldest:
-		return fmt.Errorf("%w: Overflow %v is not available to a Client", ErrInvalidConfig, c.Overflow)
+		return fmt.Errorf("%w: OverflowDropOldest is not available to a Client", ErrInvalidConfig)
 	}
 	work := make(chan interface{}, c.PendingWorkCapacity)
 	c.k = Keyed[struct{}, any]{MaxBatchSize: c.MaxBatchSize, BatchTimeout: c.BatchTimeout,

@@ -46,7 +46,7 @@ import (
 //   - flight.go: closing a batch, admitting it to a slot, firing it and
 //     finishing it; fmu, and mu where a key or the drain is concerned;
 //   - keys.go: a Keyed's key states, their idling and eviction, under mu;
-//     KeyStats and TopKeys, under both;
+//     TopKeys, under both;
 //   - stop.go: Stop, Shutdown's deadline and the counters, under both.
 //
 // The client leaves running under both locks, and closes (Stop) or
