@@ -11,6 +11,9 @@
 //	go run ./cmd/pair -base '/tmp/base.*.tsv' -head '/tmp/head.*.tsv' \
 //	  -ratios 'muster-Batcher/mutex,muster-Keyed-1key/muster-Batcher'
 //
+// A ratio num/den@sub compares costs above sub's: (num - sub) / (den - sub),
+// as "tracing costs 1.2x the floor's cost above bare" does.
+//
 // The files of each build are paired in the order of the number in their
 // names (base.3.tsv with head.3.tsv). A ratio whose implementations a build
 // did not run is left blank for that build.
@@ -37,7 +40,7 @@ func key(impl string, producers int) string { return impl + "@" + strconv.Itoa(p
 func main() {
 	base := flag.String("base", "", "glob of the base build's raw files")
 	head := flag.String("head", "", "glob of the head build's raw files")
-	ratios := flag.String("ratios", "", "comma-separated num/den implementation pairs")
+	ratios := flag.String("ratios", "", "comma-separated num/den (or num/den@sub) implementation pairs")
 	producers := flag.String("producers", "1,8", "comma-separated producer counts")
 	flag.Parse()
 	b, h := load(*base), load(*head)
@@ -46,34 +49,45 @@ func main() {
 	}
 	fmt.Printf("| ratio (CPU per item) | producers | base | head | head / base (numerator) |\n|---|--:|--:|--:|--:|\n")
 	for _, r := range strings.Split(*ratios, ",") {
+		r, sub, _ := strings.Cut(r, "@")
 		num, den, ok := strings.Cut(r, "/")
 		if !ok {
-			fatalf("ratio %q: want num/den", r)
+			fatalf("ratio %q: want num/den or num/den@sub", r)
 		}
 		for _, ps := range strings.Split(*producers, ",") {
 			p, err := strconv.Atoi(ps)
 			if err != nil {
 				fatalf("producers %q: %v", ps, err)
 			}
-			kn, kd := key(num, p), key(den, p)
+			kn, kd, ks := key(num, p), key(den, p), ""
+			if sub != "" {
+				ks = key(sub, p)
+			}
 			var paired []float64
 			for i := range b {
 				if b[i][kn] > 0 && h[i][kn] > 0 {
 					paired = append(paired, h[i][kn]/b[i][kn])
 				}
 			}
-			fmt.Printf("| `%s` / `%s` | %d | %s | %s | %s |\n", num, den, p,
-				summary(ratiosOf(b, kn, kd)), summary(ratiosOf(h, kn, kd)), summary(paired))
+			name := fmt.Sprintf("`%s` / `%s`", num, den)
+			if sub != "" {
+				name = fmt.Sprintf("(`%s` - `%s`) / (`%s` - `%s`)", num, sub, den, sub)
+			}
+			fmt.Printf("| %s | %d | %s | %s | %s |\n", name, p,
+				summary(ratiosOf(b, kn, kd, ks)), summary(ratiosOf(h, kn, kd, ks)), summary(paired))
 		}
 	}
 }
 
-func ratiosOf(runs []run, kn, kd string) []float64 {
+// ratiosOf returns, for each run holding both, r[kn]/r[kd], or with ks
+// (not "") (r[kn]-r[ks])/(r[kd]-r[ks]).
+func ratiosOf(runs []run, kn, kd, ks string) []float64 {
 	var out []float64
 	for _, r := range runs {
-		if r[kn] > 0 && r[kd] > 0 {
-			out = append(out, r[kn]/r[kd])
+		if r[kn] <= 0 || r[kd] <= 0 || ks != "" && r[ks] <= 0 {
+			continue
 		}
+		out = append(out, (r[kn]-r[ks])/(r[kd]-r[ks])) // r[""] is 0
 	}
 	return out
 }

@@ -21,11 +21,16 @@ func TestReadAndSummary(t *testing.T) {
 	if r[key("mutex", 1)] != 20 || r[key("muster-Batcher", 1)] != 40 || r[key("muster-Batcher", 8)] != 50 {
 		t.Fatalf("read: %v", r)
 	}
-	if got := ratiosOf([]run{r}, key("muster-Batcher", 1), key("mutex", 1)); len(got) != 1 || got[0] != 2 {
+	if got := ratiosOf([]run{r}, key("muster-Batcher", 1), key("mutex", 1), ""); len(got) != 1 || got[0] != 2 {
 		t.Fatalf("ratios: %v", got)
 	}
-	if got := ratiosOf([]run{r}, key("muster-Batcher", 8), key("mutex", 8)); len(got) != 0 {
+	if got := ratiosOf([]run{r}, key("muster-Batcher", 8), key("mutex", 8), ""); len(got) != 0 {
 		t.Fatalf("a ratio without its denominator: %v", got)
+	}
+	// (60 - 20) / (40 - 20): twice the cost above the mutex's.
+	r[key("otel", 1)] = 60
+	if got := ratiosOf([]run{r}, key("otel", 1), key("muster-Batcher", 1), key("mutex", 1)); len(got) != 1 || got[0] != 2 {
+		t.Fatalf("ratio above a third: %v", got)
 	}
 	if got := summary([]float64{3, 1, 2, 4}); got != "2.50 (1.00-4.00)" {
 		t.Fatalf("summary: %q", got)
