@@ -254,7 +254,7 @@ func (c RuleConfig) alertRules() []alertRule {
 			description: fmt.Sprintf("The queue of batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) has been {{ $value | humanizePercentage }} full on average over %s; producers block once it is full.", sat),
 		},
 		alertRule{
-			comment: fmt.Sprintf("Producers held by backpressure: on average at least %s producer(s) blocked in Add at once over %s (seconds blocked per second).", num(c.ProducersBlocked), sat),
+			comment: fmt.Sprintf("Producers held by backpressure: on average more than %s producer(s) blocked in Add at once over %s (seconds blocked per second).", num(c.ProducersBlocked), sat),
 			name:    "MusterProducersBlocked",
 			expr: fmt.Sprintf("sum by (%[1]s) (rate(%[2]s[%[3]s]))\n> %[4]s",
 				inst, addBlocked.sum, sat, num(c.ProducersBlocked)),
@@ -264,7 +264,7 @@ func (c RuleConfig) alertRules() []alertRule {
 			description: fmt.Sprintf("On average {{ $value | humanize }} producers of batcher {{ $labels.muster_batcher_name }} on {{ $labels.instance }} ({{ $labels.job }}) were held in Add at any moment over %s: the batcher cannot keep up, so callers wait (and those with deadlines give up).", sat),
 		},
 		alertRule{
-			comment: fmt.Sprintf("Rate limited: batches waiting for tokens take, on average over %s, at least %s of the in-flight limit (Little's law: seconds waited per second is the mean number waiting).", sat, humanPercent(c.RateLimitedShare)),
+			comment: fmt.Sprintf("Rate limited: batches waiting for tokens take, on average over %s, more than %s of the in-flight limit (Little's law: seconds waited per second is the mean number waiting).", sat, humanPercent(c.RateLimitedShare)),
 			name:    "MusterRateLimited",
 			expr: fmt.Sprintf("sum by (%[1]s) (rate(%[2]s[%[3]s]))\n  / on (%[1]s)\nsum by (%[1]s) (%[4]s > 0)\n> %[5]s",
 				inst, rateLimitWait.sum, sat, inflightLimit, num(c.RateLimitedShare)),
