@@ -72,11 +72,11 @@ func (e *engine[K, T]) addLocked(ctx context.Context, key K, item T, size int, w
 // addRun adds item and then, under the same lock, the items work holds
 // (up to maxRun, and while no batch waits for a slot), each as add would: a
 // Client's worker pays for the lock once per run of the items Work holds.
-// Most items neither open nor close their batch: for those it calls the
-// join function (the Batch's Add) itself. An item that meets add's room
-// check (the client is stopping, or a batch waits for a slot) goes through
-// add itself, whose error addRun returns. It is for a client without Key
-// or Sizer.
+// An item that neither opens nor closes its batch goes to the Batch's Add
+// under the run's one recover: a panic refuses the item and ends the run.
+// An item that meets add's room check (the client is stopping, or a batch
+// waits for a slot) goes through add, whose error addRun returns. It is for
+// a client without Key or Sizer.
 func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error {
 	var l launches[K, T]
 	var refused []error
@@ -86,18 +86,23 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error 
 		_, err := e.add(ctx, item, false, true)
 		return err
 	}
-	for n, ok := 1, true; ok; n++ {
-		var err error
-		if b := e.single.cur; b != nil && b.n < e.fill && (e.hooks == nil || e.hooks.Added == nil) && !e.keepItems {
-			if err = e.join(&b.state, item); err == nil {
-				b.n++
-				e.openItems++
-				e.added++
-			}
-		} else {
-			err = e.appendLocked(ctx, &e.single, item, 0, nil, &l)
+	defer func() {
+		if r := recover(); r != nil {
+			refused = append(refused, newPanicError(r))
 		}
-		if err != nil {
+		e.mu.Unlock()
+		e.launch(&l)
+		for _, err := range refused {
+			e.refuse(ctx, err, time.Time{})
+		}
+	}()
+	for n, ok := 1, true; ok; n++ {
+		if b := e.single.cur; b != nil && b.state != nil && b.n < e.fill && (e.hooks == nil || e.hooks.Added == nil) && !e.keepItems {
+			b.state.Add(item)
+			b.n++
+			e.openItems++
+			e.added++
+		} else if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
 			refused = append(refused, err)
 		}
 		if n == maxRun || e.readyN.Load() != 0 { // as in the seed: leave Work alone while a batch waits
@@ -108,11 +113,6 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error 
 		default:
 			ok = false
 		}
-	}
-	e.mu.Unlock()
-	e.launch(&l)
-	for _, err := range refused {
-		e.refuse(ctx, err, time.Time{})
 	}
 	return nil
 }

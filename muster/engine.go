@@ -136,9 +136,9 @@ type config[K comparable, T any] struct {
 	maxKeys  int
 	idle     time.Duration
 	fire     func(ctx context.Context, b *batch[K, T]) error
-	// join, when set, is called under mu for each item as it joins a
-	// batch, with the batch's state (nil for its first item): a Client's
-	// BatchMaker and Batch.Add. An error refuses the item.
+	// join, when set, is called under mu for an item as it joins a batch
+	// (but for addRun's common case), with the batch's state (nil for its
+	// first item): a Client's BatchMaker and Batch.Add. An error refuses it.
 	join func(state *Batch, item T) error
 	// keepItems keeps each batch's items for fire: false only for a
 	// Client without Middleware, whose Batch holds them.

@@ -100,6 +100,36 @@ func TestBatchAddPanicOnWork(t *testing.T) {
 	})
 }
 
+// A Batch.Add that panics in the middle of a batch, with items behind it in
+// Work, refuses only its item: the items after it join the same batch, in
+// order.
+func TestBatchAddPanicMidBatchOnWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		var refused []error
+		c := &muster.Client{MaxBatchSize: 4, PendingWorkCapacity: 10, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} },
+			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
+				refused = append(refused, info.Err)
+			}}}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []int{1, 2, 13, 3, 13, 4, 5} {
+			c.Work <- v
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		equalBatches(t, r.snapshot(), items(1, 2, 3, 4), items(5))
+		if len(refused) != 2 || !isPanic(refused[0]) || !isPanic(refused[1]) {
+			t.Fatalf("refusals reported: %v", refused)
+		}
+		if s := c.Stats(); s.Refused != 2 || s.Added != 5 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
 func TestDoneTwiceIsHarmless(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var fires, dones int
