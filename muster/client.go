@@ -269,7 +269,7 @@ func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()
 	ctx := c.wctx
-	for c.e.awaitNoneWaiting(ctx.Done()) {
+	for ctx.Err() == nil && c.e.awaitNoneWaiting(ctx.Done()) {
 		item, ok := <-work
 		if !ok {
 			return
