@@ -274,7 +274,7 @@ func (c *Client) worker(work chan interface{}) {
 		if !ok {
 			return
 		}
-		if err := c.e.addRun(ctx, item, work); err != nil && ctx.Err() != nil {
+		if err := c.e.addRun(ctx, item, work); err == ErrIncomplete {
 			c.late++ // refused as Shutdown gave up: Work held it at the deadline
 		}
 	}

@@ -145,3 +145,61 @@ func TestShutdownDeadlineWorkerMidRun(t *testing.T) {
 		}
 	})
 }
+
+// A Batch.Add that panics while a Shutdown deadline passes (the worker took
+// the item from Work before the deadline, and a batch waited for a slot, so
+// the item went through add) refuses the item for its panic: it is not one
+// of the items Work held at the deadline, and ShutdownError.Items does not
+// count it as such.
+func TestShutdownDeadlineDuringPanickingAdd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{hold: true}
+		var refused refusals
+		inAdd, release := make(chan struct{}), make(chan struct{})
+		c := &muster.Client{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 10, Hooks: &muster.Hooks{Refused: refused.hook}}
+		c.BatchMaker = func() muster.Batch {
+			b := &recBatch{r: r}
+			return batchFunc2{add: func(item any) {
+				if item == 13 {
+					close(inAdd)
+					<-release
+					panic("unlucky")
+				}
+				b.Add(item)
+			}, fire: b.Fire}
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the worker waits on Work, nothing waiting for a slot
+		ctx := context.Background()
+		for i := range 5 { // [0 1] in flight, [2 3] waiting, [4] open
+			if err := c.Add(ctx, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Work <- 13
+		<-inAdd
+		dctx, cancel := context.WithCancel(ctx)
+		cancel()
+		done := make(chan error)
+		go func() { done <- c.Shutdown(dctx) }()
+		synctest.Wait() // Shutdown gave up: it waits for the worker
+		close(release)
+		err := <-done
+		var se *muster.ShutdownError
+		if !errors.As(err, &se) || se.Batches != 3 || se.Items != 5 {
+			t.Errorf("Shutdown: %v (%+v), want 3 batches, 5 items", err, se)
+		}
+		r.release()
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if errs := refused.get(); len(errs) != 1 || !isPanic(errs[0]) {
+			t.Errorf("refusals reported: %v", errs)
+		}
+		if s := c.Stats(); s.Added != 5 || s.Refused != 1 || s.Abandoned != 3 {
+			t.Errorf("stats %+v", s)
+		}
+	})
+}
