@@ -2,6 +2,7 @@ package muster
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -68,6 +69,7 @@ func TestBatchLinksInvariant(t *testing.T) {
 					if queued > 0 {
 						n[1]++
 					}
+					runtime.Gosched() // leave the locks to the producers (GOMAXPROCS=1)
 				}
 				checked <- n
 			}()
