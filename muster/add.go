@@ -105,7 +105,7 @@ func (e *engine[K, T]) addRun(ctx context.Context, item T, work <-chan T) error 
 		} else if err := e.appendLocked(ctx, &e.single, item, 0, nil, &l); err != nil {
 			refused = append(refused, err)
 		}
-		if n == maxRun || e.readyN.Load() != 0 { // as in the seed: leave Work alone while a batch waits
+		if n == maxRun || e.readyN.Load() != 0 || ctx.Err() != nil { // as in the seed: leave Work alone while a batch waits, and to the worker's refusal after a Shutdown deadline
 			break
 		}
 		select { // what work holds now, without waiting

@@ -269,12 +269,12 @@ func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()
 	ctx := c.wctx
-	for c.e.awaitNoneWaiting(ctx.Done()) {
+	for ctx.Err() == nil && c.e.awaitNoneWaiting(ctx.Done()) {
 		item, ok := <-work
 		if !ok {
 			return
 		}
-		if err := c.e.addRun(ctx, item, work); err != nil && ctx.Err() != nil {
+		if err := c.e.addRun(ctx, item, work); err == ErrIncomplete {
 			c.late++ // refused as Shutdown gave up: Work held it at the deadline
 		}
 	}

@@ -562,3 +562,49 @@ func TestDroppedRefusedMayFollowStopped(t *testing.T) {
 		t.Fatalf("hooks ran %q, want %q", events, want)
 	}
 }
+
+// A Client's worker hands most items of a run straight to the Batch, but
+// not with an Added hook: every item sent on Work gets its Added call, and
+// each batch's FireInfo.Contexts holds one context per item, in order.
+func TestAddedOnWorkRun(t *testing.T) {
+	type idKey struct{}
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		added := 0
+		var contexts [][]int
+		hooks := &muster.Hooks{
+			Added: func(ctx context.Context, _ muster.AddInfo) context.Context {
+				mu.Lock()
+				defer mu.Unlock()
+				added++
+				return context.WithValue(ctx, idKey{}, added)
+			},
+			Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+				ids := make([]int, 0, info.Size)
+				for _, c := range info.Contexts {
+					id, _ := c.Value(idKey{}).(int)
+					ids = append(ids, id)
+				}
+				mu.Lock()
+				contexts = append(contexts, ids)
+				mu.Unlock()
+				return ctx
+			},
+		}
+		r := &recorder{}
+		c := &muster.Client{MaxBatchSize: 5, PendingWorkCapacity: 20, BatchMaker: r.maker, Hooks: hooks}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 { // one run of the worker
+			c.Work <- i
+		}
+		if err := c.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(contexts, func(a, b []int) int { return a[0] - b[0] })
+		if added != 10 || fmt.Sprint(contexts) != "[[1 2 3 4 5] [6 7 8 9 10]]" {
+			t.Fatalf("Added called %d times; contexts by batch %v", added, contexts)
+		}
+	})
+}

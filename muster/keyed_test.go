@@ -1087,3 +1087,46 @@ func TestBatcherIsOneKeyKeyed(t *testing.T) {
 		t.Fatalf("Keyed[string, int] without Key: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// The key the last Add found (add's common case tries it first) forgets a
+// key the janitor evicted: the key's next item makes a new live key, which
+// counts in Stats.Keys and TopKeys and is evicted in its turn, instead of
+// joining the evicted key's state.
+func TestKeyedLastKeyEvicted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log keyedLog
+		start := time.Now()
+		k := &muster.Keyed[string, kitem]{Key: kitemKey, MaxBatchSize: 10, BatchTimeout: time.Second, KeyIdleTimeout: time.Minute,
+			Fire: log.fire(start)}
+		startKeyed(t, k)
+		ctx := context.Background()
+		if err := k.Add(ctx, kitem{"a", 1}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Minute) // fired at 1s, evicted at 61s
+		synctest.Wait()
+		if s := k.Stats(); s.Keys != 0 {
+			t.Fatalf("stats %+v, want a evicted", s)
+		}
+		for _, v := range []int{2, 3} {
+			if err := k.Add(ctx, kitem{"a", v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s, ok := keyStats(k, "a"); !ok || s.Pending != 2 || k.Stats().Keys != 1 {
+			t.Fatalf("a again: %+v (found %v), stats %+v", s, ok, k.Stats())
+		}
+		time.Sleep(2 * time.Minute) // fired, then evicted again
+		synctest.Wait()
+		if s := k.Stats(); s.Keys != 0 || s.Fired != 2 {
+			t.Fatalf("stats %+v, want a evicted again after 2 batches", s)
+		}
+		if err := k.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		want := []keyedBatch{{"a", []int{1}, time.Second}, {"a", []int{2, 3}, 2*time.Minute + time.Second}}
+		if got := log.get(t); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("batches\n got %v\nwant %v", got, want)
+		}
+	})
+}
