@@ -215,9 +215,9 @@ func ExampleNewPolicy() {
 	fmt.Println("retries available:", policy.Budget().Balance())
 	_ = client.Add(ctx, "row-1")
 	_ = client.Add(ctx, "row-2")
+	_ = client.Stop() // waits for the client's batch: the output's order
 	_ = orders.Add(ctx, Order{ID: 1})
 	_ = orders.Add(ctx, Order{ID: 2})
-	_ = client.Stop()
 	_ = orders.Stop()
 	fmt.Println("retries available:", policy.Budget().Balance())
 	// Output:
