@@ -297,9 +297,10 @@ func TestE2EAlerts(t *testing.T) {
 }
 
 // inOutageShadow reports whether a page that began in a lesser incident is
-// the outage's still: the incident began within the page's long window after
-// the outage ended, so the long window still holds the outage's failures, and
-// at 1/60 scale the short window (5 s for the 14.4x page) is short enough for
+// the outage's still: the incident began during the outage (the two overlap:
+// the page is the outage's, whichever began last), or within the page's long
+// window after the outage ended, so the long window still holds the outage's
+// failures, and at 1/60 scale the short window (5 s for the 14.4x page) is short enough for
 // a brownout's retries, exhausted in a burst, to pass the factor too. At real
 // scale the short window is five minutes and the demo's brownout stays far
 // below it (deploy/README.md, examples/otel-demo/README.md). A page in an
@@ -308,7 +309,7 @@ func inOutageShadow(cfg RuleConfig, key string, inc incident) bool {
 	name, factor, _ := strings.Cut(key, "/")
 	for _, b := range cfg.Burn {
 		if b.Alert == name && num(b.Factor) == factor {
-			return inc.start >= alertOutage.end && inc.start <= alertOutage.end+b.Long
+			return inc.start >= alertOutage.start && inc.start <= alertOutage.end+b.Long
 		}
 	}
 	return false
