@@ -5,15 +5,12 @@ import (
 	"time"
 )
 
-// add offers one item: the path of every item, from Add, AddResult,
-// Client.Add or a Client's worker. The worker differs from a producer in
-// two ways: it always blocks for room (a send on Work does), and it is cut
-// short only by a Shutdown deadline, so its item is then refused with
-// ErrIncomplete. Its common case, an item that joins the open batch of the
-// key the last item went to without closing it, on a running client with
-// no batch waiting for a slot and without Result, Batch, Sizer or Added hook (the only hook an item that closes nothing calls), is
-// a lock, an append and an unlock, with no call; every other item goes on
-// through addLocked.
+// add offers one item, from Add, AddResult, Client.Add or a Client's worker
+// (which always blocks for room, and whose item a Shutdown deadline refuses
+// with ErrIncomplete). Its common case, an item joining the open batch of
+// the last item's key without closing it, with no batch waiting for a slot
+// and no Result, Batch or Sizer, is a lock, an append and an unlock, with
+// no call but the Added hook's; every other item goes on to addLocked.
 func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool) (Result, error) {
 	var key K
 	size := 0
@@ -25,12 +22,15 @@ func (e *engine[K, T]) add(ctx context.Context, item T, wantResult, worker bool)
 	}
 	e.mu.Lock()
 	if ks := e.lastKey; ks != nil && ks.cur != nil && ks.cur.n < e.fill && ks.key == key && !wantResult &&
-		e.phase == running && e.readyN.Load() == 0 && e.join == nil && e.sizer == nil && (e.hooks == nil || e.hooks.Added == nil) {
+		e.phase == running && e.readyN.Load() == 0 && e.join == nil && e.sizer == nil {
 		b := ks.cur
 		b.items = append(b.items, item)
 		b.n++
 		e.openItems++
 		e.added++
+		if h := e.hooks; h != nil && h.Added != nil {
+			e.keepLocked(b, callAdded(h.Added, ctx))
+		}
 		e.mu.Unlock()
 		return Result{}, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -607,4 +608,50 @@ func TestAddedOnWorkRun(t *testing.T) {
 			t.Fatalf("Added called %d times; contexts by batch %v", added, contexts)
 		}
 	})
+}
+
+// An Added hook that keeps a context for some items only (a tracing layer
+// keeps those of sampled requests): FireInfo.Contexts is aligned with the
+// items, nil where nothing was kept, whether the kept item opened its
+// batch, joined it in the middle (add's common case) or closed it.
+func TestAddedKeepsSparseContexts(t *testing.T) {
+	type idKey struct{}
+	var got [][]any
+	hooks := &muster.Hooks{
+		Added: func(ctx context.Context, _ muster.AddInfo) context.Context {
+			if id := ctx.Value(idKey{}).(int); id%3 == 2 {
+				return ctx
+			}
+			return nil
+		},
+		Fired: func(ctx context.Context, info muster.FireInfo) context.Context {
+			var ids []any
+			for _, c := range info.Contexts {
+				if c == nil {
+					ids = append(ids, nil)
+				} else {
+					ids = append(ids, c.Value(idKey{}))
+				}
+			}
+			got = append(got, ids)
+			return nil
+		},
+	}
+	b := &muster.Batcher[int]{MaxBatchSize: 4, Hooks: hooks, MaxConcurrentBatches: 1,
+		Fire: func(context.Context, []int) error { return nil }}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := b.Add(context.WithValue(context.Background(), idKey{}, i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]any{{nil, nil, 2, nil}, {nil, 5, nil, nil}, {8, nil}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Contexts' kept ids per batch: %v, want %v", got, want)
+	}
 }
