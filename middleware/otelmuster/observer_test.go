@@ -224,6 +224,7 @@ func TestTracingItemSpansBothWays(t *testing.T) {
 	if create.SpanKind() != trace.SpanKindProducer {
 		t.Errorf("create span kind %v, want producer", create.SpanKind())
 	}
+	wantAttr(t, attrs(create.Attributes()), "muster.batcher.name", "orders")
 	if create.Status().Code != codes.Unset {
 		t.Errorf("create span status %v", create.Status())
 	}

@@ -80,8 +80,12 @@ func (t *tracing) Observe(info muster.ClientInfo) *muster.Hooks {
 	if name == "" {
 		name = defaultName
 	}
+	attr := batcherNameKey.String(name)
 	c := &clientTracing{t: t, fire: "fire " + name, create: "create " + name,
-		attr: batcherNameKey.String(name), maxSize: info.MaxBatchSize}
+		attr: attr, maxSize: info.MaxBatchSize,
+		createOpts: []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attr),
+		}}
 	return &muster.Hooks{
 		Added:   c.added,
 		Refused: c.refused,
@@ -98,6 +102,9 @@ type clientTracing struct {
 	fire, create string             // span names
 	attr         attribute.KeyValue // muster.batcher.name
 	maxSize      int
+	// createOpts are the options of every create span, built once: the
+	// Added hook runs per item.
+	createOpts []trace.SpanStartOption
 }
 
 // itemSpan is the context kept for an item added under a sampled span: the
@@ -141,7 +148,7 @@ func (c *clientTracing) added(ctx context.Context, _ muster.AddInfo) context.Con
 	if !c.t.itemSpans || !sc.IsSampled() {
 		return ctx
 	}
-	_, span := c.t.tracer.Start(ctx, c.create, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(c.attr))
+	_, span := c.t.tracer.Start(ctx, c.create, c.createOpts...)
 	return &itemSpan{Context: ctx, span: span, owner: c}
 }
 
