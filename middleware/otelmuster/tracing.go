@@ -154,8 +154,8 @@ func (c *clientTracing) added(ctx context.Context, _ muster.AddInfo) context.Con
 
 // refused ends the create span of an item dropped after it was taken.
 func (c *clientTracing) refused(ctx context.Context, info muster.AddInfo) {
-	if !errors.Is(info.Err, muster.ErrDropped) {
-		return // never taken: no create span
+	if !info.Taken {
+		return // never taken (ErrDropped too, under OverflowDropNewest): no create span
 	}
 	if is := c.itemSpanOf(ctx); is != nil {
 		is.span.SetStatus(codes.Error, info.Err.Error())
