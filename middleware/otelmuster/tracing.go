@@ -226,9 +226,10 @@ func (c *clientTracing) start(ctx context.Context, info muster.FireInfo) (contex
 	}
 	if len(s.creates) > 0 {
 		back := trace.Link{SpanContext: span.SpanContext()}
+		end := []trace.SpanEndOption{trace.WithTimestamp(info.Start)} // one per batch, not per item
 		for _, cs := range s.creates {
 			cs.AddLink(back)
-			cs.End(trace.WithTimestamp(info.Start))
+			cs.End(end...)
 		}
 	}
 	return ctx, span
