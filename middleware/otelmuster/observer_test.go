@@ -565,3 +565,21 @@ func TestMetricsHooksAfterStopped(t *testing.T) {
 		}
 	}
 }
+
+// A ClientInfo without Stats (an Observe called by hand) joins no group:
+// its Stopped leaves none, and its hooks still record.
+func TestMetricsStoppedWithoutStats(t *testing.T) {
+	mp, r := newMeterProvider()
+	o, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
+	mustNil(t, err)
+	info := muster.ClientInfo{ID: 1, Name: "bare"}
+	h := o.Observe(info)
+	ctx := context.Background()
+	h.Stopped(ctx, info)
+	h.Refused(ctx, muster.AddInfo{Err: muster.ErrStopped})
+	s := collect(t, r)
+	s.wantSum("muster.item.refused", kv("muster.batcher.name", "bare", "error.type", "stopped"), 1)
+	if n := s.points("muster.item.added"); n != 0 {
+		t.Errorf("%d muster.item.added series for a client without Stats", n)
+	}
+}
