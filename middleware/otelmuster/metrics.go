@@ -303,8 +303,11 @@ func (m *metrics) join(c *clientMetrics) {
 }
 
 // leave removes a stopped client from its group, keeping its items added.
-// Its Stats, which the group's callback reads too, is the core's: never nil.
+// A client without Stats never joined one (join).
 func (m *metrics) leave(c *clientMetrics) {
+	if c.info.Stats == nil {
+		return
+	}
 	added := int64(c.info.Stats().Added) // final: the client has stopped
 	m.mu.Lock()
 	g := m.groups[c.info.Name]

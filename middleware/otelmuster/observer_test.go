@@ -224,6 +224,7 @@ func TestTracingItemSpansBothWays(t *testing.T) {
 	if create.SpanKind() != trace.SpanKindProducer {
 		t.Errorf("create span kind %v, want producer", create.SpanKind())
 	}
+	wantAttr(t, attrs(create.Attributes()), "muster.batcher.name", "orders")
 	if create.Status().Code != codes.Unset {
 		t.Errorf("create span status %v", create.Status())
 	}
@@ -532,4 +533,53 @@ func TestMetricsInvalidKey(t *testing.T) {
 	}
 	mustNil(t, k.Stop())
 	collect(t, r).wantSum("muster.item.refused", kv("muster.batcher.name", "floats", "error.type", "invalid_key"), 1)
+}
+
+// Refused and a producer's Waited may run after a client's Stopped (the
+// core's Hooks doc): they are still recorded, against the client's name,
+// and neither brings back the gauges of the client that left nor counts
+// its items added twice.
+func TestMetricsHooksAfterStopped(t *testing.T) {
+	mp, r := newMeterProvider()
+	o, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
+	mustNil(t, err)
+	info := muster.ClientInfo{ID: 1, Name: "late", MaxBatchSize: 10, PendingWorkCapacity: 10,
+		Stats: func() muster.Stats { return muster.Stats{Added: 3, Queued: 2} }}
+	h := o.Observe(info)
+	name := kv("muster.batcher.name", "late")
+	collect(t, r).wantSum("muster.queue.size", name, 2)
+	ctx := context.Background()
+	h.Stopped(ctx, info)
+	h.Refused(ctx, muster.AddInfo{Err: muster.ErrDropped, Taken: true})
+	h.Refused(ctx, muster.AddInfo{Err: muster.ErrStopped})
+	h.Waited(ctx, muster.WaitInfo{Reason: muster.WaitBackpressure, Duration: 2 * time.Second})
+
+	s := collect(t, r)
+	s.wantSum("muster.item.dropped", kv("muster.batcher.name", "late", "error.type", "dropped"), 1)
+	s.wantSum("muster.item.refused", kv("muster.batcher.name", "late", "error.type", "stopped"), 1)
+	s.wantHist("muster.add.blocked.duration", name, 1, 2)
+	s.wantSum("muster.item.added", name, 3)
+	for _, n := range []string{"muster.queue.size", "muster.queue.capacity", "muster.item.pending"} {
+		if s.points(n) != 0 {
+			t.Errorf("%s observed again after Stopped", n)
+		}
+	}
+}
+
+// A ClientInfo without Stats (an Observe called by hand) joins no group:
+// its Stopped leaves none, and its hooks still record.
+func TestMetricsStoppedWithoutStats(t *testing.T) {
+	mp, r := newMeterProvider()
+	o, err := otelmuster.NewMetrics(otelmuster.WithMeterProvider(mp))
+	mustNil(t, err)
+	info := muster.ClientInfo{ID: 1, Name: "bare"}
+	h := o.Observe(info)
+	ctx := context.Background()
+	h.Stopped(ctx, info)
+	h.Refused(ctx, muster.AddInfo{Err: muster.ErrStopped})
+	s := collect(t, r)
+	s.wantSum("muster.item.refused", kv("muster.batcher.name", "bare", "error.type", "stopped"), 1)
+	if n := s.points("muster.item.added"); n != 0 {
+		t.Errorf("%d muster.item.added series for a client without Stats", n)
+	}
 }

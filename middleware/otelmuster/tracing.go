@@ -80,8 +80,12 @@ func (t *tracing) Observe(info muster.ClientInfo) *muster.Hooks {
 	if name == "" {
 		name = defaultName
 	}
+	attr := batcherNameKey.String(name)
 	c := &clientTracing{t: t, fire: "fire " + name, create: "create " + name,
-		attr: batcherNameKey.String(name), maxSize: info.MaxBatchSize}
+		attr: attr, maxSize: info.MaxBatchSize,
+		createOpts: []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attr),
+		}}
 	return &muster.Hooks{
 		Added:   c.added,
 		Refused: c.refused,
@@ -98,6 +102,9 @@ type clientTracing struct {
 	fire, create string             // span names
 	attr         attribute.KeyValue // muster.batcher.name
 	maxSize      int
+	// createOpts are the options of every create span, built once: the
+	// Added hook runs per item.
+	createOpts []trace.SpanStartOption
 }
 
 // itemSpan is the context kept for an item added under a sampled span: the
@@ -141,14 +148,14 @@ func (c *clientTracing) added(ctx context.Context, _ muster.AddInfo) context.Con
 	if !c.t.itemSpans || !sc.IsSampled() {
 		return ctx
 	}
-	_, span := c.t.tracer.Start(ctx, c.create, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(c.attr))
+	_, span := c.t.tracer.Start(ctx, c.create, c.createOpts...)
 	return &itemSpan{Context: ctx, span: span, owner: c}
 }
 
 // refused ends the create span of an item dropped after it was taken.
 func (c *clientTracing) refused(ctx context.Context, info muster.AddInfo) {
-	if !errors.Is(info.Err, muster.ErrDropped) {
-		return // never taken: no create span
+	if !info.Taken {
+		return // never taken (ErrDropped too, under OverflowDropNewest): no create span
 	}
 	if is := c.itemSpanOf(ctx); is != nil {
 		is.span.SetStatus(codes.Error, info.Err.Error())
@@ -219,9 +226,10 @@ func (c *clientTracing) start(ctx context.Context, info muster.FireInfo) (contex
 	}
 	if len(s.creates) > 0 {
 		back := trace.Link{SpanContext: span.SpanContext()}
+		end := []trace.SpanEndOption{trace.WithTimestamp(info.Start)} // one per batch, not per item
 		for _, cs := range s.creates {
 			cs.AddLink(back)
-			cs.End(trace.WithTimestamp(info.Start))
+			cs.End(end...)
 		}
 	}
 	return ctx, span

@@ -573,3 +573,27 @@ func TestTracingNoSpan(t *testing.T) {
 	ctx = h.Fired(ctx, muster.FireInfo{Size: 2, Contexts: []context.Context{nil, kept}})
 	h.Done(ctx, muster.DoneInfo{Err: errors.New("x")})
 }
+
+// What the tracing hooks allocate of their own, on a provider that
+// allocates nothing for a span: per sampled item, Added keeps its context
+// (one allocation, and one for the context the tracer returns), and a
+// batch's hooks do no per-item work beyond the tracer's, however many
+// create spans they end.
+func TestTracingAllocations(t *testing.T) {
+	h := otelmuster.NewTracing(otelmuster.WithTracerProvider(noop.NewTracerProvider())).Observe(muster.ClientInfo{ID: 1, Name: "orders"})
+	item := remoteCtx(1, true)
+	if n := testing.AllocsPerRun(1000, func() { h.Added(item, muster.AddInfo{}) }); n > 2 {
+		t.Errorf("Added for a sampled item: %v allocations, want at most 2", n)
+	}
+	kept := make([]context.Context, 100)
+	for i := range kept {
+		kept[i] = h.Added(remoteCtx(i, true), muster.AddInfo{})
+	}
+	fire := muster.FireInfo{Size: len(kept), Trigger: muster.TriggerSize, Contexts: kept}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(100, func() {
+		h.Done(h.Fired(ctx, fire), muster.DoneInfo{FireInfo: fire})
+	}); n >= float64(len(kept)) {
+		t.Errorf("Fired+Done of a batch of %d create spans: %v allocations, want fewer than one per item", len(kept), n)
+	}
+}

@@ -43,8 +43,11 @@
 // written are counted, and the next line of that reason carries the count
 // as suppressed (the number of events of its reason left out since the
 // previous line); what is still suppressed when the client stops is
-// logged then, in one line per reason ("muster: suppressed"). Abandoned
-// batches are not limited: a shutdown abandons few batches, once.
+// logged then, in one line per reason ("muster: suppressed"). Refusals
+// may follow the stop (Adds made after it, refused as stopped): they stay
+// limited, and those left out after their reason's last line are not
+// reported. Abandoned batches are not limited: a shutdown abandons few
+// batches, once.
 //
 // # Goroutines
 //
