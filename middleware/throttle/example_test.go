@@ -9,12 +9,14 @@ import (
 	"github.com/musterhq/muster/ratelimit"
 )
 
-// A downstream that takes 50 rows a second, in bulk inserts of up to 2 rows.
-// The first batch finds its tokens ready; the others wait, and the Waited
+// A downstream that takes 10 rows a second, in bulk inserts of up to 2 rows.
+// The first batch finds its tokens ready; the others wait (200 ms: long
+// enough that a busy machine's scheduling delay never refills them first,
+// which made the output flaky at 50 rows a second), and the Waited
 // hook (where tracing and metrics listen) hears of each wait (and of the
 // producer's, held by backpressure meanwhile).
 func ExampleNew() {
-	rows := ratelimit.NewLimiter(50, 2) // 50 rows/s, bursts of one batch
+	rows := ratelimit.NewLimiter(10, 2) // 10 rows/s, bursts of one batch
 	b := &muster.Batcher[string]{
 		MaxBatchSize:         2,
 		MaxConcurrentBatches: 1,
