@@ -127,12 +127,7 @@ func Wrap[T any](b *muster.Batcher[Item[T]], c Config[T]) *Batcher[T] {
 	if b == nil {
 		return &Batcher[T]{misfit: errors.New("nil *muster.Batcher"), replayDone: make(chan struct{})}
 	}
-	j := newBatcher(b, c, b.Overflow, b.Fire, b.DeadLetter != nil)
-	if b.Fire != nil {
-		b.Fire = j.fireBatch
-	}
-	b.DeadLetter = j.deadLetter
-	return j
+	return wrap(b, c, b.Overflow, &b.Fire, &b.DeadLetter)
 }
 
 // WrapKeyed journals k's items, as Wrap does for a Batcher. k's Key
@@ -142,16 +137,12 @@ func WrapKeyed[K comparable, T any](k *muster.Keyed[K, Item[T]], c Config[T]) *B
 	if k == nil {
 		return &Batcher[T]{misfit: errors.New("nil *muster.Keyed"), replayDone: make(chan struct{})}
 	}
-	j := newBatcher(k, c, k.Overflow, k.Fire, k.DeadLetter != nil)
-	if k.Fire != nil {
-		k.Fire = j.fireBatch
-	}
-	k.DeadLetter = j.deadLetter
-	return j
+	return wrap(k, c, k.Overflow, &k.Fire, &k.DeadLetter)
 }
 
-func newBatcher[T any](inner batcher[T], c Config[T], o muster.Overflow, fire muster.FireFunc[Item[T]], hasDL bool) *Batcher[T] {
-	j := &Batcher[T]{c: c, inner: inner, overflow: o, fire: fire, replayDone: make(chan struct{})}
+// wrap journals inner's items, taking over its Fire and DeadLetter fields.
+func wrap[T any](inner batcher[T], c Config[T], o muster.Overflow, fire *muster.FireFunc[Item[T]], dl *func(context.Context, []Item[T], error)) *Batcher[T] {
+	j := &Batcher[T]{c: c, inner: inner, overflow: o, fire: *fire, replayDone: make(chan struct{})}
 	switch {
 	case c.Store == nil:
 		j.misfit = errors.New("Config.Store is nil")
@@ -159,9 +150,13 @@ func newBatcher[T any](inner batcher[T], c Config[T], o muster.Overflow, fire mu
 		j.misfit = errors.New("Config.Codec is nil")
 	case c.MaxItemAge < 0:
 		j.misfit = fmt.Errorf("negative MaxItemAge %v", c.MaxItemAge)
-	case hasDL:
+	case *dl != nil:
 		j.misfit = errors.New("the batcher's DeadLetter is set: set Config.DeadLetter instead")
 	}
+	if *fire != nil {
+		*fire = j.fireBatch
+	}
+	*dl = j.deadLetter
 	return j
 }
 

@@ -691,6 +691,8 @@ func TestLayerConfigErrors(t *testing.T) {
 			journal.Config[int]{Store: store, Codec: journal.JSON[int](), MaxItemAge: -1}),
 		"batcher's dead letter": journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, Fire: fire,
 			DeadLetter: func(context.Context, []item, error) {}}, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
+		"keyed's dead letter": journal.WrapKeyed(&muster.Keyed[int, item]{MaxBatchSize: 1, Fire: fire, Key: func(it item) int { return it.Value },
+			DeadLetter: func(context.Context, []item, error) {}}, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
 		"no fire": journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1}, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
 	} {
 		if err := j.Start(); !errors.Is(err, muster.ErrInvalidConfig) {
