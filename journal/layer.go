@@ -426,19 +426,7 @@ func (j *Batcher[T]) replay(ctx context.Context) {
 			}
 		}
 		j.unfinished.Add(1)
-		for {
-			err = j.inner.Add(ctx, item)
-			if !errors.Is(err, muster.ErrFull) && !errors.Is(err, muster.ErrTooManyKeys) {
-				break
-			}
-			// Full under OverflowFail, or every key busy: wait for room,
-			// as OverflowBlock would.
-			select {
-			case <-time.After(replayRetry):
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-		}
+		err = j.replayAdd(ctx, item)
 		switch {
 		case err == nil:
 		case ctx.Err() != nil || errors.Is(err, muster.ErrStopped):
@@ -457,6 +445,23 @@ func (j *Batcher[T]) replay(ctx context.Context) {
 	})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, muster.ErrStopped) {
 		j.replayErr = err
+	}
+}
+
+// replayAdd adds a replayed item to the batcher. Refused as full under
+// OverflowFail, or with every key busy, it waits for room as OverflowBlock
+// would, until ctx ends.
+func (j *Batcher[T]) replayAdd(ctx context.Context, item Item[T]) error {
+	for {
+		err := j.inner.Add(ctx, item)
+		if !errors.Is(err, muster.ErrFull) && !errors.Is(err, muster.ErrTooManyKeys) {
+			return err
+		}
+		select {
+		case <-time.After(replayRetry):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
