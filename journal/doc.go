@@ -18,7 +18,7 @@
 //		MaxBatchSize: 500, BatchTimeout: 50 * time.Millisecond,
 //		Fire: retry.New[journal.Item[Order]]()(insertOrders), // upsert on item.ID
 //	}, journal.Config[Order]{Store: log, Codec: journal.JSON[Order](), DeadLetter: spill})
-//	err := b.Start() // replays what an earlier run left
+//	err = b.Start() // replays what an earlier run left
 //	err = b.Add(ctx, order)
 //
 // Fire receives each item's [ID] beside its value: a sink that deduplicates

@@ -127,12 +127,7 @@ func Wrap[T any](b *muster.Batcher[Item[T]], c Config[T]) *Batcher[T] {
 	if b == nil {
 		return &Batcher[T]{misfit: errors.New("nil *muster.Batcher"), replayDone: make(chan struct{})}
 	}
-	j := newBatcher(b, c, b.Overflow, b.Fire, b.DeadLetter != nil)
-	if b.Fire != nil {
-		b.Fire = j.fireBatch
-	}
-	b.DeadLetter = j.deadLetter
-	return j
+	return wrap(b, c, b.Overflow, &b.Fire, &b.DeadLetter)
 }
 
 // WrapKeyed journals k's items, as Wrap does for a Batcher. k's Key
@@ -142,16 +137,12 @@ func WrapKeyed[K comparable, T any](k *muster.Keyed[K, Item[T]], c Config[T]) *B
 	if k == nil {
 		return &Batcher[T]{misfit: errors.New("nil *muster.Keyed"), replayDone: make(chan struct{})}
 	}
-	j := newBatcher(k, c, k.Overflow, k.Fire, k.DeadLetter != nil)
-	if k.Fire != nil {
-		k.Fire = j.fireBatch
-	}
-	k.DeadLetter = j.deadLetter
-	return j
+	return wrap(k, c, k.Overflow, &k.Fire, &k.DeadLetter)
 }
 
-func newBatcher[T any](inner batcher[T], c Config[T], o muster.Overflow, fire muster.FireFunc[Item[T]], hasDL bool) *Batcher[T] {
-	j := &Batcher[T]{c: c, inner: inner, overflow: o, fire: fire, replayDone: make(chan struct{})}
+// wrap journals inner's items, taking over its Fire and DeadLetter fields.
+func wrap[T any](inner batcher[T], c Config[T], o muster.Overflow, fire *muster.FireFunc[Item[T]], dl *func(context.Context, []Item[T], error)) *Batcher[T] {
+	j := &Batcher[T]{c: c, inner: inner, overflow: o, fire: *fire, replayDone: make(chan struct{})}
 	switch {
 	case c.Store == nil:
 		j.misfit = errors.New("Config.Store is nil")
@@ -159,9 +150,13 @@ func newBatcher[T any](inner batcher[T], c Config[T], o muster.Overflow, fire mu
 		j.misfit = errors.New("Config.Codec is nil")
 	case c.MaxItemAge < 0:
 		j.misfit = fmt.Errorf("negative MaxItemAge %v", c.MaxItemAge)
-	case hasDL:
+	case *dl != nil:
 		j.misfit = errors.New("the batcher's DeadLetter is set: set Config.DeadLetter instead")
 	}
+	if *fire != nil {
+		*fire = j.fireBatch
+	}
+	*dl = j.deadLetter
 	return j
 }
 
@@ -431,19 +426,7 @@ func (j *Batcher[T]) replay(ctx context.Context) {
 			}
 		}
 		j.unfinished.Add(1)
-		for {
-			err = j.inner.Add(ctx, item)
-			if !errors.Is(err, muster.ErrFull) && !errors.Is(err, muster.ErrTooManyKeys) {
-				break
-			}
-			// Full under OverflowFail, or every key busy: wait for room,
-			// as OverflowBlock would.
-			select {
-			case <-time.After(replayRetry):
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-		}
+		err = j.replayAdd(ctx, item)
 		switch {
 		case err == nil:
 		case ctx.Err() != nil || errors.Is(err, muster.ErrStopped):
@@ -462,6 +445,23 @@ func (j *Batcher[T]) replay(ctx context.Context) {
 	})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, muster.ErrStopped) {
 		j.replayErr = err
+	}
+}
+
+// replayAdd adds a replayed item to the batcher. Refused as full under
+// OverflowFail, or with every key busy, it waits for room as OverflowBlock
+// would, until ctx ends.
+func (j *Batcher[T]) replayAdd(ctx context.Context, item Item[T]) error {
+	for {
+		err := j.inner.Add(ctx, item)
+		if !errors.Is(err, muster.ErrFull) && !errors.Is(err, muster.ErrTooManyKeys) {
+			return err
+		}
+		select {
+		case <-time.After(replayRetry):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

@@ -677,6 +677,55 @@ func TestLayerReplayWaitsUnderOverflowFail(t *testing.T) {
 	})
 }
 
+// waitCounter is a replay Limiter that lets every item through at once and
+// sends on its channel each time the replay asks.
+type waitCounter chan struct{}
+
+func (w waitCounter) WaitN(context.Context, int) error { w <- struct{}{}; return nil }
+
+// Stop ends at once a replay that waits for room under OverflowFail, with
+// the batcher still full: the item it was waiting to add stays journaled.
+func TestLayerStopEndsReplayWaitingForRoom(t *testing.T) {
+	store := newLog(t, journal.LogOptions{})
+	defer func() { _ = store.Close() }()
+	for v := range 5 {
+		_, _ = store.Append(context.Background(), fmt.Append(nil, v), time.Now(), true)
+	}
+	store = store.restart()
+	var s sink
+	release := make(chan struct{})
+	asked := make(waitCounter, 5)
+	j := journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, MaxConcurrentBatches: 1, Overflow: muster.OverflowFail,
+		Fire: func(ctx context.Context, items []item) error { <-release; return s.fire(ctx, items) }},
+		journal.Config[int]{Store: store, Codec: journal.JSON[int](), ReplayLimiter: asked})
+	start(t, j)
+	for range 3 { // one in flight, one waiting, the third refused as full
+		<-asked
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- j.Stop() }()
+	select {
+	case <-j.ReplayDone():
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("Stop did not end the replay in 10 s while the batcher was full")
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if got := values(s.items()); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("delivered %v, want [0 1]", got)
+	}
+	if st := j.Stats(); st.Replayed != 2 || st.Unfinished != 0 || st.ReplayErr != nil {
+		t.Errorf("stats %+v", st)
+	}
+	store = store.restart()
+	if st := store.Stats(); st.Items != 3 {
+		t.Errorf("%d items journaled after Stop, want the 3 not replayed", st.Items)
+	}
+}
+
 // Start refuses a configuration it cannot honour.
 func TestLayerConfigErrors(t *testing.T) {
 	fire := func(context.Context, []item) error { return nil }
@@ -690,6 +739,8 @@ func TestLayerConfigErrors(t *testing.T) {
 		"negative age": journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, Fire: fire},
 			journal.Config[int]{Store: store, Codec: journal.JSON[int](), MaxItemAge: -1}),
 		"batcher's dead letter": journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1, Fire: fire,
+			DeadLetter: func(context.Context, []item, error) {}}, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
+		"keyed's dead letter": journal.WrapKeyed(&muster.Keyed[int, item]{MaxBatchSize: 1, Fire: fire, Key: func(it item) int { return it.Value },
 			DeadLetter: func(context.Context, []item, error) {}}, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
 		"no fire": journal.Wrap(&muster.Batcher[item]{MaxBatchSize: 1}, journal.Config[int]{Store: store, Codec: journal.JSON[int]()}),
 	} {

@@ -186,8 +186,9 @@ type LogOptions struct {
 // nothing is memory-mapped.
 //
 // A Log is safe for concurrent use. A directory holds one open Log at a
-// time: Open takes a lock on it (flock on the file journal.lock, released
-// by Close or the process's end) and fails if another Log holds it.
+// time: on Linux, Open takes a lock on it (flock on the file journal.lock,
+// released by Close or the process's end) and fails if another Log holds
+// it; elsewhere nothing checks it.
 type Log struct {
 	dir      string
 	fs       fsys

@@ -20,7 +20,7 @@ import (
 const (
 	crashChildDir   = "JOURNAL_CRASH_CHILD_DIR"
 	crashChildLevel = "JOURNAL_CRASH_CHILD_LEVEL"
-	crashRounds     = "JOURNAL_CRASH_ROUNDS" // rounds of TestCrash; default 4
+	crashRounds     = "JOURNAL_CRASH_ROUNDS" // rounds of TestCrash; default 6
 )
 
 func TestCrashChild(t *testing.T) {
@@ -57,14 +57,14 @@ func TestCrashChild(t *testing.T) {
 // and checks that every ID the child printed (its Append had returned) is
 // recovered unless the test finished it; between rounds it finishes half of
 // what it recovered, and restarts the child on the same directory, so the
-// log accumulates history over the rounds. The child appends at Synced in
-// even rounds and at Process in odd ones: a SIGKILL is a process crash,
-// which Process survives too.
+// log accumulates history over the rounds. The child appends at Synced,
+// Interval and Process in turn: a SIGKILL is a process crash, which every
+// level promises to survive.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary")
 	}
-	rounds := 4
+	rounds := 6
 	if s := os.Getenv(crashRounds); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -79,10 +79,7 @@ func TestCrash(t *testing.T) {
 	checked := 0
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		level := Synced
-		if round%2 == 1 {
-			level = Process
-		}
+		level := []Durability{Synced, Interval, Process}[round%3]
 		cmd.Env = append(os.Environ(), crashChildDir+"="+dir, fmt.Sprintf("%s=%d", crashChildLevel, level))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()

@@ -25,6 +25,10 @@ import (
 // until it is killed.
 const childEnv = "REDISJOURNAL_CHILD_REDIS"
 
+// childFallbackEnv, set to a directory, gives the child's Store an
+// Options.Fallback: the journal.Log (Synced) in that directory.
+const childFallbackEnv = "REDISJOURNAL_CHILD_FALLBACK"
+
 // quiet drops go-redis's log lines.
 type quiet struct{}
 
@@ -33,14 +37,23 @@ func (quiet) Printf(context.Context, string, ...any) {}
 // childMain appends from 16 goroutines and prints "ack ID" once each
 // Append returned nil, and for every third item "finishing ID" before it
 // calls Finish and "fin ID" once Finish returned nil, each line in one
-// write.
+// write. With a fallback, a Finish that fails (Redis down) is not fatal:
+// the item stays journaled.
 func childMain() int {
 	redis.SetLogger(quiet{})
 	rdb := redisjournal.NewClient(&redis.Options{Addr: os.Getenv(childEnv), DialTimeout: 200 * time.Millisecond})
 	hb, dead := crashTimings()
-	s, err := redisjournal.Open(context.Background(), redisjournal.Options{
-		Client: rdb, Name: "crash", HeartbeatInterval: hb, DeadAfter: dead,
-	})
+	opts := redisjournal.Options{Client: rdb, Name: "crash", HeartbeatInterval: hb, DeadAfter: dead}
+	fallback := os.Getenv(childFallbackEnv)
+	if fallback != "" {
+		fb, err := journal.Open(fallback, journal.LogOptions{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		opts.Fallback = fb
+	}
+	s, err := redisjournal.Open(context.Background(), opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -59,6 +72,9 @@ func childMain() int {
 				if i%3 == 0 {
 					os.Stdout.WriteString("finishing " + string(id) + "\n")
 					if err := s.Finish(id); err != nil {
+						if fallback != "" {
+							continue
+						}
 						fmt.Fprintln(os.Stderr, err)
 						os.Exit(1)
 					}
@@ -83,11 +99,13 @@ type child struct {
 	finished  map[journal.ID]bool
 }
 
-func startChild(t *testing.T, addr string) *child {
+// startChild starts a crash-test child on the Redis at addr, with env
+// ("NAME=value") added to its environment.
+func startChild(t *testing.T, addr string, env ...string) *child {
 	t.Helper()
 	c := &child{read: make(chan struct{}), acked: map[journal.ID]bool{}, finishing: map[journal.ID]bool{}, finished: map[journal.ID]bool{}}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	c.cmd.Env = append(os.Environ(), childEnv+"="+addr)
+	c.cmd.Env = append(append(os.Environ(), childEnv+"="+addr), env...)
 	c.cmd.Stderr = os.Stderr
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -252,6 +270,67 @@ func TestCrashTakeover(t *testing.T) {
 	}
 	t.Logf("%d rounds, %d acknowledged unfinished items all delivered by the other replica; slowest takeover %v (HeartbeatInterval %v, DeadAfter %v: bound %v)",
 		rounds, total, worst.Round(time.Millisecond), hb, dead, dead+3*hb)
+}
+
+// TestCrashWithFallback: a replica with Options.Fallback (the embedded Log,
+// Synced) appends from 16 goroutines; Redis (appendfsync always) is
+// killed, the replica goes on appending to the fallback, and is SIGKILLed.
+// The next start on the same machine (the same fallback directory), with
+// Redis restarted, delivers every item the replica acknowledged and had not
+// finished: those Redis took by takeover, the "local:" ones from the
+// fallback.
+func TestCrashWithFallback(t *testing.T) {
+	srv := startRedis(t, true)
+	rdb := srv.Client(t)
+	dir := t.TempDir()
+	hb, dead := crashTimings()
+	c := startChild(t, srv.Addr(), childFallbackEnv+"="+dir)
+	local := func() (n int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for id := range c.acked {
+			if strings.HasPrefix(string(id), "local:") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 20*time.Second, "acknowledgements by Redis", func() bool { return c.ackedCount() >= 500 })
+	srv.Stop()
+	waitFor(t, 20*time.Second, "acknowledgements by the fallback", func() bool { return local() >= 500 })
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.read
+	_ = c.cmd.Wait()
+
+	c.mu.Lock()
+	var need []journal.ID
+	for id := range c.acked {
+		if !c.finishing[id] {
+			need = append(need, id)
+		}
+	}
+	c.mu.Unlock()
+	fb := openLog(t, dir)
+	s := openWith(t, redisjournal.Options{Client: rdb, Name: "crash", HeartbeatInterval: hb, DeadAfter: dead, Fallback: fb})
+	rec := newRecorder()
+	recoverUntilCleanup(t, s, rec.fn)
+	srv.Restart()
+	missing := func() (n int) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, id := range need {
+			if rec.count[id] == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if !waitUntil(10*time.Second+2*dead, func() bool { return missing() == 0 }) {
+		t.Fatalf("%d of %d acknowledged unfinished items not delivered; stats %+v", missing(), len(need), s.Stats())
+	}
+	t.Logf("%d acknowledged (%d by the fallback), %d of them unfinished: all delivered", c.ackedCount(), local(), len(need))
 }
 
 // A replica stalled longer than DeadAfter (SIGSTOP) is taken over while
