@@ -61,7 +61,7 @@ func TestFloorDoesTheWork(t *testing.T) {
 		batchSlotWaitKey.Float64(0),
 	} {
 		if v, ok := got[want.Key]; !ok || v != want.Value {
-			t.Errorf("span attribute %s = %v, want %v", want.Key, v.Emit(), want.Value.Emit())
+			t.Errorf("span attribute %s = %v, want %v", want.Key, v.String(), want.Value.String())
 		}
 	}
 	if len(got) != 7 {

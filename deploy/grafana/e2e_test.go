@@ -205,22 +205,6 @@ func checkRules(t *testing.T, api string) {
 	}
 }
 
-// scrapeText returns the text exposition served at addr.
-func scrapeText(t *testing.T, addr string) string {
-	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
-}
-
 // freeAddr returns a free TCP address on 127.0.0.1.
 func freeAddr(t *testing.T) string {
 	t.Helper()

@@ -17,9 +17,12 @@ func TestMakefileFindsTools(t *testing.T) {
 	if err != nil {
 		t.Skip("make not found: the Makefile's tool lookup is NOT TESTED")
 	}
-	fakeBins := func(names ...string) string {
-		dir := t.TempDir()
-		for _, n := range names {
+	// fakeBins puts a prometheus and a promtool that do nothing in dir.
+	fakeBins := func(dir string) string {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"prometheus", "promtool"} {
 			if err := os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -27,17 +30,9 @@ func TestMakefileFindsTools(t *testing.T) {
 		return dir
 	}
 	root := t.TempDir() // a PROM_ROOT as `make tools` and .ci/run lay it out
-	if err := os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rootBin := filepath.Join(root, "usr/bin")
-	for _, n := range []string{"prometheus", "promtool"} {
-		if err := os.WriteFile(filepath.Join(rootBin, n), []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rootBin := fakeBins(filepath.Join(root, "usr/bin"))
 	empty := t.TempDir()
-	onPath := fakeBins("prometheus", "promtool")
+	onPath := fakeBins(t.TempDir())
 	run := func(env ...string) string {
 		t.Helper()
 		cmd := exec.Command(mk, "-s", "-C", "..", "tools-path", "PROM_ROOT="+root)

@@ -254,18 +254,8 @@ func start(ctx context.Context, cfg config, stdout, stderr io.Writer) (d *demo, 
 		}
 		d.journal, d.batcher = j, j
 	} else {
-		k := &muster.Keyed[string, Order]{
-			Name:                 batcherName,
-			Key:                  func(o Order) string { return o.Region },
-			MaxBatchSize:         uint(cfg.batchSize),
-			BatchTimeout:         cfg.batchTimeout,
-			MaxConcurrentBatches: uint(cfg.maxInflight),
-			PendingWorkCapacity:  uint(cfg.capacity),
-			Hooks:                kp.hooks,
-			// The region is the batch span's muster.batch.key; the insert
-			// (a child span) runs in its context.
-			Fire: fireChain(waiter, ds.insert),
-		}
+		// The insert (a child span) runs in the batch span's context.
+		k := newKeyed(kp, func(o Order) string { return o.Region }, fireChain(waiter, ds.insert))
 		if d.ledger != nil {
 			k.DeadLetter = func(_ context.Context, orders []Order, _ error) {
 				for _, o := range orders {

@@ -55,6 +55,22 @@ type keyedParams struct {
 	ledger *ledger // nil without -ledger
 }
 
+// newKeyed returns the demo's Keyed batcher of T, one batch per region (the
+// batch span's muster.batch.key), with kp's settings; the plain demo's T is
+// Order, the journaled one's journal.Item[Order].
+func newKeyed[T any](kp keyedParams, region func(T) string, fire muster.FireFunc[T]) *muster.Keyed[string, T] {
+	return &muster.Keyed[string, T]{
+		Name:                 batcherName,
+		Key:                  region,
+		MaxBatchSize:         uint(kp.cfg.batchSize),
+		BatchTimeout:         kp.cfg.batchTimeout,
+		MaxConcurrentBatches: uint(kp.cfg.maxInflight),
+		PendingWorkCapacity:  uint(kp.cfg.capacity),
+		Hooks:                kp.hooks,
+		Fire:                 fire,
+	}
+}
+
 // newJournaled opens the journal that -journal names (a directory for the
 // embedded Log at Synced, or "redis" for the Redis store at -redis-addr),
 // wraps a Keyed of journal items with it, exports its metrics, and starts
@@ -89,16 +105,7 @@ func newJournaled(ctx context.Context, kp keyedParams, fire muster.FireFunc[jour
 	}
 	j.metrics = jm
 	var logMu sync.Mutex
-	j.Batcher = journal.WrapKeyed(&muster.Keyed[string, journal.Item[Order]]{
-		Name:                 batcherName,
-		Key:                  func(it journal.Item[Order]) string { return it.Value.Region },
-		MaxBatchSize:         uint(cfg.batchSize),
-		BatchTimeout:         cfg.batchTimeout,
-		MaxConcurrentBatches: uint(cfg.maxInflight),
-		PendingWorkCapacity:  uint(cfg.capacity),
-		Hooks:                kp.hooks,
-		Fire:                 fire,
-	}, journal.Config[Order]{
+	j.Batcher = journal.WrapKeyed(newKeyed(kp, func(it journal.Item[Order]) string { return it.Value.Region }, fire), journal.Config[Order]{
 		Store: j.store,
 		Codec: journal.JSON[Order](),
 		// The orders whose outcome is not delivery: counted in the

@@ -48,8 +48,9 @@
 // the replicas that sent a heartbeat to Redis in the last three heartbeat
 // intervals; a replica that started while Redis was down has counted none
 // and divides by Config.InitialReplicas, [DefaultInitialReplicas] unless
-// set, rather than take the whole quota), starting with an empty bucket so that tokens just taken from
-// the shared quota are not taken twice; [FailClosed] refuses callers with
+// set, rather than take the whole quota), starting with an empty bucket so
+// that tokens just taken from the shared quota are not taken twice;
+// [FailClosed] refuses callers with
 // [ErrUnavailable]. WaitN never blocks past its context: the round trip runs
 // on its own goroutine and is abandoned when the context ends (tokens it
 // reserved late are given back).
