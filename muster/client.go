@@ -260,10 +260,10 @@ func (n *notifier) DoneError(err error) {
 
 // worker drains Work until Stop closes it, adding each item as any
 // producer does (under backpressure it blocks), a run of the items Work
-// holds under one lock. As in the seed, it takes
-// nothing from Work while a closed batch waits for a slot, so that
-// producers block once PendingWorkCapacity items are in Work. After a
-// Shutdown deadline it refuses what Work still holds.
+// holds under one lock. As in the seed, it takes nothing from Work while a
+// closed batch waits for a slot, so that producers block once
+// PendingWorkCapacity items are in Work. After a Shutdown deadline it
+// refuses what Work still holds.
 func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()
