@@ -311,9 +311,8 @@ func TestClientShutdownNilBeforeStopped(t *testing.T) {
 // runs (and Stop returns) before those Done hooks.
 func TestStoppedBeforeAbandonedDone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var order []string
-		note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+		var order eventLog
+		note := order.note
 		b := &muster.Batcher[int]{
 			MaxBatchSize:         1,
 			MaxConcurrentBatches: 1,
@@ -348,10 +347,8 @@ func TestStoppedBeforeAbandonedDone(t *testing.T) {
 			t.Fatalf("Shutdown = %v", err)
 		}
 		_ = b.Stop()
-		mu.Lock()
-		defer mu.Unlock()
-		if len(order) == 0 || order[len(order)-1] != "stopped" {
-			t.Fatalf("hook order %v: Stopped must come last", order)
+		if got := order.get(); len(got) == 0 || got[len(got)-1] != "stopped" {
+			t.Fatalf("hook order %v: Stopped must come last", got)
 		}
 	})
 }
