@@ -3,6 +3,7 @@ package muster_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -213,5 +214,46 @@ func TestStoppedHookPanic(t *testing.T) {
 	_ = b.Add(context.Background(), 1)
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A BatchMaker that returns nil refuses the item it was called for with a
+// *PanicError that says so, on Add and on Work alike, rather than firing a
+// nil Batch: nothing is taken, and the next item gets a Batch of its own.
+func TestBatchMakerNilRefusesItem(t *testing.T) {
+	for _, viaWork := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			r := &recorder{}
+			calls := 0
+			var refused refusals
+			c := &muster.Client{MaxBatchSize: 1, Hooks: &muster.Hooks{Refused: refused.hook},
+				BatchMaker: func() muster.Batch {
+					if calls++; calls == 1 {
+						return nil
+					}
+					return r.maker()
+				}}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if viaWork {
+				c.Work <- 1
+				c.Work <- 2
+			} else if err := c.Add(context.Background(), 1); !isPanic(err) || !strings.Contains(err.Error(), "BatchMaker returned nil") {
+				t.Fatalf("Add with a BatchMaker returning nil: %v", err)
+			} else if err := c.Add(context.Background(), 2); err != nil {
+				t.Fatalf("next Add: %v", err)
+			}
+			if err := c.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			equalBatches(t, r.snapshot(), items(2))
+			if errs := refused.get(); len(errs) != 1 || !isPanic(errs[0]) || !strings.Contains(errs[0].Error(), "BatchMaker returned nil") {
+				t.Fatalf("viaWork=%v: refusals %v", viaWork, errs)
+			}
+			if s := c.Stats(); s.Refused != 1 || s.Added != 1 || s.Fired != 1 || s.Failed != 0 {
+				t.Fatalf("viaWork=%v: stats %+v", viaWork, s)
+			}
+		})
 	}
 }
