@@ -33,6 +33,9 @@ func (e *engine[K, T]) checkLocked() error {
 		if b.ks.cur != b || b.prev != prev || b.first.IsZero() {
 			return fmt.Errorf("open batch %p is not its key's open batch, or its links are wrong", b)
 		}
+		if len(b.ctxs) != 0 && len(b.ctxs) != b.n {
+			return fmt.Errorf("open batch %p: %d items, %d contexts kept", b, b.n, len(b.ctxs))
+		}
 		open += b.n
 	}
 	if e.open.tail != prev {

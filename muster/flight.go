@@ -202,10 +202,7 @@ func (e *engine[K, T]) fireInfo(b *batch[K, T], now time.Time) FireInfo {
 	info := FireInfo{BatchID: b.id, Size: b.n, Trigger: b.trigger, InFlight: b.inflight,
 		Queued: b.queued, Start: now, Age: now.Sub(b.first)}
 	if len(b.ctxs) > 0 {
-		for len(b.ctxs) < b.n {
-			b.ctxs = append(b.ctxs, nil)
-		}
-		info.Contexts = b.ctxs
+		info.Contexts = b.ctxs // one per item: keepLocked pads it
 	}
 	if e.keyFn != nil {
 		info.Key = b.ks.key
