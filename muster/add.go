@@ -355,7 +355,7 @@ func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
 	ks := b.ks
 	ks.cur = nil
 	b.complete(nil) // only dropped items' results
-	e.spareLocked(b)
+	e.recycleLocked(b, false)
 	if e.keyFn != nil && ks.batches.Add(-1) == 0 {
 		e.idleIfEmptyLocked(ks)
 	}
