@@ -176,12 +176,12 @@ func (e *engine[K, T]) reportRefusal(ctx context.Context, err error, since time.
 }
 
 // appendLocked puts an item into its key's open batch, closing the batches
-// its arrival completes: the one way an item joins a batch. An error (a
-// BatchMaker or Batch.Add that panicked) means the item was not taken. r,
-// when not nil, receives the item's Result, taken before its batch may
-// close: a closed batch may be done, and reused, before mu is released.
-// What most items never need (a new batch, a Batch's Add, sizes) is in
-// prepareLocked, and what happens once per batch or with hooks in
+// its arrival completes (only add's and addRun's common cases join without
+// it). An error (a BatchMaker or Batch.Add that panicked) means the item was
+// not taken. r, when not nil, receives the item's Result, taken before its
+// batch may close: a closed batch may be done, and reused, before mu is
+// released. What most items never need (a new batch, a Batch's Add, sizes)
+// is in prepareLocked, and what happens once per batch or with hooks in
 // joinedLocked. It needs mu (not fmu: closing a batch takes it).
 func (e *engine[K, T]) appendLocked(ctx context.Context, ks *keyState[K, T], item T, size int, r *Result, l *launches[K, T]) error {
 	b := ks.cur
@@ -355,7 +355,7 @@ func (e *engine[K, T]) discardLocked(b *batch[K, T]) {
 	ks := b.ks
 	ks.cur = nil
 	b.complete(nil) // only dropped items' results
-	e.spareLocked(b)
+	e.recycleLocked(b, false)
 	if e.keyFn != nil && ks.batches.Add(-1) == 0 {
 		e.idleIfEmptyLocked(ks)
 	}

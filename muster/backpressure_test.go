@@ -13,11 +13,18 @@ import (
 )
 
 // At MaxConcurrentBatches in flight, a full batch waits, nothing drains Work,
-// and producers block once PendingWorkCapacity is used up.
+// and producers block once PendingWorkCapacity is used up. The batch that
+// then fires sees, in FireInfo.Queued, Stats.Queued at that moment: the
+// items in Work.
 func TestBackpressureWork(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{hold: true}
-		c := &muster.Client{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 3, BatchMaker: r.maker}
+		queued := map[uint64]int{} // FireInfo.Queued by batch
+		c := &muster.Client{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 3, BatchMaker: r.maker,
+			Hooks: &muster.Hooks{Fired: func(_ context.Context, info muster.FireInfo) context.Context {
+				queued[info.BatchID] = info.Queued // batch goroutines run one at a time here
+				return nil
+			}}}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -46,6 +53,9 @@ func TestBackpressureWork(t *testing.T) {
 		r.release() // batch 1 done: batch 2 fires, the worker drains again
 		synctest.Wait()
 		<-sent
+		if queued[2] != 3 {
+			t.Fatalf("batch 2 fired with Queued %d, want 3 (Work held 4 to 6)", queued[2])
+		}
 		for len(r.snapshot()) < 4 || r.held != nil {
 			r.release()
 			synctest.Wait()

@@ -107,12 +107,11 @@ type Client struct {
 	// hooks); nil: context.Background(). Start calls it once.
 	BaseContext func() context.Context
 
-	// The engine, as a one-key Keyed over the items, and the Work worker's
+	// The engine, a one-key Keyed's over the items, and the Work worker's
 	// state: stopping is set when Stop or Shutdown begins (Add is refused
 	// from then on, while the worker drains Work); fed is closed when the
 	// worker has drained it; gaveUp ends wctx at a Shutdown deadline, after
 	// which the worker refuses what Work still holds, counting it in late.
-	k        Keyed[struct{}, any]
 	e        *engine[struct{}, any]
 	stopping atomic.Bool
 	stopOnce sync.Once
@@ -138,11 +137,11 @@ func (c *Client) Start() error {
 		return fmt.Errorf("%w: OverflowDropOldest is not available to a Client", ErrInvalidConfig)
 	}
 	work := make(chan interface{}, c.PendingWorkCapacity)
-	c.k = Keyed[struct{}, any]{MaxBatchSize: c.MaxBatchSize, BatchTimeout: c.BatchTimeout,
+	k := Keyed[struct{}, any]{MaxBatchSize: c.MaxBatchSize, BatchTimeout: c.BatchTimeout,
 		MaxConcurrentBatches: c.MaxConcurrentBatches, PendingWorkCapacity: c.PendingWorkCapacity,
 		Overflow: c.Overflow, Name: c.Name, Hooks: c.Hooks, BaseContext: c.BaseContext}
 	maker := c.BatchMaker
-	err := c.k.start(func(cfg *config[struct{}, any]) {
+	err := k.start(func(cfg *config[struct{}, any]) {
 		cfg.fire = c.fireFunc(maker)
 		cfg.join = joinFunc(maker)
 		cfg.keepItems = c.Middleware != nil
@@ -151,7 +150,7 @@ func (c *Client) Start() error {
 	if err != nil {
 		return err
 	}
-	c.Work, c.e = work, c.k.e
+	c.Work, c.e = work, k.e
 	c.fed = make(chan struct{})
 	c.wctx, c.wcancel = context.WithCancel(context.Background())
 	go c.worker(work)
@@ -261,10 +260,10 @@ func (n *notifier) DoneError(err error) {
 
 // worker drains Work until Stop closes it, adding each item as any
 // producer does (under backpressure it blocks), a run of the items Work
-// holds under one lock. As in the seed, it takes
-// nothing from Work while a closed batch waits for a slot, so that
-// producers block once PendingWorkCapacity items are in Work. After a
-// Shutdown deadline it refuses what Work still holds.
+// holds under one lock. As in the seed, it takes nothing from Work while a
+// closed batch waits for a slot, so that producers block once
+// PendingWorkCapacity items are in Work. After a Shutdown deadline it
+// refuses what Work still holds.
 func (c *Client) worker(work chan interface{}) {
 	defer close(c.fed)
 	defer c.wcancel()

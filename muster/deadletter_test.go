@@ -44,9 +44,8 @@ var errDown = errors.New("downstream down")
 func TestDeadLetterFailedBatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var l letters
-		var order []string
-		var mu sync.Mutex
-		note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+		var order eventLog
+		note := order.note
 		attempts := 0
 		twice := func(next muster.FireFunc[int]) muster.FireFunc[int] {
 			return func(ctx context.Context, items []int) error {
@@ -78,11 +77,9 @@ func TestDeadLetterFailedBatch(t *testing.T) {
 		_, _ = b.AddResult(context.Background(), 1)
 		synctest.Wait()
 		// The Result is done only after DeadLetter returned.
-		mu.Lock()
-		if !slices.Equal(order, []string{"dead-letter", "done"}) {
-			t.Fatalf("order %v", order)
+		if got := order.get(); !slices.Equal(got, []string{"dead-letter", "done"}) {
+			t.Fatalf("order %v", got)
 		}
-		mu.Unlock()
 		if err := r0.Err(); !errors.Is(err, errDown) {
 			t.Fatalf("result %v", err)
 		}

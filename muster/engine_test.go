@@ -14,17 +14,32 @@ import (
 // consistent state: the counters of open, waiting and in-flight items match
 // the batches that hold them, readyN mirrors the ready queue, the in-flight
 // cap holds, each key's share adds up, and the idle list holds exactly the
-// idle keys. It needs both locks.
+// idle keys. It checks the batches' shared link too: a batch in the open
+// FIFO is its key's open batch and in no other list; a batch in unstarted
+// has left the open FIFO, and unstarted never holds more batches than are
+// in flight; the spare and the free batches are in no list and hold
+// nothing. It needs both locks.
 func (e *engine[K, T]) checkLocked() error {
 	if n := int(e.readyN.Load()); n != len(e.ready) {
 		return fmt.Errorf("readyN %d, %d batches ready", n, len(e.ready))
 	}
-	open := 0
-	for b := e.open.head; b != nil; b = e.open.next(b) {
-		if b.ks.cur != b {
-			return fmt.Errorf("open batch %p is not its key's open batch", b)
+	open, inOpen := 0, map[*batch[K, T]]bool{}
+	var prev *batch[K, T]
+	for b := e.open.head; b != nil; prev, b = b, e.open.next(b) {
+		if inOpen[b] {
+			return errors.New("the open FIFO loops")
+		}
+		inOpen[b] = true
+		if b.ks.cur != b || b.prev != prev || b.first.IsZero() {
+			return fmt.Errorf("open batch %p is not its key's open batch, or its links are wrong", b)
+		}
+		if len(b.ctxs) != 0 && len(b.ctxs) != b.n {
+			return fmt.Errorf("open batch %p: %d items, %d contexts kept", b, b.n, len(b.ctxs))
 		}
 		open += b.n
+	}
+	if e.open.tail != prev {
+		return errors.New("the open FIFO's tail is wrong")
 	}
 	for _, ks := range e.keysLocked() {
 		if b := ks.cur; b != nil && b.n > 0 && b.first.IsZero() {
@@ -47,11 +62,19 @@ func (e *engine[K, T]) checkLocked() error {
 		return fmt.Errorf("%d batches (%d items) in flight, limit %d", e.inflight, e.flightItems, e.limit)
 	}
 	unstarted := 0
-	for b := e.unstarted.head; b != nil; b = e.unstarted.next(b) {
-		unstarted++
+	prev = nil
+	for b := e.unstarted.head; b != nil; prev, b = b, e.unstarted.next(b) {
+		if unstarted++; inOpen[b] || b.ks.cur == b || b.prev != prev || b.n == 0 {
+			return fmt.Errorf("batch %p in unstarted is open, empty, or wrongly linked", b)
+		}
 	}
-	if unstarted > e.inflight {
-		return fmt.Errorf("%d batches launched and not taken, %d in flight", unstarted, e.inflight)
+	if e.unstarted.tail != prev || unstarted > e.inflight {
+		return fmt.Errorf("unstarted's tail is wrong, or %d batches launched and not taken, %d in flight", unstarted, e.inflight)
+	}
+	for _, b := range append([]*batch[K, T]{e.spare.Load()}, e.free...) {
+		if b != nil && (b.prev != nil || b.next != nil || b.n != 0 || inOpen[b] || e.unstarted.head == b || e.unstarted.tail == b) {
+			return fmt.Errorf("spare or free batch %p is still linked or holds items", b)
+		}
 	}
 	if len(e.parked) > e.maxParked {
 		return fmt.Errorf("%d goroutines parked, at most %d", len(e.parked), e.maxParked)

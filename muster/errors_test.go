@@ -15,7 +15,6 @@ import (
 // takes one, on every client kind, and the client is left as it was: the
 // item is not taken, nothing stops.
 func TestNilContext(t *testing.T) {
-	//lint:ignore SA1012 the point of the test
 	var nilCtx context.Context
 	fire := func(context.Context, []int) error { return nil }
 	b := &muster.Batcher[int]{MaxBatchSize: 10, Fire: fire}

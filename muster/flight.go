@@ -202,10 +202,7 @@ func (e *engine[K, T]) fireInfo(b *batch[K, T], now time.Time) FireInfo {
 	info := FireInfo{BatchID: b.id, Size: b.n, Trigger: b.trigger, InFlight: b.inflight,
 		Queued: b.queued, Start: now, Age: now.Sub(b.first)}
 	if len(b.ctxs) > 0 {
-		for len(b.ctxs) < b.n {
-			b.ctxs = append(b.ctxs, nil)
-		}
-		info.Contexts = b.ctxs
+		info.Contexts = b.ctxs // one per item: keepLocked pads it
 	}
 	if e.keyFn != nil {
 		info.Key = b.ks.key
@@ -326,39 +323,22 @@ func (e *engine[K, T]) doneHook(ctx context.Context, info *FireInfo, err error) 
 // idleIfEmptyLocked, under mu. It needs fmu.
 func (e *engine[K, T]) batchGoneLocked(b *batch[K, T]) (emptied bool) {
 	ks := b.ks
-	e.recycleLocked(b)
+	e.recycleLocked(b, true)
 	return e.keyFn != nil && ks.batches.Add(-1) == 0
 }
 
-// recycleLocked keeps b for reuse: as the spare when there is none, or in
-// the free list, for closeLocked to make it the spare. It needs fmu.
-func (e *engine[K, T]) recycleLocked(b *batch[K, T]) {
-	if !e.reusable(b) {
+// recycleLocked keeps b for reuse unless its items array grew past
+// maxKeepCap: as the spare when there is none, or else, with free (the
+// caller holds fmu), in the free list, for closeLocked to make it the spare.
+// It needs fmu or mu (a discarded open batch, free false).
+func (e *engine[K, T]) recycleLocked(b *batch[K, T], free bool) {
+	if cap(b.items) > maxKeepCap {
 		return
 	}
 	resetBatch(b)
-	if e.spare.Load() == nil && e.spare.CompareAndSwap(nil, b) {
-		return
-	}
-	if len(e.free) < maxFree {
+	if (e.spare.Load() != nil || !e.spare.CompareAndSwap(nil, b)) && free && len(e.free) < maxFree {
 		e.free = append(e.free, b)
 	}
-}
-
-// spareLocked keeps b, an open batch that holds nothing, as the spare when
-// there is none. It needs mu.
-func (e *engine[K, T]) spareLocked(b *batch[K, T]) {
-	if !e.reusable(b) {
-		return
-	}
-	resetBatch(b)
-	e.spare.CompareAndSwap(nil, b)
-}
-
-// reusable reports whether b is worth reusing: its items array has not
-// grown past maxKeepCap.
-func (e *engine[K, T]) reusable(b *batch[K, T]) bool {
-	return cap(b.items) <= maxKeepCap
 }
 
 // resetBatch clears b for reuse, keeping its arrays.

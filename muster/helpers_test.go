@@ -269,6 +269,21 @@ func (r *refusals) count(target error) int {
 	return n
 }
 
+// eventLog records events (hooks run, calls made) in order, from any
+// goroutine.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) note(s string) { l.mu.Lock(); l.events = append(l.events, s); l.mu.Unlock() }
+
+func (l *eventLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
 // observerFunc adapts a function to muster.Observer.
 type observerFunc func(muster.ClientInfo) *muster.Hooks
 

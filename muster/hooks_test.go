@@ -485,13 +485,8 @@ func TestComposeIsolatesPanics(t *testing.T) {
 // after Stop began is refused with ErrStopped whenever it comes, so its
 // Refused may follow Stopped (as the Hooks doc says).
 func TestStoppedOrder(t *testing.T) {
-	var mu sync.Mutex
-	var events []string
-	note := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		events = append(events, s)
-	}
+	var events eventLog
+	note := events.note
 	b := &muster.Batcher[int]{MaxBatchSize: 2, Fire: func(context.Context, []int) error { return nil },
 		Hooks: &muster.Hooks{
 			Added:   func(ctx context.Context, _ muster.AddInfo) context.Context { note("added"); return nil },
@@ -511,10 +506,8 @@ func TestStoppedOrder(t *testing.T) {
 		t.Fatalf("Add after Stop: %v", err)
 	}
 	want := []string{"added", "fired", "done", "stopped", "refused " + muster.ErrStopped.Error()}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(events, want) {
-		t.Fatalf("hooks ran %q, want %q", events, want)
+	if got := events.get(); !slices.Equal(got, want) {
+		t.Fatalf("hooks ran %q, want %q", got, want)
 	}
 }
 
@@ -523,13 +516,8 @@ func TestStoppedOrder(t *testing.T) {
 // DeadLetter call): the client may stop meanwhile, so it may follow Stopped,
 // as the Hooks doc says. A slow DeadLetter holds that window open.
 func TestDroppedRefusedMayFollowStopped(t *testing.T) {
-	var mu sync.Mutex
-	var events []string
-	note := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		events = append(events, s)
-	}
+	var events eventLog
+	note := events.note
 	release, inDeadLetter, outDeadLetter := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	b := &muster.Batcher[int]{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 1, Overflow: muster.OverflowDropOldest,
 		Fire:       func(context.Context, []int) error { <-release; return nil },
@@ -557,10 +545,8 @@ func TestDroppedRefusedMayFollowStopped(t *testing.T) {
 	if err := <-added; err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if want := []string{"stopped", "refused taken=true"}; !slices.Equal(events, want) {
-		t.Fatalf("hooks ran %q, want %q", events, want)
+	if want := []string{"stopped", "refused taken=true"}; !slices.Equal(events.get(), want) {
+		t.Fatalf("hooks ran %q, want %q", events.get(), want)
 	}
 }
 

@@ -15,7 +15,7 @@ func (e *engine[K, T]) keyFitsLocked(key K) bool {
 // keyLocked finds or makes the state of key. It needs mu.
 func (e *engine[K, T]) keyLocked(key K) (*keyState[K, T], error) {
 	ks := e.lastKey
-	if ks == nil || ks.key != key { // keyOf refused the keys not equal to themselves
+	if ks == nil || ks.key != key { // measure refused the keys not equal to themselves
 		ks = e.keys[key]
 	}
 	if ks != nil {

@@ -11,13 +11,10 @@ import (
 
 // TestBatchLinksInvariant hammers a Keyed from real goroutines (flushes,
 // timeouts, drops, a slot limit or none, hooks or none) while a checker
-// takes both locks again and again and checks the batches' shared link: a
-// batch in the open FIFO is its key's open batch and in no other list; a
-// batch in unstarted has left the open FIFO, and unstarted never holds more
-// batches than are in flight; the spare and the free batches are in no list
-// and hold nothing. At the end every item fired at most once, and every
-// item is accounted for (fired, dropped or refused), with no batch left in
-// unstarted and no goroutine parked.
+// takes both locks again and again and checks the engine (checkLocked,
+// with the batches' shared link). At the end every item fired at most once,
+// and every item is accounted for (fired, dropped or refused), with no
+// batch left in unstarted and no goroutine parked.
 func TestBatchLinksInvariant(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -56,19 +53,15 @@ func TestBatchLinksInvariant(t *testing.T) {
 			}
 			e := k.e
 			var stop atomic.Bool
-			checked := make(chan [2]int)
+			checked := make(chan int)
 			go func() {
-				var n [2]int // checks, and those that found a batch in unstarted
+				n := 0 // checks
 				for !stop.Load() {
-					msg, queued := e.checkLinks()
-					if msg != "" {
-						t.Error(msg)
+					if err := e.check(); err != nil {
+						t.Error(err)
 						break
 					}
-					n[0]++
-					if queued > 0 {
-						n[1]++
-					}
+					n++
 					runtime.Gosched() // leave the locks to the producers (GOMAXPROCS=1)
 				}
 				checked <- n
@@ -94,10 +87,9 @@ func TestBatchLinksInvariant(t *testing.T) {
 				t.Fatal(err)
 			}
 			stop.Store(true)
-			n := <-checked
-			t.Logf("%d checks, %d with a batch in unstarted", n[0], n[1])
-			if msg, _ := e.checkLinks(); msg != "" {
-				t.Error(msg)
+			t.Logf("%d checks", <-checked)
+			if err := e.check(); err != nil {
+				t.Error(err)
 			}
 			fired := 0
 			for v, n := range seen {
@@ -117,49 +109,4 @@ func TestBatchLinksInvariant(t *testing.T) {
 			}
 		})
 	}
-}
-
-// checkLinks checks the invariants of the engine's lists (see
-// TestBatchLinksInvariant), under both locks; it returns what is wrong, and
-// how many batches unstarted holds.
-func (e *engine[K, T]) checkLinks() (string, int) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.fmu.Lock()
-	defer e.fmu.Unlock()
-	open := map[*batch[K, T]]bool{}
-	items := 0
-	var prev *batch[K, T]
-	for b := e.open.head; b != nil; b = b.next {
-		if open[b] {
-			return "the open FIFO loops", 0
-		}
-		open[b] = true
-		items += b.n
-		if b.prev != prev || b.ks.cur != b || b.first.IsZero() {
-			return "a batch in the open FIFO is not its key's open batch, or its links are wrong", 0
-		}
-		prev = b
-	}
-	if e.open.tail != prev || items != e.openItems {
-		return "the open FIFO's tail or item count is wrong", 0
-	}
-	n := 0
-	prev = nil
-	for b := e.unstarted.head; b != nil; b = b.next {
-		if n++; open[b] || b.ks.cur == b || b.prev != prev || b.n == 0 {
-			return "a batch in unstarted is open, empty, or wrongly linked", 0
-		}
-		prev = b
-	}
-	if e.unstarted.tail != prev || n > e.inflight {
-		return "unstarted's tail is wrong, or it holds more batches than are in flight", 0
-	}
-	idle := append([]*batch[K, T]{e.spare.Load()}, e.free...)
-	for _, b := range idle {
-		if b != nil && (b.prev != nil || b.next != nil || b.n != 0 || open[b] || e.unstarted.head == b || e.unstarted.tail == b) {
-			return "a spare or free batch is still linked or holds items", 0
-		}
-	}
-	return "", 0
 }

@@ -3,6 +3,7 @@ package muster_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -76,11 +77,9 @@ func TestBatchAddPanicRefusesItem(t *testing.T) {
 func TestBatchAddPanicOnWork(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{}
-		var refused []error
+		var refused refusals
 		c := &muster.Client{MaxBatchSize: 2, PendingWorkCapacity: 10, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} },
-			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
-				refused = append(refused, info.Err)
-			}}}
+			Hooks: &muster.Hooks{Refused: refused.hook}}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -91,8 +90,8 @@ func TestBatchAddPanicOnWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		equalBatches(t, sorted(r.snapshot()), items(1, 2), items(3, 4))
-		if len(refused) != 1 || !isPanic(refused[0]) {
-			t.Fatalf("refusals reported: %v", refused)
+		if errs := refused.get(); len(errs) != 1 || !isPanic(errs[0]) {
+			t.Fatalf("refusals reported: %v", errs)
 		}
 		if s := c.Stats(); s.Refused != 1 || s.Added != 4 {
 			t.Fatalf("stats %+v", s)
@@ -106,11 +105,9 @@ func TestBatchAddPanicOnWork(t *testing.T) {
 func TestBatchAddPanicMidBatchOnWork(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{}
-		var refused []error
+		var refused refusals
 		c := &muster.Client{MaxBatchSize: 4, PendingWorkCapacity: 10, BatchMaker: func() muster.Batch { return &panickyBatch{recBatch{r: r}} },
-			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
-				refused = append(refused, info.Err)
-			}}}
+			Hooks: &muster.Hooks{Refused: refused.hook}}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -121,8 +118,8 @@ func TestBatchAddPanicMidBatchOnWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		equalBatches(t, r.snapshot(), items(1, 2, 3, 4), items(5))
-		if len(refused) != 2 || !isPanic(refused[0]) || !isPanic(refused[1]) {
-			t.Fatalf("refusals reported: %v", refused)
+		if errs := refused.get(); len(errs) != 2 || !isPanic(errs[0]) || !isPanic(errs[1]) {
+			t.Fatalf("refusals reported: %v", errs)
 		}
 		if s := c.Stats(); s.Refused != 2 || s.Added != 5 {
 			t.Fatalf("stats %+v", s)
@@ -167,7 +164,7 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 	for _, viaWork := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
 			calls := 0
-			var refused []error
+			var refused refusals
 			c := &muster.Client{
 				MaxBatchSize: 1,
 				BatchMaker: func() muster.Batch {
@@ -177,9 +174,7 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 					}
 					return &listBatch{}
 				},
-				Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
-					refused = append(refused, info.Err)
-				}},
+				Hooks: &muster.Hooks{Refused: refused.hook},
 			}
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
@@ -202,8 +197,8 @@ func TestBatchMakerPanicKeepsLock(t *testing.T) {
 			if s := c.Stats(); s.Refused != 1 || s.Added != 1 || s.Fired != 1 {
 				t.Fatalf("viaWork=%v: stats %+v", viaWork, s)
 			}
-			if len(refused) != 1 || !isPanic(refused[0]) {
-				t.Fatalf("viaWork=%v: refusals %v", viaWork, refused)
+			if errs := refused.get(); len(errs) != 1 || !isPanic(errs[0]) {
+				t.Fatalf("viaWork=%v: refusals %v", viaWork, errs)
 			}
 		})
 	}
@@ -219,5 +214,46 @@ func TestStoppedHookPanic(t *testing.T) {
 	_ = b.Add(context.Background(), 1)
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A BatchMaker that returns nil refuses the item it was called for with a
+// *PanicError that says so, on Add and on Work alike, rather than firing a
+// nil Batch: nothing is taken, and the next item gets a Batch of its own.
+func TestBatchMakerNilRefusesItem(t *testing.T) {
+	for _, viaWork := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			r := &recorder{}
+			calls := 0
+			var refused refusals
+			c := &muster.Client{MaxBatchSize: 1, Hooks: &muster.Hooks{Refused: refused.hook},
+				BatchMaker: func() muster.Batch {
+					if calls++; calls == 1 {
+						return nil
+					}
+					return r.maker()
+				}}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if viaWork {
+				c.Work <- 1
+				c.Work <- 2
+			} else if err := c.Add(context.Background(), 1); !isPanic(err) || !strings.Contains(err.Error(), "BatchMaker returned nil") {
+				t.Fatalf("Add with a BatchMaker returning nil: %v", err)
+			} else if err := c.Add(context.Background(), 2); err != nil {
+				t.Fatalf("next Add: %v", err)
+			}
+			if err := c.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			equalBatches(t, r.snapshot(), items(2))
+			if errs := refused.get(); len(errs) != 1 || !isPanic(errs[0]) || !strings.Contains(errs[0].Error(), "BatchMaker returned nil") {
+				t.Fatalf("viaWork=%v: refusals %v", viaWork, errs)
+			}
+			if s := c.Stats(); s.Refused != 1 || s.Added != 1 || s.Fired != 1 || s.Failed != 0 {
+				t.Fatalf("viaWork=%v: stats %+v", viaWork, s)
+			}
+		})
 	}
 }

@@ -191,16 +191,9 @@ func TestShutdownDeadline(t *testing.T) {
 func TestShutdownDeadlineClientWork(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{hold: true}
-		var refused int
-		var mu sync.Mutex
+		var refused refusals
 		c := &muster.Client{MaxBatchSize: 2, MaxConcurrentBatches: 1, PendingWorkCapacity: 5, BatchMaker: r.maker,
-			Hooks: &muster.Hooks{Refused: func(ctx context.Context, info muster.AddInfo) {
-				if errors.Is(info.Err, muster.ErrIncomplete) {
-					mu.Lock()
-					refused++
-					mu.Unlock()
-				}
-			}}}
+			Hooks: &muster.Hooks{Refused: refused.hook}}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -220,10 +213,8 @@ func TestShutdownDeadlineClientWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		equalBatches(t, r.snapshot(), items(0, 1))
-		mu.Lock()
-		defer mu.Unlock()
-		if refused != 5 {
-			t.Fatalf("%d items in Work reported refused, want 5", refused)
+		if n := refused.count(muster.ErrIncomplete); n != 5 || len(refused.get()) != 5 {
+			t.Fatalf("items in Work reported refused: %v, want 5 with ErrIncomplete", refused.get())
 		}
 	})
 }
@@ -311,9 +302,8 @@ func TestClientShutdownNilBeforeStopped(t *testing.T) {
 // runs (and Stop returns) before those Done hooks.
 func TestStoppedBeforeAbandonedDone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		var order []string
-		note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+		var order eventLog
+		note := order.note
 		b := &muster.Batcher[int]{
 			MaxBatchSize:         1,
 			MaxConcurrentBatches: 1,
@@ -348,10 +338,8 @@ func TestStoppedBeforeAbandonedDone(t *testing.T) {
 			t.Fatalf("Shutdown = %v", err)
 		}
 		_ = b.Stop()
-		mu.Lock()
-		defer mu.Unlock()
-		if len(order) == 0 || order[len(order)-1] != "stopped" {
-			t.Fatalf("hook order %v: Stopped must come last", order)
+		if got := order.get(); len(got) == 0 || got[len(got)-1] != "stopped" {
+			t.Fatalf("hook order %v: Stopped must come last", got)
 		}
 	})
 }

@@ -13,7 +13,8 @@ import (
 // straight to the Batch's Add (addRun's run of what Work holds): a Batch.Add
 // that panics there refuses only that item, and Stats, the Refused hook and
 // the batches fired count it exactly once. MaxBatchSize 5 puts 13 in the
-// middle of a batch (the direct path), 26 would close one (appendLocked's).
+// middle of a batch (the direct path), 26 would close one (appendLocked's:
+// it is the fifth item offered to its batch).
 func TestWorkerRunBatchAddPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{}
@@ -31,17 +32,17 @@ func TestWorkerRunBatchAddPanic(t *testing.T) {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range []int{1, 2, 13, 3, 4, 5, 6, 7, 8, 26, 9} { // one run of the worker
+		for _, v := range []int{1, 2, 13, 3, 4, 5, 6, 7, 8, 9, 26, 10} { // one run of the worker
 			c.Work <- v
 		}
 		if err := c.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		equalBatches(t, sorted(r.snapshot()), items(1, 2, 3, 4, 5), items(6, 7, 8, 9))
+		equalBatches(t, sorted(r.snapshot()), items(1, 2, 3, 4, 5), items(6, 7, 8, 9, 10))
 		if errs := refused.get(); len(errs) != 2 || !isPanic(errs[0]) || !isPanic(errs[1]) {
 			t.Fatalf("refusals reported: %v", errs)
 		}
-		if s := c.Stats(); s.Refused != 2 || s.Added != 9 || s.Fired != 2 || s.Done != 2 {
+		if s := c.Stats(); s.Refused != 2 || s.Added != 10 || s.Fired != 2 || s.Done != 2 {
 			t.Fatalf("stats %+v", s)
 		}
 	})

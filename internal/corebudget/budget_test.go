@@ -17,7 +17,7 @@ import (
 const (
 	maxExported  = 85   // exported top-level names and exported methods
 	maxFileLines = 600  // lines of any one non-test file
-	maxLines     = 3313 // non-test lines in all: a ratchet (the target, 2,200, is missed: see BENCHMARKS.md)
+	maxLines     = 3292 // non-test lines in all: a ratchet (the target, 2,200, is missed: see BENCHMARKS.md)
 )
 
 func TestBudget(t *testing.T) {
